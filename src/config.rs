@@ -1,0 +1,361 @@
+//! Typed, layered configuration: `config/default.toml`, then `config/<BFF_PROFILE>.toml`, then
+//! environment variables. A bad key stops the process with a message that names it.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Deserializer};
+
+/// The default file, compiled in so the binary also starts outside the repository.
+const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
+
+/// The JWT secret shipped in `config/default.toml`; refused by the production profile.
+pub const DEVELOPMENT_JWT_SECRET: &str = "padel-bff-development-secret-do-not-use-in-production";
+
+/// Everything the gateway can be told, one section per concern.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `development` or `production`; production hardens defaults and refuses the dev secret.
+    pub profile: Profile,
+    /// HTTP server.
+    pub server: ServerSettings,
+    /// Database connection and start-up behaviour.
+    pub database: DatabaseSettings,
+    /// Bearer-token verification.
+    pub auth: AuthSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// Deployment profile: changes defaults that trade convenience for safety.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Local work: GraphiQL, introspection, readable logs, demo tokens.
+    Development,
+    /// Internet-facing: no introspection, JSON logs, a real secret required.
+    Production,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind (`BFF_LISTEN`, or `PORT` for the port alone).
+    pub listen: SocketAddr,
+    /// Upper bound for one request; its work is cancelled after it.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Largest request body accepted, in bytes (413 above it).
+    pub body_limit_bytes: usize,
+    /// How long shutdown waits for in-flight requests.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Serve GraphiQL on `GET /graphql`.
+    pub graphiql: bool,
+    /// Answer introspection queries.
+    pub introspection: bool,
+    /// Add `x-sql-statements` to GraphQL responses (per-request SQL count).
+    pub debug_headers: bool,
+}
+
+/// Database settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://…` (`DATABASE_URL`); empty means the embedded SQLite file.
+    pub url: String,
+    /// Where the embedded SQLite database lives when `url` is empty.
+    pub sqlite_path: PathBuf,
+    /// Connection pool size.
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection.
+    #[serde(deserialize_with = "duration")]
+    pub acquire_timeout: Duration,
+    /// Postgres `statement_timeout`, kept below the request timeout.
+    #[serde(deserialize_with = "duration")]
+    pub statement_timeout: Duration,
+    /// Run pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+    /// Seed demo data into an empty SQLite database on start (never Postgres).
+    pub seed_demo_on_empty: bool,
+}
+
+/// Bearer-token settings.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 shared secret (`BFF_JWT_SECRET`). Never printed.
+    pub jwt_secret: String,
+    /// Required `iss` claim; empty disables the check.
+    pub issuer: String,
+    /// Required `aud` claim; empty disables the check.
+    pub audience: String,
+    /// Clock skew tolerated on `exp`/`nbf`.
+    #[serde(deserialize_with = "duration")]
+    pub leeway: Duration,
+    /// Lifetime of the demo tokens printed at start and used by GraphiQL.
+    #[serde(deserialize_with = "duration")]
+    pub demo_token_ttl: Duration,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("jwt_secret", &"[redacted]")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway", &self.leeway)
+            .finish()
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `tracing` filter directive; `RUST_LOG` wins when set.
+    pub level: String,
+    /// `text` (readable) or `json` (one object per line).
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON objects, for log shippers.
+    Json,
+}
+
+/// A configuration problem, always naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read or parsed.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A key has a wrong type, an unknown name or an invalid value.
+    #[error("key `{key}`: {message}")]
+    Key {
+        /// Dotted key, e.g. `server.listen`.
+        key: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Settings {
+    /// Loads settings from `config/` (or `BFF_CONFIG_DIR`) and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let dir = std::env::var("BFF_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+        Self::load_from(&PathBuf::from(dir), &vars)
+    }
+
+    /// Loads settings from a config directory and an explicit environment (tests use this).
+    pub fn load_from(dir: &std::path::Path, vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        let env = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let default_path = dir.join("default.toml");
+        let mut table = match std::fs::read_to_string(&default_path) {
+            Ok(text) => parse_file(&default_path.display().to_string(), &text)?,
+            Err(_) => parse_file("embedded default.toml", EMBEDDED_DEFAULT)?,
+        };
+        if let Some(profile) = env("BFF_PROFILE").filter(|p| !p.is_empty()) {
+            let path = dir.join(format!("{profile}.toml"));
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                merge(&mut table, parse_file(&path.display().to_string(), &text)?);
+            }
+            set(&mut table, "profile", toml::Value::String(profile));
+        }
+        apply_env(&mut table, vars)?;
+        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Key {
+                key: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rules that span keys or that types cannot express.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let key_error = |key: &str, message: &str| {
+            Err(ConfigError::Key { key: key.into(), message: message.into() })
+        };
+        if self.auth.jwt_secret.len() < 16 {
+            return key_error("auth.jwt_secret", "must be at least 16 bytes (set BFF_JWT_SECRET)");
+        }
+        if self.profile == Profile::Production && self.auth.jwt_secret == DEVELOPMENT_JWT_SECRET {
+            return key_error(
+                "auth.jwt_secret",
+                "the development secret is refused in the production profile (set BFF_JWT_SECRET)",
+            );
+        }
+        if self.database.max_connections == 0 {
+            return key_error("database.max_connections", "must be at least 1");
+        }
+        if self.database.statement_timeout >= self.server.request_timeout {
+            return key_error(
+                "database.statement_timeout",
+                "must be shorter than server.request_timeout",
+            );
+        }
+        let url = &self.database.url;
+        if !(url.is_empty() || url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+            return key_error("database.url", "must start with postgres://, postgresql:// or sqlite:");
+        }
+        Ok(())
+    }
+
+    /// The database URL in use: the configured one, or the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}", self.database.sqlite_path.display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// Whether the embedded default database is in use (no URL configured).
+    pub fn is_embedded_database(&self) -> bool {
+        self.database.url.is_empty()
+    }
+}
+
+fn parse_file(path: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })
+}
+
+/// Deep-merges `overlay` into `base`: tables merge key by key, everything else is replaced.
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(overlay_table)) => {
+                merge(base_table, overlay_table)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Sets a dotted key, creating tables on the way.
+fn set(table: &mut toml::Table, dotted: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let last = parts.pop().expect("split yields at least one part");
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        current = entry.as_table_mut().expect("just made a table");
+    }
+    current.insert(last.to_string(), value);
+}
+
+/// Environment variables understood besides the generic `BFF__SECTION__KEY` form.
+const WELL_KNOWN_ENV: &[(&str, &str)] = &[
+    ("DATABASE_URL", "database.url"),
+    ("BFF_LISTEN", "server.listen"),
+    ("BFF_JWT_SECRET", "auth.jwt_secret"),
+];
+
+fn apply_env(table: &mut toml::Table, vars: &[(String, String)]) -> Result<(), ConfigError> {
+    for (name, value) in vars {
+        if let Some((_, key)) = WELL_KNOWN_ENV.iter().find(|(env, _)| env == name) {
+            set(table, key, toml::Value::String(value.clone()));
+        } else if let Some(path) = name.strip_prefix("BFF__") {
+            let key = path.to_lowercase().replace("__", ".");
+            set(table, &key, env_value(value));
+        }
+    }
+    // PORT (the platform convention) replaces only the port of the listen address.
+    if let Some((_, port)) = vars.iter().find(|(k, _)| k == "PORT") {
+        let port: u16 = port.parse().map_err(|_| ConfigError::Key {
+            key: "PORT".into(),
+            message: format!("`{port}` is not a port number"),
+        })?;
+        let listen = table
+            .get("server")
+            .and_then(|s| s.get("listen"))
+            .and_then(|l| l.as_str())
+            .and_then(|l| l.parse::<SocketAddr>().ok())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000)));
+        let addr = SocketAddr::new(listen.ip(), port);
+        set(table, "server.listen", toml::Value::String(addr.to_string()));
+    }
+    Ok(())
+}
+
+/// Environment values are strings; numbers and booleans are recognised so typed keys work.
+fn env_value(value: &str) -> toml::Value {
+    if let Ok(i) = value.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(b) = value.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(value.to_string())
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text)
+        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration ({e}); use e.g. \"10s\"")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: Vec<(String, String)> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::load_from(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")), &vars)
+    }
+
+    #[test]
+    fn defaults_load_as_development_on_the_embedded_database() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.profile, Profile::Development);
+        assert!(settings.is_embedded_database());
+        assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8000");
+    }
+
+    #[test]
+    fn usual_environment_names_override_the_files() {
+        let settings = load(&[("PORT", "9100"), ("DATABASE_URL", "postgres://x@h/db"), ("BFF__SERVER__DEBUG_HEADERS", "false")]).unwrap();
+        assert_eq!(settings.server.listen.port(), 9100);
+        assert_eq!(settings.database.url, "postgres://x@h/db");
+        assert!(!settings.server.debug_headers);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let error = load(&[("BFF_LISTEN", "not-an-address")]).unwrap_err().to_string();
+        assert!(error.contains("server.listen"), "{error}");
+        let error = load(&[("BFF__SERVER__NO_SUCH_KEY", "1")]).unwrap_err().to_string();
+        assert!(error.contains("no_such_key"), "{error}");
+    }
+
+    #[test]
+    fn production_refuses_the_development_secret() {
+        let error = load(&[("BFF_PROFILE", "production")]).unwrap_err().to_string();
+        assert!(error.contains("auth.jwt_secret"), "{error}");
+        let settings = load(&[("BFF_PROFILE", "production"), ("BFF_JWT_SECRET", "a-real-secret-of-enough-length")]).unwrap();
+        assert_eq!(settings.profile, Profile::Production);
+        assert!(!settings.server.introspection);
+    }
+}

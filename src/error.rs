@@ -1,0 +1,157 @@
+//! Errors, one type per layer: [`StoreError`] below, [`ApiError`] at the GraphQL edge.
+//! Clients see a stable `extensions.code` and a safe message; logs see the whole cause chain.
+
+use async_graphql::ErrorExtensions;
+
+/// What the store can report. Constraint violations become domain variants here, in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Two non-cancelled reservations of one court would overlap.
+    #[error("the court is already booked at that time")]
+    Overlap,
+    /// The caller already used this idempotency key.
+    #[error("idempotency key already used")]
+    IdempotencyKeyTaken,
+    /// Any other database failure: logged, never shown.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// Migration failure (start-up only).
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Maps driver errors of named constraints to domain variants.
+    pub(crate) fn from_sqlx(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &error {
+            let constraint = db.constraint().unwrap_or_default();
+            let message = db.message();
+            if constraint == "reservations_no_overlap" || message.contains("reservations_no_overlap") {
+                return StoreError::Overlap;
+            }
+            if constraint == "reservations_idempotency_key"
+                || (db.is_unique_violation() && message.contains("idempotency_key"))
+            {
+                return StoreError::IdempotencyKeyTaken;
+            }
+        }
+        StoreError::Database(error)
+    }
+}
+
+/// The stable error codes of the GraphQL API (`extensions.code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// No, an invalid, or an expired bearer token; or an unknown/inactive user.
+    Unauthenticated,
+    /// Signed in and allowed to see the thing, but not to do this.
+    Forbidden,
+    /// Does not exist, or the caller may not know it exists.
+    NotFound,
+    /// The input breaks a rule.
+    BadUserInput,
+    /// The input clashes with the current state (a taken slot).
+    Conflict,
+    /// Anything else; details are only in the logs.
+    InternalServerError,
+    /// The request could not be parsed as GraphQL.
+    GraphqlParseFailed,
+    /// The request is not valid against the schema.
+    GraphqlValidationFailed,
+}
+
+impl ErrorCode {
+    /// The wire form of the code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::BadUserInput => "BAD_USER_INPUT",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
+            ErrorCode::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            ErrorCode::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+        }
+    }
+}
+
+/// An error a resolver returns: a code and a message safe to show. `Clone` because the engine
+/// may hand one error to several fields.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// See [`ErrorCode::Unauthenticated`].
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// See [`ErrorCode::Forbidden`].
+    #[error("{0}")]
+    Forbidden(String),
+    /// See [`ErrorCode::NotFound`].
+    #[error("{0}")]
+    NotFound(String),
+    /// See [`ErrorCode::BadUserInput`].
+    #[error("{0}")]
+    BadUserInput(String),
+    /// See [`ErrorCode::Conflict`].
+    #[error("{0}")]
+    Conflict(String),
+    /// See [`ErrorCode::InternalServerError`]; the cause is logged, never sent.
+    #[error("internal server error")]
+    Internal(std::sync::Arc<anyhow::Error>),
+}
+
+impl ApiError {
+    /// Shorthand for the common "you may not know this exists" answer.
+    pub fn not_found(what: &str) -> Self {
+        ApiError::NotFound(format!("{what} not found"))
+    }
+
+    /// Wraps an unexpected failure; its cause goes to the log only.
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(std::sync::Arc::new(cause.into()))
+    }
+
+    /// Shorthand for rule violations.
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        ApiError::BadUserInput(message.into())
+    }
+
+    /// The code clients see.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::BadUserInput(_) => ErrorCode::BadUserInput,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::Internal(_) => ErrorCode::InternalServerError,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Overlap => {
+                ApiError::Conflict("the court is already booked at that time".into())
+            }
+            StoreError::IdempotencyKeyTaken => {
+                ApiError::Conflict("idempotency key already used".into())
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(error: ApiError) -> Self {
+        if let ApiError::Internal(cause) = &error {
+            tracing::error!(error = format!("{cause:#}"), "internal error in resolver");
+        }
+        let code = error.code().as_str();
+        async_graphql::Error::new(error.to_string()).extend_with(|_, ext| ext.set("code", code))
+    }
+}
+
+/// Result type of resolvers and services.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,137 @@
+//! The per-request context: the caller's credentials, the counting store, the DataLoader and
+//! the access checks every resolver shares.
+
+use std::sync::Arc;
+
+use chrono::{NaiveDate, Utc};
+use tokio::sync::OnceCell;
+
+use super::loaders::{loaders, ClubId, CourtId, CourtsOfClub, LoadError, Loaders, OrganizationId, UserId};
+use crate::{
+    auth::{Credentials, Principal},
+    domain::access::{club_access, ClubAccess, ClubScope},
+    error::{ApiError, ApiResult},
+    store::{ClubLayout, ClubRow, Store},
+    telemetry::RequestStats,
+};
+
+/// Everything a resolver may need about the request it serves.
+pub struct RequestContext {
+    /// The store, counting this request's statements.
+    pub store: Store,
+    /// The request's DataLoader.
+    pub loaders: Loaders,
+    /// Counters reported with the response.
+    pub stats: Arc<RequestStats>,
+    credentials: Credentials,
+    principal: OnceCell<Principal>,
+}
+
+impl From<LoadError> for ApiError {
+    fn from(error: LoadError) -> Self {
+        ApiError::internal(anyhow::anyhow!("{error}"))
+    }
+}
+
+/// The club fields the access rules look at.
+pub fn club_scope(club: &ClubRow) -> ClubScope {
+    ClubScope { club_id: club.id, organization_id: club.organization_id, active: club.is_active && club.org_is_active }
+}
+
+impl RequestContext {
+    /// A context for one request.
+    pub fn new(store: &Store, credentials: Credentials) -> Self {
+        let stats = Arc::new(RequestStats::default());
+        let store = store.for_request(stats.clone());
+        RequestContext { loaders: loaders(store.clone()), store, stats, credentials, principal: OnceCell::new() }
+    }
+
+    /// The signed-in caller, loaded once per request; UNAUTHENTICATED without a valid token or
+    /// for an unknown or inactive user.
+    pub async fn principal(&self) -> ApiResult<&Principal> {
+        self.principal
+            .get_or_try_init(|| async {
+                let user_id = match &self.credentials {
+                    Credentials::User(id) => *id,
+                    Credentials::Anonymous => {
+                        return Err(ApiError::Unauthenticated("authentication required: send `Authorization: Bearer <token>`".into()))
+                    }
+                    Credentials::Invalid(reason) => return Err(ApiError::Unauthenticated(reason.clone())),
+                };
+                let record = self.store.principal(user_id).await?;
+                match record {
+                    Some(record) if record.user.is_active => {
+                        let principal = Principal::from(record);
+                        self.loaders
+                            .feed_many(principal.organizations.iter().map(|(o, _)| (OrganizationId(o.id), o.clone())))
+                            .await;
+                        self.loaders.feed_one(UserId(principal.user.id), principal.user.clone()).await;
+                        Ok(principal)
+                    }
+                    _ => Err(ApiError::Unauthenticated("unknown or inactive user".into())),
+                }
+            })
+            .await
+    }
+
+    /// The caller reloaded from the database, for mutations that just changed them.
+    pub async fn reload_principal(&self) -> ApiResult<Principal> {
+        let user_id = self.principal().await?.user.id;
+        match self.store.principal(user_id).await? {
+            Some(record) if record.user.is_active => Ok(Principal::from(record)),
+            _ => Err(ApiError::Unauthenticated("unknown or inactive user".into())),
+        }
+    }
+
+    /// A club the caller may use at `needed` level: NOT_FOUND when invisible (or unknown),
+    /// FORBIDDEN when visible but below the level.
+    pub async fn club(&self, club_id: i64, needed: ClubAccess) -> ApiResult<(ClubRow, ClubAccess)> {
+        let principal = self.principal().await?;
+        let club = self.loaders.load_one(ClubId(club_id)).await?.ok_or_else(|| ApiError::not_found("club"))?;
+        let access = check(principal, &club, needed)?;
+        Ok((club, access))
+    }
+
+    /// Like [`RequestContext::club`], loading the club's courts and schedule in the same
+    /// statement and sharing them with the DataLoader.
+    pub async fn club_layout(&self, club_id: i64, needed: ClubAccess) -> ApiResult<(ClubLayout, ClubAccess)> {
+        let principal = self.principal().await?;
+        let layout = self.store.club_layout(club_id).await?.ok_or_else(|| ApiError::not_found("club"))?;
+        let access = check(principal, &layout.club, needed)?;
+        self.loaders.feed_one(ClubId(club_id), layout.club.clone()).await;
+        self.loaders.feed_one(OrganizationId(layout.club.organization_id), layout.club.organization()).await;
+        self.loaders.feed_one(CourtsOfClub(club_id), layout.courts.clone()).await;
+        self.loaders.feed_many(layout.courts.iter().map(|c| (CourtId(c.id), c.clone()))).await;
+        Ok((layout, access))
+    }
+
+    /// Today's date in the club's time zone (UTC when the zone is unknown).
+    pub fn today_at(&self, club: &ClubRow) -> NaiveDate {
+        let now = Utc::now();
+        match club.timezone.parse::<chrono_tz::Tz>() {
+            Ok(tz) => now.with_timezone(&tz).date_naive(),
+            Err(_) => now.date_naive(),
+        }
+    }
+}
+
+fn check(principal: &Principal, club: &ClubRow, needed: ClubAccess) -> ApiResult<ClubAccess> {
+    let access = club_access(&principal.viewer, club_scope(club)).ok_or_else(|| ApiError::not_found("club"))?;
+    if access < needed {
+        return Err(ApiError::Forbidden("your role in this club does not allow this".into()));
+    }
+    Ok(access)
+}
+
+/// Parses a GraphQL `ID` as a positive integer id; anything else is BAD_USER_INPUT.
+pub fn parse_id(id: &async_graphql::ID, what: &str) -> ApiResult<i64> {
+    id.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ApiError::bad_input(format!("`{}` is not a valid {what} id", id.as_str())))
+}
+
+/// The request context of a resolver.
+pub fn request<'a>(ctx: &async_graphql::Context<'a>) -> &'a RequestContext {
+    ctx.data_unchecked::<RequestContext>()
+}

@@ -1,0 +1,80 @@
+//! The GraphQL schema: one module per domain merged into the roots, the per-request context,
+//! DataLoaders, scalars, and the mapping of every error to a stable `extensions.code`.
+
+pub mod auth_context;
+pub mod availability;
+pub mod context;
+pub mod dashboard;
+pub mod loaders;
+pub mod reservations;
+pub mod scalars;
+pub mod types;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+
+use crate::error::ErrorCode;
+
+/// The query root: every domain's queries merged.
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(
+    auth_context::AuthQuery,
+    dashboard::DashboardQuery,
+    availability::AvailabilityQuery,
+    reservations::ReservationQuery,
+);
+
+/// The mutation root.
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(reservations::ReservationMutation, auth_context::AuthMutation);
+
+/// The executable schema.
+pub type BffSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Schema settings that differ between profiles.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaOptions {
+    /// Answer `__schema`/`__type`.
+    pub introspection: bool,
+}
+
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
+}
+
+/// Builds the schema.
+pub fn build_schema(options: SchemaOptions) -> BffSchema {
+    let builder = builder();
+    let builder = if options.introspection { builder } else { builder.disable_introspection() };
+    builder.finish()
+}
+
+/// The SDL `padel-bff schema` prints and `schema.graphql` holds.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}
+
+/// Gives every error a code: resolvers set theirs; parse, validation and input-coercion errors
+/// raised by the engine get the conventional ones.
+pub fn assign_error_codes(response: &mut async_graphql::Response) {
+    let request_level = response.data == async_graphql::Value::Null;
+    for error in &mut response.errors {
+        let has_code = error.extensions.as_ref().is_some_and(|e| e.get("code").is_some());
+        if has_code {
+            continue;
+        }
+        let message = error.message.as_str();
+        let code = if message.contains("Invalid value for argument")
+            || message.contains("Failed to parse")
+            || message.contains("Invalid value for variable")
+            || message.contains("Variable") && message.contains("of type")
+            || !request_level
+        {
+            ErrorCode::BadUserInput
+        } else if error.locations.is_empty() && message.contains("parse") || message.starts_with(" --> ") {
+            ErrorCode::GraphqlParseFailed
+        } else {
+            ErrorCode::GraphqlValidationFailed
+        };
+        error.extensions.get_or_insert_with(Default::default).set("code", code.as_str());
+    }
+}

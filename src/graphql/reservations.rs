@@ -1,0 +1,202 @@
+//! Clubs, reservations and courts: the `club`, `reservation` and `reservations` queries and the
+//! booking mutations.
+
+use async_graphql::{Context, InputObject, Object, ID};
+use chrono::Utc;
+
+use super::{
+    context::{parse_id, request, RequestContext},
+    dashboard::schedule_of,
+    loaders::CourtId,
+    scalars::{Date, LocalTime},
+    types::{Club, Court, Reservation, ReservationStatus},
+};
+use crate::{
+    domain::{
+        access::ClubAccess,
+        booking::check_booking,
+        money::Cents,
+        schedule::minute_of,
+        ReservationStatus as Status,
+    },
+    error::{ApiError, ApiResult, StoreError},
+    store::{NewReservation, ReservationRow},
+};
+
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// A booking request.
+#[derive(InputObject)]
+pub struct CreateReservationInput {
+    court_id: ID,
+    date: Date,
+    start: LocalTime,
+    end: LocalTime,
+    /// Retrying with the same key returns the first reservation instead of booking again.
+    idempotency_key: Option<String>,
+}
+
+/// Queries of the booking domain.
+#[derive(Default)]
+pub struct ReservationQuery;
+
+/// A reservation the caller may see: its club must be visible, and players see only their own.
+/// Anything else is NOT_FOUND, exactly like an id that does not exist.
+async fn visible_reservation(request: &RequestContext, id: i64) -> ApiResult<(ReservationRow, ClubAccess)> {
+    let principal = request.principal().await?;
+    let row = request.store.reservation(id).await?.ok_or_else(|| ApiError::not_found("reservation"))?;
+    let (_, access) = request
+        .club(row.club_id, ClubAccess::Player)
+        .await
+        .map_err(|e| if matches!(e, ApiError::NotFound(_)) { ApiError::not_found("reservation") } else { e })?;
+    if access < ClubAccess::Staff && row.created_by_id != principal.user.id {
+        return Err(ApiError::not_found("reservation"));
+    }
+    Ok((row, access))
+}
+
+#[Object]
+impl ReservationQuery {
+    /// A club the caller can see (NOT_FOUND otherwise).
+    async fn club(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Club>> {
+        let id = parse_id(&id, "club")?;
+        let (club, _) = request(ctx).club(id, ClubAccess::Player).await?;
+        Ok(Some(Club(club)))
+    }
+
+    /// A reservation the caller can see (NOT_FOUND otherwise).
+    async fn reservation(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Reservation>> {
+        let id = parse_id(&id, "reservation")?;
+        let (row, _) = visible_reservation(request(ctx), id).await?;
+        Ok(Some(Reservation(row)))
+    }
+
+    /// A club's reservations on a date, every status unless `status` narrows them. STAFF and
+    /// above see all; players see their own.
+    async fn reservations(
+        &self,
+        ctx: &Context<'_>,
+        club_id: ID,
+        date: Date,
+        status: Option<Vec<ReservationStatus>>,
+    ) -> ApiResult<Vec<Reservation>> {
+        let request = request(ctx);
+        let club_id = parse_id(&club_id, "club")?;
+        let (_, access) = request.club(club_id, ClubAccess::Player).await?;
+        let created_by = if access < ClubAccess::Staff { Some(request.principal().await?.user.id) } else { None };
+        let statuses: Option<Vec<Status>> = status.map(|s| s.into_iter().map(Into::into).collect());
+        let rows = request.store.reservations_on(club_id, date.0, created_by, statuses.as_deref()).await?;
+        Ok(rows.into_iter().map(Reservation).collect())
+    }
+}
+
+/// Mutations of the booking domain.
+#[derive(Default)]
+pub struct ReservationMutation;
+
+/// Whether an existing reservation is the one a retried request asks for.
+fn same_booking(row: &ReservationRow, court_id: i64, input: &CreateReservationInput) -> bool {
+    row.court_id == court_id && row.date == input.date.0 && row.start_time == input.start.0 && row.end_time == input.end.0
+}
+
+/// The answer to a request whose idempotency key was used before.
+fn replay(row: ReservationRow, court_id: i64, input: &CreateReservationInput) -> ApiResult<Reservation> {
+    if same_booking(&row, court_id, input) {
+        Ok(Reservation(row))
+    } else {
+        Err(ApiError::bad_input("this idempotencyKey was already used for a different reservation"))
+    }
+}
+
+#[Object]
+impl ReservationMutation {
+    /// Books a court. CONFLICT when the time overlaps a live reservation of the court; the same
+    /// `idempotencyKey` from the same user returns the first reservation.
+    async fn create_reservation(&self, ctx: &Context<'_>, input: CreateReservationInput) -> ApiResult<Reservation> {
+        let request = request(ctx);
+        let user_id = request.principal().await?.user.id;
+        let court_id = parse_id(&input.court_id, "court")?;
+        let key = input.idempotency_key.as_deref();
+        if let Some(key) = key {
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+                return Err(ApiError::bad_input(format!("idempotencyKey must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters")));
+            }
+            if let Some(row) = request.store.reservation_by_idempotency_key(user_id, key).await? {
+                return replay(row, court_id, &input);
+            }
+        }
+        let court = request.loaders.load_one(CourtId(court_id)).await?.ok_or_else(|| ApiError::not_found("court"))?;
+        let (layout, _) = request.club_layout(court.club_id, ClubAccess::Player).await.map_err(court_not_found)?;
+        let court = layout.courts.iter().find(|c| c.id == court_id).ok_or_else(|| ApiError::not_found("court"))?;
+        if !court.is_active || court.is_maintenance {
+            return Err(ApiError::bad_input("the court is not bookable (inactive or in maintenance)"));
+        }
+        let today = request.today_at(&layout.club);
+        check_booking(&schedule_of(&layout), today, input.date.0, input.start.0, input.end.0)
+            .map_err(|e| ApiError::bad_input(e.to_string()))?;
+        let minutes = i64::from(minute_of(input.end.0) - minute_of(input.start.0));
+        let new = NewReservation {
+            club_id: layout.club.id,
+            court_id,
+            created_by_id: user_id,
+            date: input.date.0,
+            start_time: input.start.0,
+            end_time: input.end.0,
+            status: Status::Confirmed,
+            price: Cents::for_minutes(court.price_per_hour(), minutes),
+            idempotency_key: key.map(str::to_string),
+        };
+        match request.store.insert_reservation(&new, Utc::now()).await {
+            Ok(row) => Ok(Reservation(row)),
+            // A concurrent request with the same key may have won the race: answer with its row.
+            Err(error @ (StoreError::Overlap | StoreError::IdempotencyKeyTaken)) => match key {
+                Some(key) => match request.store.reservation_by_idempotency_key(user_id, key).await? {
+                    Some(row) => replay(row, court_id, &input),
+                    None => Err(error.into()),
+                },
+                None => Err(error.into()),
+            },
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Cancels a pending or confirmed reservation (its creator, club STAFF/MANAGER, or an
+    /// organization OWNER/ADMIN). Cancelling a cancelled reservation returns it unchanged.
+    async fn cancel_reservation(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Reservation> {
+        let request = request(ctx);
+        let id = parse_id(&id, "reservation")?;
+        let (row, _) = visible_reservation(request, id).await?;
+        match row.status() {
+            Status::Cancelled => return Ok(Reservation(row)),
+            Status::Completed | Status::NoShow => {
+                return Err(ApiError::bad_input("only pending or confirmed reservations can be cancelled"))
+            }
+            Status::Pending | Status::Confirmed => {}
+        }
+        let row = request.store.cancel_reservation(id, Utc::now()).await?.ok_or_else(|| ApiError::not_found("reservation"))?;
+        Ok(Reservation(row))
+    }
+
+    /// Puts a court in or out of maintenance (MANAGER or organization OWNER/ADMIN).
+    async fn set_court_maintenance(&self, ctx: &Context<'_>, court_id: ID, in_maintenance: bool) -> ApiResult<Court> {
+        let request = request(ctx);
+        let court_id = parse_id(&court_id, "court")?;
+        let court = request.loaders.load_one(CourtId(court_id)).await?.ok_or_else(|| ApiError::not_found("court"))?;
+        request.club(court.club_id, ClubAccess::Manager).await.map_err(court_not_found)?;
+        let court = request
+            .store
+            .set_court_maintenance(court_id, in_maintenance)
+            .await?
+            .ok_or_else(|| ApiError::not_found("court"))?;
+        Ok(Court(court))
+    }
+}
+
+/// A court of an invisible club is reported as a missing court.
+fn court_not_found(error: ApiError) -> ApiError {
+    match error {
+        ApiError::NotFound(_) => ApiError::not_found("court"),
+        other => other,
+    }
+}

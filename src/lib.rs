@@ -1,0 +1,25 @@
+//! padel-bff: a GraphQL backend-for-frontend for padel-club booking.
+//!
+//! Map of the crate, in the order a request meets it:
+//! - [`config`]: typed, layered settings (file → profile file → environment).
+//! - [`startup`]: builds the [`startup::Application`] (database, router, listener) and serves it.
+//! - [`http`]: the axum router: `/graphql`, GraphiQL, health and readiness.
+//! - [`auth`]: bearer-token verification and the signed-in principal.
+//! - [`graphql`]: the schema, one module per domain, DataLoaders, the per-request context.
+//! - [`domain`]: pure rules (periods, slots, dashboards, access, permissions, money); no I/O.
+//! - [`store`]: every SQL statement, on PostgreSQL or embedded SQLite, plus demo-data seeding.
+//! - [`telemetry`]: logging and per-request counters.
+//! - [`error`]: the error types and the stable `extensions.code` clients rely on.
+#![warn(unreachable_pub, missing_docs)]
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,146 @@
+//! Building and running the application: connect, migrate, seed the embedded database, bind.
+
+use std::{
+    future::{Future, IntoFuture},
+    net::SocketAddr,
+    sync::Arc,
+};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::TokenAuthority,
+    config::{Profile, Settings},
+    graphql::{build_schema, SchemaOptions},
+    state::AppState,
+    store::{
+        seed::{Scale, SeedOptions, DEMO_OWNER_EMAIL},
+        Backend, Store,
+    },
+};
+
+/// A bound, ready-to-run gateway. Tests build it on port 0 and read [`Application::port`].
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to the database, prepares it as configured, and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store = Store::connect(&settings).await.with_context(|| format!("connecting to {}", redact(&settings.database_url())))?;
+        Self::build_with_store(settings, store).await
+    }
+
+    /// Like [`Application::build`] over an existing store.
+    pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Application> {
+        if settings.database.migrate_on_start || store.backend() == Backend::Sqlite {
+            store.migrate().await.context("applying migrations")?;
+        }
+        if store.backend() == Backend::Sqlite && settings.database.seed_demo_on_empty && store.is_empty().await? {
+            let summary = store
+                .seed(SeedOptions { scale: Scale::Demo, seed: 42, today: chrono::Utc::now().date_naive() })
+                .await
+                .context("seeding demo data")?;
+            tracing::info!(reservations = summary.reservations, "seeded demo data into the embedded database");
+        }
+        let demo_owner_id = if settings.profile == Profile::Development {
+            store.user_by_email(DEMO_OWNER_EMAIL).await?.map(|u| u.id)
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.server.listen))?;
+        let state = AppState {
+            schema: build_schema(SchemaOptions { introspection: settings.server.introspection }),
+            tokens: TokenAuthority::new(&settings.auth),
+            settings: Arc::new(settings),
+            store,
+            demo_owner_id,
+        };
+        Ok(Application { listener, state })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The shared state (for printing demo tokens and for tests).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish (up to the
+    /// configured grace period) and closes the pool.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let grace = self.state.settings.server.shutdown_grace;
+        let store = self.state.store.clone();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let router = crate::http::router(self.state);
+        let serve = axum::serve(self.listener, router).with_graceful_shutdown({
+            let stop = stop.clone();
+            async move { stop.notified().await }
+        });
+        let mut serve = std::pin::pin!(serve.into_future());
+        let result = tokio::select! {
+            result = &mut serve => result,
+            () = shutdown => {
+                tracing::info!("shutting down: waiting for in-flight requests");
+                stop.notify_one();
+                match tokio::time::timeout(grace, &mut serve).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(grace_seconds = grace.as_secs(), "shutdown grace period over; dropping open connections");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        store.close().await;
+        result
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Hides a password in a database URL before it reaches a log or an error.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

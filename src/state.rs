@@ -1,0 +1,20 @@
+//! The one shared application state, cloned into every handler.
+
+use std::sync::Arc;
+
+use crate::{auth::TokenAuthority, config::Settings, graphql::BffSchema, store::Store};
+
+/// Shared state: settings, the store, the schema and the token authority.
+#[derive(Clone)]
+pub struct AppState {
+    /// Loaded settings.
+    pub settings: Arc<Settings>,
+    /// The database.
+    pub store: Store,
+    /// The executable schema.
+    pub schema: BffSchema,
+    /// Verifies bearer tokens.
+    pub tokens: TokenAuthority,
+    /// The demo owner's id when running on demo data in development (GraphiQL pre-fills a token).
+    pub demo_owner_id: Option<i64>,
+}

@@ -1,0 +1,413 @@
+//! All SQL lives here. One [`Store`] runs on PostgreSQL (production) or embedded SQLite (the
+//! zero-setup default); most statements are shared text, the rest differ by dialect only.
+//! Every statement is counted in the request's [`RequestStats`] so budgets can be tested.
+
+mod models;
+mod queries;
+pub mod seed;
+
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    PgPool, SqlitePool,
+};
+
+pub use models::*;
+
+use crate::{
+    config::Settings,
+    domain::{dashboard::{Aggregate, Tally}, period::DateRange, ReservationStatus},
+    error::StoreError,
+    telemetry::RequestStats,
+};
+
+/// Which database engine a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// Embedded SQLite.
+    Sqlite,
+}
+
+#[derive(Clone)]
+enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Handle to the database; cheap to clone. A request gets its own copy that counts statements.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+    stats: Option<Arc<RequestStats>>,
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool the store has, counting one statement.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {{
+        $store.count_statement();
+        match &$store.db {
+            Db::Postgres($pool) => $body,
+            Db::Sqlite($pool) => $body,
+        }
+    }};
+}
+
+/// Picks the statement text of the store's dialect.
+macro_rules! dialect {
+    ($store:expr, $pg:expr, $sqlite:expr) => {
+        match &$store.db {
+            Db::Postgres(_) => $pg,
+            Db::Sqlite(_) => $sqlite,
+        }
+    };
+}
+
+impl Store {
+    /// Connects to the configured database (creating the embedded SQLite file when needed).
+    pub async fn connect(settings: &Settings) -> Result<Store, StoreError> {
+        Self::connect_url(&settings.database_url(), settings).await
+    }
+
+    /// Connects to `url` with the pool settings of `settings`.
+    pub async fn connect_url(url: &str, settings: &Settings) -> Result<Store, StoreError> {
+        let db = &settings.database;
+        let db = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            if let Some(parent) = options.get_filename().parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                }
+            }
+            Db::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(db.max_connections)
+                    .acquire_timeout(db.acquire_timeout)
+                    .connect_with(options)
+                    .await?,
+            )
+        } else {
+            let timeout_ms = db.statement_timeout.as_millis().to_string();
+            let options = PgConnectOptions::from_str(url)?
+                .application_name("padel-bff")
+                .options([("statement_timeout", timeout_ms.as_str())]);
+            Db::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(db.max_connections)
+                    .acquire_timeout(db.acquire_timeout)
+                    .connect_with(options)
+                    .await?,
+            )
+        };
+        Ok(Store { db, stats: None })
+    }
+
+    /// A copy whose statements are counted in `stats`.
+    pub fn for_request(&self, stats: Arc<RequestStats>) -> Store {
+        Store { db: self.db.clone(), stats: Some(stats) }
+    }
+
+    /// The engine in use.
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Postgres(_) => Backend::Postgres,
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    fn count_statement(&self) {
+        if let Some(stats) = &self.stats {
+            stats.record_sql_statement();
+        }
+    }
+
+    /// Applies pending migrations of the backend's migration set.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.db {
+            Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+            Db::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Cheap round trip for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(drop))?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        match &self.db {
+            Db::Postgres(pool) => pool.close().await,
+            Db::Sqlite(pool) => pool.close().await,
+        }
+    }
+
+    /// Whether no organization exists yet (a fresh database).
+    pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        let count: i64 = on_pool!(self, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM organizations")
+            .fetch_one(pool)
+            .await)?;
+        Ok(count == 0)
+    }
+
+    /// A user with all active memberships, or `None` for an unknown id.
+    pub async fn principal(&self, user_id: i64) -> Result<Option<PrincipalRecord>, StoreError> {
+        let rows: Vec<PrincipalRow> = on_pool!(self, |pool| sqlx::query_as(queries::PRINCIPAL)
+            .bind(user_id)
+            .fetch_all(pool)
+            .await)?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let mut record = PrincipalRecord { user: first.user.clone(), organizations: Vec::new(), clubs: Vec::new() };
+        for row in rows {
+            match (row.m_kind.as_deref(), row.m_org_id, row.m_role) {
+                (Some("org"), Some(org_id), Some(role)) => record.organizations.push((
+                    OrganizationRow {
+                        id: org_id,
+                        name: row.o_name.unwrap_or_default(),
+                        slug: row.o_slug.unwrap_or_default(),
+                        is_active: true,
+                    },
+                    role,
+                )),
+                (Some("club"), Some(org_id), Some(role)) => {
+                    if let Some(club_id) = row.m_club_id {
+                        record.clubs.push((club_id, org_id, role));
+                    }
+                }
+                _ => {}
+            }
+        }
+        record.organizations.sort_by(|a, b| a.0.name.cmp(&b.0.name).then(a.0.id.cmp(&b.0.id)));
+        Ok(Some(record))
+    }
+
+    /// Users by id (missing ids are simply absent).
+    pub async fn users_by_ids(&self, ids: &[i64]) -> Result<Vec<UserRow>, StoreError> {
+        self.by_ids(dialect!(self, queries::USERS_BY_IDS.0, queries::USERS_BY_IDS.1), ids).await
+    }
+
+    /// A user by email.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(queries::USER_BY_EMAIL).bind(email).fetch_optional(pool).await)?)
+    }
+
+    /// Organizations by id.
+    pub async fn organizations_by_ids(&self, ids: &[i64]) -> Result<Vec<OrganizationRow>, StoreError> {
+        self.by_ids(dialect!(self, queries::ORGANIZATIONS_BY_IDS.0, queries::ORGANIZATIONS_BY_IDS.1), ids).await
+    }
+
+    /// Clubs (with their organization) by id.
+    pub async fn clubs_by_ids(&self, ids: &[i64]) -> Result<Vec<ClubRow>, StoreError> {
+        self.by_ids(dialect!(self, queries::CLUBS_BY_IDS.0, queries::CLUBS_BY_IDS.1), ids).await
+    }
+
+    /// Active clubs of organizations.
+    pub async fn clubs_by_organizations(&self, ids: &[i64]) -> Result<Vec<ClubRow>, StoreError> {
+        self.by_ids(dialect!(self, queries::CLUBS_BY_ORGANIZATIONS.0, queries::CLUBS_BY_ORGANIZATIONS.1), ids).await
+    }
+
+    /// Courts by id.
+    pub async fn courts_by_ids(&self, ids: &[i64]) -> Result<Vec<CourtRow>, StoreError> {
+        self.by_ids(dialect!(self, queries::COURTS_BY_IDS.0, queries::COURTS_BY_IDS.1), ids).await
+    }
+
+    /// All courts of clubs.
+    pub async fn courts_by_clubs(&self, ids: &[i64]) -> Result<Vec<CourtRow>, StoreError> {
+        self.by_ids(dialect!(self, queries::COURTS_BY_CLUBS.0, queries::COURTS_BY_CLUBS.1), ids).await
+    }
+
+    async fn by_ids<T>(&self, sql: &'static str, ids: &[i64]) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + Send
+            + Unpin,
+    {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.count_statement();
+        let rows = match &self.db {
+            Db::Postgres(pool) => sqlx::query_as(sql).bind(ids).fetch_all(pool).await,
+            Db::Sqlite(pool) => {
+                let json = serde_json::to_string(ids).expect("integers serialize");
+                sqlx::query_as(sql).bind(json).fetch_all(pool).await
+            }
+        };
+        Ok(rows?)
+    }
+
+    /// A club with every court and its active schedule, in one statement.
+    pub async fn club_layout(&self, club_id: i64) -> Result<Option<ClubLayout>, StoreError> {
+        let rows: Vec<LayoutRow> = on_pool!(self, |pool| sqlx::query_as(queries::CLUB_LAYOUT)
+            .bind(club_id)
+            .fetch_all(pool)
+            .await)?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let mut layout = ClubLayout { club: first.club.clone(), courts: Vec::new(), schedule: Vec::new() };
+        for row in rows {
+            match row.part.as_deref() {
+                Some("court") => layout.courts.push(CourtRow {
+                    id: row.court_id.unwrap_or_default(),
+                    club_id,
+                    name: row.court_name.unwrap_or_default(),
+                    surface: row.surface.unwrap_or_default(),
+                    is_indoor: row.is_indoor.unwrap_or_default(),
+                    is_active: row.court_active.unwrap_or_default(),
+                    is_maintenance: row.is_maintenance.unwrap_or_default(),
+                    price_per_hour_cents: row.court_price_cents.unwrap_or_default(),
+                }),
+                Some("schedule") => {
+                    if let (Some(weekday), Some(opens), Some(closes)) = (row.weekday, row.opens_at, row.closes_at) {
+                        layout.schedule.push((weekday, opens, closes));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(layout))
+    }
+
+    /// Non-cancelled intervals of a club's courts on a date.
+    pub async fn busy_intervals(&self, club_id: i64, date: NaiveDate) -> Result<Vec<BusyRow>, StoreError> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(queries::BUSY_INTERVALS)
+            .bind(club_id)
+            .bind(date)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// Reservations of a club on a date (every status), optionally only one creator's, filtered
+    /// to `statuses` when given.
+    pub async fn reservations_on(
+        &self,
+        club_id: i64,
+        date: NaiveDate,
+        created_by: Option<i64>,
+        statuses: Option<&[ReservationStatus]>,
+    ) -> Result<Vec<ReservationRow>, StoreError> {
+        let rows: Vec<ReservationRow> = on_pool!(self, |pool| sqlx::query_as(queries::RESERVATIONS_ON)
+            .bind(club_id)
+            .bind(date)
+            .bind(created_by)
+            .fetch_all(pool)
+            .await)?;
+        Ok(match statuses {
+            Some(statuses) => rows.into_iter().filter(|r| statuses.contains(&r.status())).collect(),
+            None => rows,
+        })
+    }
+
+    /// A reservation by id.
+    pub async fn reservation(&self, id: i64) -> Result<Option<ReservationRow>, StoreError> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(queries::RESERVATION_BY_ID).bind(id).fetch_optional(pool).await)?)
+    }
+
+    /// The reservation a user created with an idempotency key.
+    pub async fn reservation_by_idempotency_key(
+        &self,
+        user_id: i64,
+        key: &str,
+    ) -> Result<Option<ReservationRow>, StoreError> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(queries::RESERVATION_BY_IDEMPOTENCY_KEY)
+            .bind(user_id)
+            .bind(key)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
+    /// Inserts a reservation; the database refuses overlaps and reused keys atomically.
+    pub async fn insert_reservation(&self, new: &NewReservation, now: DateTime<Utc>) -> Result<ReservationRow, StoreError> {
+        let sql = dialect!(self, queries::INSERT_RESERVATION.0, queries::INSERT_RESERVATION.1);
+        on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(new.club_id)
+            .bind(new.court_id)
+            .bind(new.created_by_id)
+            .bind(new.date)
+            .bind(new.start_time)
+            .bind(new.end_time)
+            .bind(new.status.as_str())
+            .bind(new.price.to_string())
+            .bind(new.idempotency_key.as_deref())
+            .bind(now)
+            .fetch_one(pool)
+            .await)
+        .map_err(StoreError::from_sqlx)
+    }
+
+    /// Marks a reservation cancelled (releasing its court).
+    pub async fn cancel_reservation(&self, id: i64, now: DateTime<Utc>) -> Result<Option<ReservationRow>, StoreError> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(queries::CANCEL_RESERVATION)
+            .bind(id)
+            .bind(now)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
+    /// Puts a court in or out of maintenance.
+    pub async fn set_court_maintenance(&self, court_id: i64, in_maintenance: bool) -> Result<Option<CourtRow>, StoreError> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(queries::SET_COURT_MAINTENANCE)
+            .bind(court_id)
+            .bind(in_maintenance)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
+    /// Changes the organization a user works in.
+    pub async fn set_current_organization(&self, user_id: i64, organization_id: i64) -> Result<(), StoreError> {
+        on_pool!(self, |pool| sqlx::query(queries::SET_CURRENT_ORGANIZATION)
+            .bind(user_id)
+            .bind(organization_id)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// The whole `role_permissions` table as (role, permission) pairs.
+    pub async fn role_permissions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(queries::ROLE_PERMISSIONS).fetch_all(pool).await)?)
+    }
+
+    /// Grouped reservation counts for a dashboard: `previous.from ..= current.to`.
+    pub async fn dashboard_aggregates(
+        &self,
+        club_id: i64,
+        current: DateRange,
+        previous: DateRange,
+    ) -> Result<Vec<Aggregate>, StoreError> {
+        let sql = dialect!(self, queries::DASHBOARD_PG.as_str(), queries::DASHBOARD_SQLITE.as_str());
+        let rows: Vec<DashboardRow> = on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(club_id)
+            .bind(previous.from)
+            .bind(current.from)
+            .bind(current.to)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows.into_iter().filter_map(to_aggregate).collect())
+    }
+}
+
+fn to_aggregate(row: DashboardRow) -> Option<Aggregate> {
+    let status = row.status.as_deref().and_then(ReservationStatus::parse);
+    let tally = Tally { count: row.n, cents: row.cents.unwrap_or(0), minutes: row.minutes.unwrap_or(0) };
+    Some(match row.part.as_str() {
+        "period" => Aggregate::Period { current: row.key_int? == 1, status: status?, tally },
+        "court" => Aggregate::Court { court_id: row.key_int?, status: status?, tally },
+        "day" => Aggregate::Day { date: row.day?, status: status?, tally },
+        "hour" => Aggregate::Hour { hour: row.key_int?, count: row.n },
+        "players" => Aggregate::Players { current: row.key_int? == 1, count: row.n },
+        _ => return None,
+    })
+}

@@ -1,0 +1,238 @@
+//! Rows as the store returns them; both backends decode into the same structs.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+
+use crate::domain::{money::Cents, ReservationStatus};
+
+/// A user.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct UserRow {
+    /// Id.
+    pub id: i64,
+    /// Unique email.
+    pub email: String,
+    /// Display name.
+    pub full_name: String,
+    /// Avatar image.
+    pub avatar_url: Option<String>,
+    /// Inactive users cannot sign in.
+    pub is_active: bool,
+    /// Sees everything.
+    pub is_superuser: bool,
+    /// The organization the user works in.
+    pub current_organization_id: Option<i64>,
+    /// Last sign-in.
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+/// An organization (a club chain or operator).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct OrganizationRow {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Unique slug.
+    pub slug: String,
+    /// Inactive organizations are hidden.
+    pub is_active: bool,
+}
+
+/// A club, with the organization it belongs to (always loaded together).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ClubRow {
+    /// Id.
+    pub id: i64,
+    /// Owning organization.
+    pub organization_id: i64,
+    /// Name.
+    pub name: String,
+    /// Slug, unique within the organization.
+    pub slug: String,
+    /// IANA time zone of the club's wall clock.
+    pub timezone: String,
+    /// Inactive clubs are hidden.
+    pub is_active: bool,
+    /// The organization's name.
+    pub org_name: String,
+    /// The organization's slug.
+    pub org_slug: String,
+    /// Whether the organization is active.
+    pub org_is_active: bool,
+}
+
+impl ClubRow {
+    /// The organization part of the row.
+    pub fn organization(&self) -> OrganizationRow {
+        OrganizationRow {
+            id: self.organization_id,
+            name: self.org_name.clone(),
+            slug: self.org_slug.clone(),
+            is_active: self.org_is_active,
+        }
+    }
+}
+
+/// A court.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct CourtRow {
+    /// Id.
+    pub id: i64,
+    /// Club.
+    pub club_id: i64,
+    /// Name.
+    pub name: String,
+    /// Surface (artificial grass, …).
+    pub surface: String,
+    /// Covered.
+    pub is_indoor: bool,
+    /// Inactive courts are retired.
+    pub is_active: bool,
+    /// In maintenance: listed, not bookable.
+    pub is_maintenance: bool,
+    /// Price per hour in cents.
+    #[sqlx(rename = "price_cents")]
+    pub price_per_hour_cents: i64,
+}
+
+impl CourtRow {
+    /// Price per hour.
+    pub fn price_per_hour(&self) -> Cents {
+        Cents(self.price_per_hour_cents)
+    }
+}
+
+/// A reservation.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ReservationRow {
+    /// Id.
+    pub id: i64,
+    /// Club.
+    pub club_id: i64,
+    /// Court.
+    pub court_id: i64,
+    /// Who booked.
+    pub created_by_id: i64,
+    /// Local date.
+    pub date: NaiveDate,
+    /// Local start time.
+    pub start_time: NaiveTime,
+    /// Local end time.
+    pub end_time: NaiveTime,
+    /// Status, database form.
+    pub status: String,
+    /// Price in cents.
+    pub price_cents: i64,
+    /// Client-chosen key making retries safe.
+    pub idempotency_key: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ReservationRow {
+    /// Parsed status (the CHECK constraint keeps it valid).
+    pub fn status(&self) -> ReservationStatus {
+        ReservationStatus::parse(&self.status).unwrap_or(ReservationStatus::Pending)
+    }
+}
+
+/// One row of the principal query: the user, and one membership (if any).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct PrincipalRow {
+    #[sqlx(flatten)]
+    pub(crate) user: UserRow,
+    pub(crate) m_kind: Option<String>,
+    pub(crate) m_org_id: Option<i64>,
+    pub(crate) m_club_id: Option<i64>,
+    pub(crate) m_role: Option<String>,
+    pub(crate) o_name: Option<String>,
+    pub(crate) o_slug: Option<String>,
+}
+
+/// A user with every active membership, as the access rules need them.
+#[derive(Debug, Clone)]
+pub struct PrincipalRecord {
+    /// The user.
+    pub user: UserRow,
+    /// Active memberships of active organizations, with the organization.
+    pub organizations: Vec<(OrganizationRow, String)>,
+    /// Active memberships of active clubs: (club id, club's organization id, role).
+    pub clubs: Vec<(i64, i64, String)>,
+}
+
+/// One row of the club layout query: the club, and a court or a schedule entry.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct LayoutRow {
+    #[sqlx(flatten)]
+    pub(crate) club: ClubRow,
+    pub(crate) part: Option<String>,
+    pub(crate) court_id: Option<i64>,
+    pub(crate) court_name: Option<String>,
+    pub(crate) surface: Option<String>,
+    pub(crate) is_indoor: Option<bool>,
+    pub(crate) court_active: Option<bool>,
+    pub(crate) is_maintenance: Option<bool>,
+    pub(crate) court_price_cents: Option<i64>,
+    pub(crate) weekday: Option<i32>,
+    pub(crate) opens_at: Option<NaiveTime>,
+    pub(crate) closes_at: Option<NaiveTime>,
+}
+
+/// A club with all its courts and its active weekly schedule, loaded in one statement.
+#[derive(Debug, Clone)]
+pub struct ClubLayout {
+    /// The club.
+    pub club: ClubRow,
+    /// Every court (active or not), by id.
+    pub courts: Vec<CourtRow>,
+    /// Active schedule rows: (weekday 1..7, opens, closes).
+    pub schedule: Vec<(i32, NaiveTime, NaiveTime)>,
+}
+
+/// One grouped row of the dashboard query.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct DashboardRow {
+    pub(crate) part: String,
+    pub(crate) key_int: Option<i64>,
+    pub(crate) day: Option<NaiveDate>,
+    pub(crate) status: Option<String>,
+    pub(crate) n: i64,
+    pub(crate) cents: Option<i64>,
+    pub(crate) minutes: Option<i64>,
+}
+
+/// A busy interval of a court on a day.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct BusyRow {
+    /// Court.
+    pub court_id: i64,
+    /// Start.
+    pub start_time: NaiveTime,
+    /// End.
+    pub end_time: NaiveTime,
+}
+
+/// What a new reservation needs.
+#[derive(Debug, Clone)]
+pub struct NewReservation {
+    /// Club.
+    pub club_id: i64,
+    /// Court.
+    pub court_id: i64,
+    /// Who books.
+    pub created_by_id: i64,
+    /// Date.
+    pub date: NaiveDate,
+    /// Start.
+    pub start_time: NaiveTime,
+    /// End.
+    pub end_time: NaiveTime,
+    /// Initial status.
+    pub status: ReservationStatus,
+    /// Price.
+    pub price: Cents,
+    /// Client retry key.
+    pub idempotency_key: Option<String>,
+}

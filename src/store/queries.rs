@@ -1,0 +1,184 @@
+//! Statement texts. Shared text runs on both engines (sqlx binds `$N` on SQLite too); pairs are
+//! `(postgres, sqlite)` where the dialects differ: id lists (`= ANY($1)` against `json_each`),
+//! time arithmetic and decimal input.
+
+use std::sync::LazyLock;
+
+/// Builds the `(postgres, sqlite)` pair of a statement filtering `$column` by the id list `$1`.
+macro_rules! by_ids {
+    ($head:expr, $column:literal, $tail:literal) => {
+        (
+            concat!($head, " WHERE ", $column, " = ANY($1) ", $tail),
+            concat!($head, " WHERE ", $column, " IN (SELECT value FROM json_each($1)) ", $tail),
+        )
+    };
+}
+
+macro_rules! user_columns {
+    () => {
+        "u.id, u.email, u.full_name, u.avatar_url, u.is_active, u.is_superuser, u.current_organization_id, u.last_login_at"
+    };
+}
+
+macro_rules! club_select {
+    () => {
+        "SELECT c.id, c.organization_id, c.name, c.slug, c.timezone, c.is_active, \
+         o.name AS org_name, o.slug AS org_slug, o.is_active AS org_is_active \
+         FROM clubs c JOIN organizations o ON o.id = c.organization_id"
+    };
+}
+
+macro_rules! court_select {
+    () => {
+        "SELECT id, club_id, name, surface, is_indoor, is_active, is_maintenance, \
+         CAST(ROUND(price_per_hour * 100) AS BIGINT) AS price_cents FROM courts"
+    };
+}
+
+macro_rules! reservation_columns {
+    () => {
+        "id, club_id, court_id, created_by_id, date, start_time, end_time, status, \
+         CAST(ROUND(price * 100) AS BIGINT) AS price_cents, idempotency_key, created_at, updated_at"
+    };
+}
+
+/// The user and all active memberships (of active organizations and clubs) in one statement.
+pub(crate) const PRINCIPAL: &str = concat!(
+    "SELECT ", user_columns!(), ", m.kind AS m_kind, m.organization_id AS m_org_id, m.club_id AS m_club_id, \
+     m.role AS m_role, o.name AS o_name, o.slug AS o_slug \
+     FROM users u \
+     LEFT JOIN ( \
+        SELECT 'org' AS kind, om.user_id, om.organization_id, CAST(NULL AS BIGINT) AS club_id, om.role \
+        FROM organization_memberships om JOIN organizations o ON o.id = om.organization_id \
+        WHERE om.user_id = $1 AND om.is_active AND o.is_active \
+        UNION ALL \
+        SELECT 'club', cm.user_id, c.organization_id, cm.club_id, cm.role \
+        FROM club_memberships cm JOIN clubs c ON c.id = cm.club_id \
+        JOIN organizations o ON o.id = c.organization_id \
+        WHERE cm.user_id = $1 AND cm.is_active AND c.is_active AND o.is_active \
+     ) m ON m.user_id = u.id \
+     LEFT JOIN organizations o ON o.id = m.organization_id \
+     WHERE u.id = $1"
+);
+
+pub(crate) const USERS_BY_IDS: (&str, &str) = by_ids!(concat!("SELECT ", user_columns!(), " FROM users u"), "u.id", "");
+
+pub(crate) const USER_BY_EMAIL: &str = concat!("SELECT ", user_columns!(), " FROM users u WHERE u.email = $1");
+
+pub(crate) const ORGANIZATIONS_BY_IDS: (&str, &str) =
+    by_ids!("SELECT id, name, slug, is_active FROM organizations", "id", "");
+
+pub(crate) const CLUBS_BY_IDS: (&str, &str) = by_ids!(club_select!(), "c.id", "");
+
+pub(crate) const CLUBS_BY_ORGANIZATIONS: (&str, &str) =
+    by_ids!(club_select!(), "c.is_active AND c.organization_id", "ORDER BY c.name, c.id");
+
+pub(crate) const COURTS_BY_IDS: (&str, &str) = by_ids!(court_select!(), "id", "");
+
+pub(crate) const COURTS_BY_CLUBS: (&str, &str) = by_ids!(court_select!(), "club_id", "ORDER BY club_id, id");
+
+/// Club, organization, courts and active schedule: the static part of dashboards and
+/// availability, in one statement.
+pub(crate) const CLUB_LAYOUT: &str = concat!(
+    "SELECT c.id, c.organization_id, c.name, c.slug, c.timezone, c.is_active, \
+     o.name AS org_name, o.slug AS org_slug, o.is_active AS org_is_active, \
+     p.part, p.court_id, p.court_name, p.surface, p.is_indoor, p.court_active, p.is_maintenance, \
+     p.court_price_cents, p.weekday, p.opens_at, p.closes_at \
+     FROM clubs c JOIN organizations o ON o.id = c.organization_id \
+     LEFT JOIN ( \
+        SELECT 'court' AS part, club_id, id AS court_id, name AS court_name, surface, is_indoor, \
+               is_active AS court_active, is_maintenance, \
+               CAST(ROUND(price_per_hour * 100) AS BIGINT) AS court_price_cents, \
+               CAST(NULL AS INTEGER) AS weekday, CAST(NULL AS TIME) AS opens_at, CAST(NULL AS TIME) AS closes_at \
+        FROM courts WHERE club_id = $1 \
+        UNION ALL \
+        SELECT 'schedule', club_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, weekday, opens_at, closes_at \
+        FROM club_schedules WHERE club_id = $1 AND is_active \
+     ) p ON p.club_id = c.id \
+     WHERE c.id = $1 \
+     ORDER BY p.part, p.court_id, p.weekday, p.opens_at"
+);
+
+pub(crate) const BUSY_INTERVALS: &str = "SELECT court_id, start_time, end_time FROM reservations \
+     WHERE club_id = $1 AND date = $2 AND status <> 'cancelled'";
+
+pub(crate) const RESERVATIONS_ON: &str = concat!(
+    "SELECT ", reservation_columns!(), " FROM reservations \
+     WHERE club_id = $1 AND date = $2 AND ($3 IS NULL OR created_by_id = $3) \
+     ORDER BY start_time, court_id, id"
+);
+
+pub(crate) const RESERVATION_BY_ID: &str = concat!("SELECT ", reservation_columns!(), " FROM reservations WHERE id = $1");
+
+pub(crate) const RESERVATION_BY_IDEMPOTENCY_KEY: &str = concat!(
+    "SELECT ", reservation_columns!(), " FROM reservations WHERE created_by_id = $1 AND idempotency_key = $2"
+);
+
+macro_rules! insert_reservation {
+    ($price:literal) => {
+        concat!(
+            "INSERT INTO reservations (club_id, court_id, created_by_id, date, start_time, end_time, status, \
+             price, idempotency_key, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, ", $price, ", $9, $10, $10) RETURNING ", reservation_columns!()
+        )
+    };
+}
+
+/// The price arrives as a decimal string: Postgres casts it to NUMERIC, SQLite stores the text.
+pub(crate) const INSERT_RESERVATION: (&str, &str) =
+    (insert_reservation!("CAST($8 AS NUMERIC)"), insert_reservation!("$8"));
+
+pub(crate) const CANCEL_RESERVATION: &str = concat!(
+    "UPDATE reservations SET status = 'cancelled', updated_at = $2 WHERE id = $1 RETURNING ",
+    reservation_columns!()
+);
+
+pub(crate) const SET_COURT_MAINTENANCE: &str = "UPDATE courts SET is_maintenance = $2 WHERE id = $1 \
+     RETURNING id, club_id, name, surface, is_indoor, is_active, is_maintenance, \
+     CAST(ROUND(price_per_hour * 100) AS BIGINT) AS price_cents";
+
+pub(crate) const SET_CURRENT_ORGANIZATION: &str = "UPDATE users SET current_organization_id = $2 WHERE id = $1";
+
+pub(crate) const ROLE_PERMISSIONS: &str = "SELECT role, permission FROM role_permissions ORDER BY role, permission";
+
+/// The dashboard in one statement: one scan of the club's reservations between the previous
+/// period's first day ($2) and the current period's last day ($4), grouped five ways.
+fn dashboard_sql(minutes: &str, hour: &str) -> String {
+    format!(
+        "WITH base AS ( \
+            SELECT date, court_id, status, created_by_id, \
+                   CAST(CASE WHEN date >= $3 THEN 1 ELSE 0 END AS BIGINT) AS cur, \
+                   CAST(ROUND(price * 100) AS BIGINT) AS cents, \
+                   CAST({minutes} AS BIGINT) AS minutes, \
+                   CAST({hour} AS BIGINT) AS hour \
+            FROM reservations WHERE club_id = $1 AND date >= $2 AND date <= $4 \
+         ) \
+         SELECT 'period' AS part, cur AS key_int, CAST(NULL AS DATE) AS day, status, COUNT(*) AS n, \
+                CAST(SUM(cents) AS BIGINT) AS cents, CAST(SUM(minutes) AS BIGINT) AS minutes \
+         FROM base GROUP BY cur, status \
+         UNION ALL \
+         SELECT 'court', court_id, NULL, status, COUNT(*), CAST(SUM(cents) AS BIGINT), CAST(SUM(minutes) AS BIGINT) \
+         FROM base WHERE cur = 1 GROUP BY court_id, status \
+         UNION ALL \
+         SELECT 'day', CAST(NULL AS BIGINT), date, status, COUNT(*), CAST(SUM(cents) AS BIGINT), CAST(SUM(minutes) AS BIGINT) \
+         FROM base WHERE cur = 1 GROUP BY date, status \
+         UNION ALL \
+         SELECT 'hour', hour, NULL, NULL, COUNT(*), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT) \
+         FROM base WHERE cur = 1 AND status <> 'cancelled' GROUP BY hour \
+         UNION ALL \
+         SELECT 'players', cur, NULL, NULL, COUNT(DISTINCT created_by_id), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT) \
+         FROM base WHERE status <> 'cancelled' GROUP BY cur"
+    )
+}
+
+pub(crate) static DASHBOARD_PG: LazyLock<String> = LazyLock::new(|| {
+    dashboard_sql("EXTRACT(EPOCH FROM (end_time - start_time)) / 60", "EXTRACT(HOUR FROM start_time)")
+});
+
+pub(crate) static DASHBOARD_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    let minute_of = |col: &str| format!("(CAST(substr({col}, 1, 2) AS INTEGER) * 60 + CAST(substr({col}, 4, 2) AS INTEGER))");
+    dashboard_sql(
+        &format!("{} - {}", minute_of("end_time"), minute_of("start_time")),
+        "CAST(substr(start_time, 1, 2) AS INTEGER)",
+    )
+});

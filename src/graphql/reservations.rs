@@ -7,7 +7,7 @@ use chrono::Utc;
 use super::{
     context::{parse_id, request, RequestContext},
     dashboard::schedule_of,
-    loaders::CourtId,
+    loaders::{CourtId, UserId},
     scalars::{Date, LocalTime},
     types::{Club, Court, Reservation, ReservationStatus},
 };
@@ -83,10 +83,15 @@ impl ReservationQuery {
     ) -> ApiResult<Vec<Reservation>> {
         let request = request(ctx);
         let club_id = parse_id(&club_id, "club")?;
-        let (_, access) = request.club(club_id, ClubAccess::Player).await?;
+        // The layout brings the club's courts into the DataLoader with the access check.
+        let (_, access) = request.club_layout(club_id, ClubAccess::Player).await?;
         let created_by = if access < ClubAccess::Staff { Some(request.principal().await?.user.id) } else { None };
         let statuses: Option<Vec<Status>> = status.map(|s| s.into_iter().map(Into::into).collect());
         let rows = request.store.reservations_on(club_id, date.0, created_by, statuses.as_deref()).await?;
+        // One batch for every creator, rather than whatever batches the field resolvers form.
+        if ctx.look_ahead().field("createdBy").exists() {
+            request.loaders.load_many(rows.iter().map(|r| UserId(r.created_by_id))).await?;
+        }
         Ok(rows.into_iter().map(Reservation).collect())
     }
 }

@@ -1,0 +1,266 @@
+//! The test harness: a real gateway on a free port over a fresh database (Postgres or SQLite)
+//! seeded with demo data, a real HTTP client, and raw SQL access for independent checks.
+
+use std::{sync::atomic::{AtomicU32, Ordering}, time::Duration};
+
+use padel_bff::{
+    auth::TokenAuthority,
+    config::Settings,
+    startup::Application,
+    store::{seed::{Scale, SeedOptions}, Store},
+};
+use serde_json::{json, Value};
+use sqlx::{PgPool, SqlitePool};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Generates one test per backend from an async body taking a `TestApp`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let $app = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await;
+                $body
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await;
+                $body
+            }
+        }
+    };
+}
+
+/// Raw access to the test database, for arranging state and recomputing expectations.
+pub enum RawDb {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// One reservation as the raw database holds it (dates and times as text).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RawReservation {
+    pub court_id: i64,
+    pub created_by_id: i64,
+    pub date: String,
+    pub start_time: String,
+    pub end_time: String,
+    pub status: String,
+    pub cents: i64,
+}
+
+/// A running gateway.
+pub struct TestApp {
+    pub backend: Backend,
+    pub address: String,
+    pub client: reqwest::Client,
+    pub raw: RawDb,
+    pub today: chrono::NaiveDate,
+    tokens: TokenAuthority,
+    database: String,
+    cleanup: Option<String>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn base_postgres_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn settings_for(url: &str) -> Settings {
+    let vars = vec![
+        ("DATABASE_URL".to_string(), url.to_string()),
+        ("BFF_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+        ("BFF__DATABASE__SEED_DEMO_ON_EMPTY".to_string(), "false".to_string()),
+    ];
+    Settings::load_from(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")), &vars).expect("test settings")
+}
+
+/// Starts a gateway over a fresh, migrated, demo-seeded database.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        padel_bff::telemetry::init_logging(&padel_bff::config::LogSettings {
+            level: "info".into(),
+            format: padel_bff::config::LogFormat::Text,
+        });
+    }
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("bff_test_{}_{}_{}", std::process::id(), n, rand_suffix());
+    let (url, cleanup) = match backend {
+        Backend::Postgres => {
+            let admin = PgPool::connect(&base_postgres_url()).await.expect("Postgres reachable (TEST_DATABASE_URL)");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
+            admin.close().await;
+            let base = base_postgres_url();
+            let url = format!("{}/{name}", &base[..base.rfind('/').expect("url has a database")]);
+            (url, Some(name.clone()))
+        }
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join("padel-bff-tests");
+            std::fs::create_dir_all(&dir).unwrap();
+            (format!("sqlite://{}", dir.join(format!("{name}.db")).display()), None)
+        }
+    };
+    let settings = settings_for(&url);
+    let store = Store::connect(&settings).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let today = chrono::Utc::now().date_naive();
+    store.seed(SeedOptions { scale: Scale::Demo, seed: 7, today }).await.expect("seed");
+    let tokens = TokenAuthority::new(&settings.auth);
+    let app = Application::build_with_store(settings, store).await.expect("build app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let raw = match backend {
+        Backend::Postgres => RawDb::Postgres(PgPool::connect(&url).await.unwrap()),
+        Backend::Sqlite => RawDb::Sqlite(SqlitePool::connect(&url).await.unwrap()),
+    };
+    TestApp {
+        backend,
+        address,
+        client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        raw,
+        today,
+        tokens,
+        database: url,
+        cleanup,
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+}
+
+/// A response: HTTP status, headers and JSON body.
+pub struct Reply {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// `data` of the body.
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+    /// The first error's `extensions.code`, or "" without errors.
+    pub fn code(&self) -> &str {
+        self.body["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+    }
+    /// SQL statements the request ran.
+    pub fn sql_statements(&self) -> u32 {
+        self.headers["x-sql-statements"].to_str().unwrap().parse().unwrap()
+    }
+    /// Panics with the body when the response has errors.
+    pub fn ok(&self) -> &Value {
+        assert!(self.body.get("errors").is_none(), "unexpected errors: {}", self.body);
+        self.data()
+    }
+}
+
+impl TestApp {
+    /// A fresh token for a seeded user.
+    pub async fn token(&self, email: &str) -> String {
+        let id = self.user_id(email).await;
+        self.tokens.sign(id, Duration::from_secs(600))
+    }
+
+    /// A user's id by email.
+    pub async fn user_id(&self, email: &str) -> i64 {
+        self.scalar_i64(&format!("SELECT id FROM users WHERE email = '{email}'")).await
+    }
+
+    /// Signs a token for any subject id (for unknown-user tests).
+    pub fn token_for_id(&self, id: i64) -> String {
+        self.tokens.sign(id, Duration::from_secs(600))
+    }
+
+    /// POSTs a GraphQL operation with an optional bearer token.
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Reply {
+        let mut request = self.client.post(format!("{}/graphql", self.address)).json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Reply { status, headers, body }
+    }
+
+    /// Runs a statement on the raw database.
+    pub async fn execute(&self, sql: &str) {
+        match &self.raw {
+            RawDb::Postgres(p) => sqlx::query(sql).execute(p).await.map(drop),
+            RawDb::Sqlite(p) => sqlx::query(sql).execute(p).await.map(drop),
+        }
+        .expect(sql);
+    }
+
+    /// One integer from the raw database.
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        match &self.raw {
+            RawDb::Postgres(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await,
+            RawDb::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await,
+        }
+        .expect(sql)
+    }
+
+    /// Text rows (every column cast to text) from the raw database.
+    pub async fn text_rows(&self, sql: &str) -> Vec<Vec<String>> {
+        use sqlx::Row;
+        match &self.raw {
+            RawDb::Postgres(p) => sqlx::query(sql).fetch_all(p).await.map(|rows| {
+                rows.iter().map(|r| (0..r.len()).map(|i| r.get::<String, _>(i)).collect()).collect()
+            }),
+            RawDb::Sqlite(p) => sqlx::query(sql).fetch_all(p).await.map(|rows| {
+                rows.iter().map(|r| (0..r.len()).map(|i| r.get::<String, _>(i)).collect()).collect()
+            }),
+        }
+        .expect(sql)
+    }
+
+    /// Every reservation of a club, straight from the table.
+    pub async fn raw_reservations(&self, club_id: i64) -> Vec<RawReservation> {
+        let sql = format!(
+            "SELECT id, club_id, court_id, created_by_id, CAST(date AS TEXT) AS date, \
+             CAST(start_time AS TEXT) AS start_time, CAST(end_time AS TEXT) AS end_time, status, \
+             CAST(ROUND(price * 100) AS BIGINT) AS cents FROM reservations WHERE club_id = {club_id}"
+        );
+        match &self.raw {
+            RawDb::Postgres(p) => sqlx::query_as(&sql).fetch_all(p).await,
+            RawDb::Sqlite(p) => sqlx::query_as(&sql).fetch_all(p).await,
+        }
+        .expect("raw reservations")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(name) = self.cleanup.take() {
+            let base = base_postgres_url();
+            // A thread of its own: Drop cannot await, and the test's runtime may be shutting down.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    if let Ok(admin) = PgPool::connect(&base).await {
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await;
+                    }
+                });
+            })
+            .join();
+        } else if let Some(path) = self.database.strip_prefix("sqlite://") {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! One integration binary: every area drives a real gateway over HTTP, on Postgres and SQLite.
+
+mod helpers;
+
+mod access;
+mod auth;
+mod availability;
+mod dashboard;
+mod health_and_schema;
+mod reservations;

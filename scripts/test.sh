@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit, property and integration tests, on SQLite and on Postgres.
+#
+# Postgres: uses TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres). When
+# nothing answers on 127.0.0.1:5432, this script installs (Debian/apt) and starts a local
+# PostgreSQL cluster itself, so a fresh machine with only the Rust toolchain works.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+as_postgres() {
+    if command -v runuser >/dev/null 2>&1; then runuser -u postgres -- "$@"; else su postgres -s /bin/sh -c "$(printf '%q ' "$@")"; fi
+}
+
+ensure_postgres() {
+    if [ -n "${TEST_DATABASE_URL:-}" ]; then
+        return
+    fi
+    if port_open 5432; then
+        export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
+        return
+    fi
+    log "no PostgreSQL on 127.0.0.1:5432: installing and starting one"
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        [ "$(id -u)" = 0 ] || { echo "PostgreSQL is missing and installing it needs root" >&2; exit 1; }
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq postgresql >/dev/null
+    fi
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 60); do port_open 5432 && break; sleep 0.5; done
+    port_open 5432 || { echo "PostgreSQL did not start" >&2; exit 1; }
+    # Password login over TCP (Debian's default pg_hba asks for one on 127.0.0.1).
+    as_postgres psql -q -c "ALTER USER postgres PASSWORD 'postgres'" >/dev/null
+    export TEST_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
+}
+
+ensure_postgres
+log "Postgres for tests: ${TEST_DATABASE_URL%%@*}@…"
+cargo test --locked --all-targets "$@"

@@ -25,6 +25,66 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The two-tier cache.
+    pub cache: CacheSettings,
+}
+
+/// Two-tier cache settings: moka in process (L1), Redis between replicas (L2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Master switch; off means every read goes to the database.
+    pub enabled: bool,
+    /// Use the in-process tier (off: every hit is an L2 hit).
+    pub l1_enabled: bool,
+    /// Upper bound of the in-process tier, in bytes of keys and encoded values.
+    pub l1_max_bytes: u64,
+    /// `redis://host:port/db` (`REDIS_URL`); empty: L1 only, invalidation local.
+    pub redis_url: String,
+    /// Give up on a Redis read after this long.
+    #[serde(deserialize_with = "duration")]
+    pub redis_read_timeout: Duration,
+    /// Give up on a Redis write after this long.
+    #[serde(deserialize_with = "duration")]
+    pub redis_write_timeout: Duration,
+    /// Consecutive Redis failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker skips Redis before probing again.
+    #[serde(deserialize_with = "duration")]
+    pub breaker_cooldown: Duration,
+    /// Fraction of the TTL added or removed at random, so entries filled together expire apart.
+    pub ttl_jitter: f64,
+    /// Fill availability and dashboards of active clubs when `serve` starts.
+    pub warmup_on_start: bool,
+    /// Days of availability the warm-up fills, from today.
+    pub warmup_days: u32,
+    /// Loads the warm-up runs at once (kept low so it never starves live traffic).
+    pub warmup_concurrency: usize,
+    /// courtAvailability entries.
+    pub court_availability: KindSettings,
+    /// dashboard entries.
+    pub dashboard: KindSettings,
+    /// authContext entries (a user and their memberships).
+    pub auth_context: KindSettings,
+    /// permission lists per role set.
+    pub permissions: KindSettings,
+    /// club layouts (club, courts, schedule).
+    pub club: KindSettings,
+}
+
+/// Lifetime and freshness controls of one cached kind.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindSettings {
+    /// Time to live of a fresh entry.
+    #[serde(deserialize_with = "duration")]
+    pub ttl: Duration,
+    /// After the TTL, serve the old value this long while one background refresh runs (0: off).
+    #[serde(deserialize_with = "duration")]
+    pub stale_while_revalidate: Duration,
+    /// After the TTL, serve the old value up to this age when the database fails (0: off).
+    #[serde(deserialize_with = "duration")]
+    pub stale_if_error: Duration,
 }
 
 /// Deployment profile: changes defaults that trade convenience for safety.
@@ -207,6 +267,13 @@ impl Settings {
                 "must be shorter than server.request_timeout",
             );
         }
+        if !(0.0..=0.5).contains(&self.cache.ttl_jitter) {
+            return key_error("cache.ttl_jitter", "must be between 0 and 0.5");
+        }
+        let redis = &self.cache.redis_url;
+        if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+            return key_error("cache.redis_url", "must start with redis:// or rediss://");
+        }
         let url = &self.database.url;
         if !(url.is_empty() || url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
             return key_error("database.url", "must start with postgres://, postgresql:// or sqlite:");
@@ -270,6 +337,7 @@ const WELL_KNOWN_ENV: &[(&str, &str)] = &[
     ("DATABASE_URL", "database.url"),
     ("BFF_LISTEN", "server.listen"),
     ("BFF_JWT_SECRET", "auth.jwt_secret"),
+    ("REDIS_URL", "cache.redis_url"),
 ];
 
 fn apply_env(table: &mut toml::Table, vars: &[(String, String)]) -> Result<(), ConfigError> {

@@ -5,6 +5,8 @@
 //! - [`startup`]: builds the [`startup::Application`] (database, router, listener) and serves it.
 //! - [`http`]: the axum router: `/graphql`, GraphiQL, health and readiness.
 //! - [`auth`]: bearer-token verification and the signed-in principal.
+//! - [`cache`]: the two-tier cache (moka in process, Redis between replicas) and invalidation.
+//! - [`reads`]: the hot operations' data, read through the cache.
 //! - [`graphql`]: the schema, one module per domain, DataLoaders, the per-request context.
 //! - [`domain`]: pure rules (periods, slots, dashboards, access, permissions, money); no I/O.
 //! - [`store`]: every SQL statement, on PostgreSQL or embedded SQLite, plus demo-data seeding.
@@ -13,12 +15,14 @@
 #![warn(unreachable_pub, missing_docs)]
 
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod reads;
 pub mod startup;
 pub mod state;
 pub mod store;

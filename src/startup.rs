@@ -11,8 +11,10 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::TokenAuthority,
+    cache::Cache,
     config::{Profile, Settings},
     graphql::{build_schema, SchemaOptions},
+    reads,
     state::AppState,
     store::{
         seed::{Scale, SeedOptions, DEMO_OWNER_EMAIL},
@@ -53,7 +55,18 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding {}", settings.server.listen))?;
+        let cache = Cache::new(&settings.cache);
+        if settings.cache.warmup_on_start {
+            let (cache, store, days, concurrency) = (cache.clone(), store.clone(), settings.cache.warmup_days, settings.cache.warmup_concurrency);
+            tokio::spawn(async move {
+                match reads::warm_up(&cache, &store, None, days, concurrency).await {
+                    Ok(filled) => tracing::info!(entries = filled, "cache warm-up done"),
+                    Err(error) => tracing::warn!(error = %error, "cache warm-up failed"),
+                }
+            });
+        }
         let state = AppState {
+            cache,
             schema: build_schema(SchemaOptions { introspection: settings.server.introspection }),
             tokens: TokenAuthority::new(&settings.auth),
             settings: Arc::new(settings),

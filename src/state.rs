@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{auth::TokenAuthority, config::Settings, graphql::BffSchema, store::Store};
+use crate::{auth::TokenAuthority, cache::Cache, config::Settings, graphql::BffSchema, store::Store};
 
 /// Shared state: settings, the store, the schema and the token authority.
 #[derive(Clone)]
@@ -11,6 +11,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The database.
     pub store: Store,
+    /// The two-tier cache.
+    pub cache: Cache,
     /// The executable schema.
     pub schema: BffSchema,
     /// Verifies bearer tokens.

@@ -38,7 +38,7 @@ pub enum Aggregate {
 }
 
 /// Totals of one period.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PeriodStats {
     /// Non-cancelled reservations.
     pub reservations: i64,
@@ -65,7 +65,7 @@ pub struct PeriodStats {
 }
 
 /// Percentage change from the previous period; `None` when the previous value is 0.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PeriodChange {
     /// Change in non-cancelled reservations.
     pub reservations_pct: Option<f64>,
@@ -76,7 +76,7 @@ pub struct PeriodChange {
 }
 
 /// Stats of one active court over the current period.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CourtStats {
     /// The court.
     pub court_id: i64,
@@ -91,7 +91,7 @@ pub struct CourtStats {
 }
 
 /// Stats of one date of the current period.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DayStats {
     /// The date.
     pub date: NaiveDate,
@@ -104,7 +104,7 @@ pub struct DayStats {
 }
 
 /// Everything the dashboard shows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DashboardStats {
     /// Current period.
     pub current: PeriodStats,

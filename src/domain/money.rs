@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// An amount of money in cents of the club's currency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct Cents(pub i64);
 
 impl Cents {

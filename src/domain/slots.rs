@@ -6,7 +6,7 @@ use super::schedule::Minute;
 pub const SLOT_MINUTES_RANGE: std::ops::RangeInclusive<u32> = 15..=240;
 
 /// One slot of one court.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Slot {
     /// Start, minutes since midnight.
     pub start: Minute,

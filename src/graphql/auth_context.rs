@@ -10,11 +10,10 @@ use super::{
 };
 use crate::{
     auth::Principal,
-    domain::{
-        access::{permissions, roles_in_organization},
-        ClubRole as DomainClubRole,
-    },
+    cache::{tags, Kind},
+    domain::{access::roles_in_organization, ClubRole as DomainClubRole},
     error::{ApiError, ApiResult},
+    reads,
 };
 
 /// The signed-in user's context.
@@ -88,8 +87,10 @@ impl AuthContext {
         if roles.is_empty() && !self.0.user.is_superuser {
             return Ok(Vec::new());
         }
-        let table = request(ctx).store.role_permissions().await?;
-        Ok(permissions(&table, &roles, self.0.user.is_superuser))
+        let request = request(ctx);
+        let (permissions, outcome) = reads::permission_list(&request.cache, &request.store, &self.0.viewer, &roles).await?;
+        request.trace(Kind::Permissions, outcome);
+        Ok(permissions)
     }
 }
 
@@ -126,6 +127,7 @@ impl AuthMutation {
             return Err(ApiError::not_found("organization"));
         }
         request.store.set_current_organization(principal.user.id, org_id).await?;
+        request.cache.invalidate(&[tags::user(principal.user.id)]).await;
         Ok(AuthContext(request.reload_principal().await?))
     }
 }

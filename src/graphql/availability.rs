@@ -1,22 +1,17 @@
 //! `courtAvailability`: free and taken slots of many courts on a date in one reservations query.
 
-use std::collections::HashMap;
-
 use async_graphql::{Context, Object, SimpleObject, ID};
 
 use super::{
     context::{parse_id, request},
-    dashboard::schedule_of,
     scalars::{Date, LocalTime},
     types::{Club, Court},
 };
 use crate::{
-    domain::{
-        access::ClubAccess,
-        schedule::{minute_of, time_of},
-        slots::{court_slots, slot_bounds, SLOT_MINUTES_RANGE},
-    },
+    cache::Kind,
+    domain::{access::ClubAccess, schedule::time_of, slots::SLOT_MINUTES_RANGE},
     error::{ApiError, ApiResult},
+    reads,
 };
 
 /// One slot.
@@ -72,36 +67,26 @@ impl AvailabilityQuery {
         let wanted: Option<Vec<i64>> =
             court_ids.map(|ids| ids.iter().map(|id| parse_id(id, "court")).collect::<ApiResult<_>>()).transpose()?;
         let (layout, _) = request.club_layout(club_id, ClubAccess::Player).await?;
-        let active: Vec<_> = layout.courts.iter().filter(|c| c.is_active).collect();
-        let courts: Vec<_> = match &wanted {
-            None => active,
-            Some(ids) => {
-                if let Some(bad) = ids.iter().find(|id| !active.iter().any(|c| c.id == **id)) {
-                    return Err(ApiError::bad_input(format!("court {bad} is not an active court of this club")));
-                }
-                active.into_iter().filter(|c| ids.contains(&c.id)).collect()
-            }
-        };
-        let schedule = schedule_of(&layout);
-        let bounds = slot_bounds(schedule.intervals(date.0), size);
-        let mut busy: HashMap<i64, Vec<(u32, u32)>> = HashMap::new();
-        if !bounds.is_empty() && !courts.is_empty() {
-            for row in request.store.busy_intervals(club_id, date.0).await? {
-                busy.entry(row.court_id).or_default().push((minute_of(row.start_time), minute_of(row.end_time)));
+        if let Some(ids) = &wanted {
+            if let Some(bad) = ids.iter().find(|id| !layout.courts.iter().any(|c| c.id == **id && c.is_active)) {
+                return Err(ApiError::bad_input(format!("court {bad} is not an active court of this club")));
             }
         }
-        let courts = courts
+        let (slots, outcome) = reads::availability(&request.cache, &request.store, &layout, date.0, wanted.as_deref(), size).await?;
+        request.trace(Kind::CourtAvailability, outcome);
+        let courts = slots
             .into_iter()
-            .map(|court| {
-                let slots = court_slots(&bounds, busy.get(&court.id).map(Vec::as_slice).unwrap_or(&[]), court.is_maintenance);
-                CourtSlots {
-                    available_count: slots.iter().filter(|s| s.available).count() as i32,
-                    slots: slots
+            .filter_map(|value| {
+                let court = layout.courts.iter().find(|c| c.id == value.court_id)?.clone();
+                Some(CourtSlots {
+                    available_count: value.slots.iter().filter(|s| s.available).count() as i32,
+                    slots: value
+                        .slots
                         .into_iter()
                         .map(|s| Slot { start: LocalTime(time_of(s.start)), end: LocalTime(time_of(s.end)), available: s.available })
                         .collect(),
-                    court: Court(court.clone()),
-                }
+                    court: Court(court),
+                })
             })
             .collect();
         Ok(CourtAvailability { club: Club(layout.club), date, slot_minutes, courts })

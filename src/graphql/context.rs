@@ -1,16 +1,18 @@
-//! The per-request context: the caller's credentials, the counting store, the DataLoader and
-//! the access checks every resolver shares.
+//! The per-request context: the caller's credentials, the counting store, the cache, the
+//! DataLoader and the access checks every resolver shares.
 
 use std::sync::Arc;
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use tokio::sync::OnceCell;
 
 use super::loaders::{loaders, ClubId, CourtId, CourtsOfClub, LoadError, Loaders, OrganizationId, UserId};
 use crate::{
     auth::{Credentials, Principal},
+    cache::{Cache, Kind, Outcome},
     domain::access::{club_access, ClubAccess, ClubScope},
     error::{ApiError, ApiResult},
+    reads,
     store::{ClubLayout, ClubRow, Store},
     telemetry::RequestStats,
 };
@@ -19,6 +21,8 @@ use crate::{
 pub struct RequestContext {
     /// The store, counting this request's statements.
     pub store: Store,
+    /// The shared two-tier cache.
+    pub cache: Cache,
     /// The request's DataLoader.
     pub loaders: Loaders,
     /// Counters reported with the response.
@@ -40,10 +44,22 @@ pub fn club_scope(club: &ClubRow) -> ClubScope {
 
 impl RequestContext {
     /// A context for one request.
-    pub fn new(store: &Store, credentials: Credentials) -> Self {
+    pub fn new(store: &Store, cache: &Cache, credentials: Credentials) -> Self {
         let stats = Arc::new(RequestStats::default());
         let store = store.for_request(stats.clone());
-        RequestContext { loaders: loaders(store.clone()), store, stats, credentials, principal: OnceCell::new() }
+        RequestContext {
+            loaders: loaders(store.clone()),
+            store,
+            cache: cache.clone(),
+            stats,
+            credentials,
+            principal: OnceCell::new(),
+        }
+    }
+
+    /// Notes where a cached value of this request came from.
+    pub fn trace(&self, kind: Kind, outcome: Outcome) {
+        self.stats.record_cache(kind.name(), outcome);
     }
 
     /// The signed-in caller, loaded once per request; UNAUTHENTICATED without a valid token or
@@ -58,18 +74,20 @@ impl RequestContext {
                     }
                     Credentials::Invalid(reason) => return Err(ApiError::Unauthenticated(reason.clone())),
                 };
-                let record = self.store.principal(user_id).await?;
-                match record {
-                    Some(record) if record.user.is_active => {
-                        let principal = Principal::from(record);
-                        self.loaders
-                            .feed_many(principal.organizations.iter().map(|(o, _)| (OrganizationId(o.id), o.clone())))
-                            .await;
-                        self.loaders.feed_one(UserId(principal.user.id), principal.user.clone()).await;
-                        Ok(principal)
-                    }
-                    _ => Err(ApiError::Unauthenticated("unknown or inactive user".into())),
+                let (record, outcome) = reads::principal(&self.cache, &self.store, user_id).await?;
+                self.trace(Kind::AuthContext, outcome);
+                if !record.user.is_active {
+                    return Err(ApiError::Unauthenticated("unknown or inactive user".into()));
                 }
+                let principal = Principal::from(record);
+                if principal.user.is_superuser {
+                    self.stats.set_superuser();
+                }
+                self.loaders
+                    .feed_many(principal.organizations.iter().map(|(o, _)| (OrganizationId(o.id), o.clone())))
+                    .await;
+                self.loaders.feed_one(UserId(principal.user.id), principal.user.clone()).await;
+                Ok(principal)
             })
             .await
     }
@@ -86,17 +104,16 @@ impl RequestContext {
     /// A club the caller may use at `needed` level: NOT_FOUND when invisible (or unknown),
     /// FORBIDDEN when visible but below the level.
     pub async fn club(&self, club_id: i64, needed: ClubAccess) -> ApiResult<(ClubRow, ClubAccess)> {
-        let principal = self.principal().await?;
-        let club = self.loaders.load_one(ClubId(club_id)).await?.ok_or_else(|| ApiError::not_found("club"))?;
-        let access = check(principal, &club, needed)?;
-        Ok((club, access))
+        let (layout, access) = self.club_layout(club_id, needed).await?;
+        Ok((layout.club, access))
     }
 
-    /// Like [`RequestContext::club`], loading the club's courts and schedule in the same
-    /// statement and sharing them with the DataLoader.
+    /// A club with its courts and schedule (cached), after the same access check as
+    /// [`RequestContext::club`]; its entities are shared with the DataLoader.
     pub async fn club_layout(&self, club_id: i64, needed: ClubAccess) -> ApiResult<(ClubLayout, ClubAccess)> {
         let principal = self.principal().await?;
-        let layout = self.store.club_layout(club_id).await?.ok_or_else(|| ApiError::not_found("club"))?;
+        let (layout, outcome) = reads::club_layout(&self.cache, &self.store, club_id).await?;
+        self.trace(Kind::Club, outcome);
         let access = check(principal, &layout.club, needed)?;
         self.loaders.feed_one(ClubId(club_id), layout.club.clone()).await;
         self.loaders.feed_one(OrganizationId(layout.club.organization_id), layout.club.organization()).await;
@@ -107,11 +124,7 @@ impl RequestContext {
 
     /// Today's date in the club's time zone (UTC when the zone is unknown).
     pub fn today_at(&self, club: &ClubRow) -> NaiveDate {
-        let now = Utc::now();
-        match club.timezone.parse::<chrono_tz::Tz>() {
-            Ok(tz) => now.with_timezone(&tz).date_naive(),
-            Err(_) => now.date_naive(),
-        }
+        reads::today_at(&club.timezone)
     }
 }
 

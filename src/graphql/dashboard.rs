@@ -8,14 +8,10 @@ use super::{
     types::{Club, Court, Period},
 };
 use crate::{
-    domain::{
-        access::ClubAccess,
-        dashboard::{self, DashboardInput},
-        period::{period_range, previous_range},
-        schedule::{minute_of, WeeklySchedule},
-    },
+    cache::Kind,
+    domain::{access::ClubAccess, dashboard, period::period_range},
     error::ApiResult,
-    store::ClubLayout,
+    reads,
 };
 
 /// Totals of one period.
@@ -104,11 +100,6 @@ fn period_stats(s: &dashboard::PeriodStats) -> PeriodStats {
     }
 }
 
-/// The club's weekly schedule from a layout.
-pub fn schedule_of(layout: &ClubLayout) -> WeeklySchedule {
-    WeeklySchedule::from_rows(layout.schedule.iter().map(|(d, o, c)| (*d, minute_of(*o), minute_of(*c))))
-}
-
 /// Queries of the analytics domain.
 #[derive(Default)]
 pub struct DashboardQuery;
@@ -129,15 +120,8 @@ impl DashboardQuery {
         let (layout, _) = request.club_layout(club_id, ClubAccess::Manager).await?;
         let anchor = date.map(|d| d.0).unwrap_or_else(|| request.today_at(&layout.club));
         let current = period_range(period.into(), anchor);
-        let previous = previous_range(period.into(), anchor);
-        let rows = request.store.dashboard_aggregates(club_id, current, previous).await?;
-        let schedule = schedule_of(&layout);
-        let active: Vec<_> = layout.courts.iter().filter(|c| c.is_active).collect();
-        let active_ids: Vec<i64> = active.iter().map(|c| c.id).collect();
-        let stats = dashboard::compute(
-            &DashboardInput { schedule: &schedule, active_court_ids: &active_ids, current, previous },
-            &rows,
-        );
+        let (stats, outcome) = reads::dashboard(&request.cache, &request.store, &layout, period.into(), anchor).await?;
+        request.trace(Kind::Dashboard, outcome);
         Ok(ClubDashboard {
             period,
             from: Date(current.from),
@@ -152,7 +136,7 @@ impl DashboardQuery {
             courts: stats
                 .courts
                 .iter()
-                .zip(active)
+                .filter_map(|s| Some((s, layout.courts.iter().find(|c| c.id == s.court_id)?)))
                 .map(|(s, court)| CourtStats {
                     court: Court(court.clone()),
                     reservations: int(s.reservations),

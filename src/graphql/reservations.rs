@@ -6,7 +6,6 @@ use chrono::Utc;
 
 use super::{
     context::{parse_id, request, RequestContext},
-    dashboard::schedule_of,
     loaders::{CourtId, UserId},
     scalars::{Date, LocalTime},
     types::{Club, Court, Reservation, ReservationStatus},
@@ -19,7 +18,9 @@ use crate::{
         schedule::minute_of,
         ReservationStatus as Status,
     },
+    cache::tags,
     error::{ApiError, ApiResult, StoreError},
+    reads::schedule_of,
     store::{NewReservation, ReservationRow},
 };
 
@@ -153,7 +154,11 @@ impl ReservationMutation {
             idempotency_key: key.map(str::to_string),
         };
         match request.store.insert_reservation(&new, Utc::now()).await {
-            Ok(row) => Ok(Reservation(row)),
+            Ok(row) => {
+                // Before answering: once the client sees the booking, no replica serves the old slots.
+                request.cache.invalidate(&tags::booking_change(row.club_id, row.date)).await;
+                Ok(Reservation(row))
+            }
             // A concurrent request with the same key may have won the race: answer with its row.
             Err(error @ (StoreError::Overlap | StoreError::IdempotencyKeyTaken)) => match key {
                 Some(key) => match request.store.reservation_by_idempotency_key(user_id, key).await? {
@@ -180,6 +185,7 @@ impl ReservationMutation {
             Status::Pending | Status::Confirmed => {}
         }
         let row = request.store.cancel_reservation(id, Utc::now()).await?.ok_or_else(|| ApiError::not_found("reservation"))?;
+        request.cache.invalidate(&tags::booking_change(row.club_id, row.date)).await;
         Ok(Reservation(row))
     }
 
@@ -194,6 +200,7 @@ impl ReservationMutation {
             .set_court_maintenance(court_id, in_maintenance)
             .await?
             .ok_or_else(|| ApiError::not_found("court"))?;
+        request.cache.invalidate(&[tags::club(court.club_id)]).await;
         Ok(Court(court))
     }
 }

@@ -10,6 +10,7 @@ use axum::{
 };
 
 use crate::{
+    config::Profile,
     graphql::{assign_error_codes, context::RequestContext},
     state::AppState,
 };
@@ -43,10 +44,22 @@ pub(crate) async fn get_graphql(State(state): State<AppState>, request: Request)
 }
 
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
-    let context = RequestContext::new(&state.store, state.tokens.credentials(headers));
+    let context = RequestContext::new(&state.store, &state.cache, state.tokens.credentials(headers));
     let stats = context.stats.clone();
     let mut response = state.schema.execute(request.data(context)).await;
     assign_error_codes(&mut response);
+    if state.settings.profile == Profile::Development || stats.is_superuser() {
+        let outcomes: Vec<async_graphql::Value> = stats
+            .cache_outcomes()
+            .into_iter()
+            .map(|(kind, outcome)| {
+                let outcome = async_graphql::to_value(outcome).unwrap_or(async_graphql::Value::Null);
+                async_graphql::Value::from_json(serde_json::json!({ "kind": kind, "outcome": outcome.into_json().unwrap_or_default() }))
+                    .unwrap_or(async_graphql::Value::Null)
+            })
+            .collect();
+        response.extensions.insert("cache".to_string(), async_graphql::Value::List(outcomes));
+    }
     let mut http = GraphQLResponse::from(response).into_response();
     let headers = http.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));

@@ -1,10 +1,16 @@
-//! The HTTP surface: `/graphql` (POST, GET queries, GraphiQL), `/healthz`, `/readyz`.
+//! The HTTP surface: `/graphql` (POST, GET queries, GraphiQL), `/healthz`, `/readyz`, and the
+//! superuser management API under `/api/management/`.
 
 mod graphql;
 pub use graphql::SQL_STATEMENTS_HEADER;
 mod health;
+mod management;
 
-use axum::{http::StatusCode, routing::get, Router};
+use axum::{
+    http::StatusCode,
+    routing::{get, post},
+    Router,
+};
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
 use crate::state::AppState;
@@ -16,6 +22,9 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql", get(graphql::get_graphql).post(graphql::post_graphql))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/api/management/cache/status", get(management::cache_status))
+        .route("/api/management/cache/flush", post(management::cache_flush))
+        .route("/api/management/cache/warmup", post(management::cache_warmup))
         .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, server.request_timeout))
         .with_state(state)

@@ -161,6 +161,15 @@ impl Store {
         Ok(count == 0)
     }
 
+    /// Ids of active clubs of active organizations (for the cache warm-up).
+    pub async fn active_club_ids(&self) -> Result<Vec<i64>, StoreError> {
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT c.id FROM clubs c JOIN organizations o ON o.id = c.organization_id WHERE c.is_active AND o.is_active ORDER BY c.id"
+        )
+        .fetch_all(pool)
+        .await)?)
+    }
+
     /// A user with all active memberships, or `None` for an unknown id.
     pub async fn principal(&self, user_id: i64) -> Result<Option<PrincipalRecord>, StoreError> {
         let rows: Vec<PrincipalRow> = on_pool!(self, |pool| sqlx::query_as(queries::PRINCIPAL)

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use crate::domain::{money::Cents, ReservationStatus};
 
 /// A user.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct UserRow {
     /// Id.
     pub id: i64,
@@ -26,7 +26,7 @@ pub struct UserRow {
 }
 
 /// An organization (a club chain or operator).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct OrganizationRow {
     /// Id.
     pub id: i64,
@@ -39,7 +39,7 @@ pub struct OrganizationRow {
 }
 
 /// A club, with the organization it belongs to (always loaded together).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct ClubRow {
     /// Id.
     pub id: i64,
@@ -74,7 +74,7 @@ impl ClubRow {
 }
 
 /// A court.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct CourtRow {
     /// Id.
     pub id: i64,
@@ -152,7 +152,7 @@ pub(crate) struct PrincipalRow {
 }
 
 /// A user with every active membership, as the access rules need them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PrincipalRecord {
     /// The user.
     pub user: UserRow,
@@ -181,7 +181,7 @@ pub(crate) struct LayoutRow {
 }
 
 /// A club with all its courts and its active weekly schedule, loaded in one statement.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ClubLayout {
     /// The club.
     pub club: ClubRow,

@@ -1,6 +1,9 @@
 //! Logging set-up and the per-request counters that operations report.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{
+    atomic::{AtomicBool, AtomicU32, Ordering},
+    Mutex,
+};
 
 use tracing_subscriber::{fmt, EnvFilter};
 
@@ -25,12 +28,34 @@ pub fn init_logging(settings: &LogSettings) {
 #[derive(Debug, Default)]
 pub struct RequestStats {
     sql_statements: AtomicU32,
+    cache_outcomes: Mutex<Vec<(&'static str, crate::cache::Outcome)>>,
+    superuser: AtomicBool,
 }
 
 impl RequestStats {
     /// Records one SQL statement sent to the database.
     pub fn record_sql_statement(&self) {
         self.sql_statements.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records where a cached value came from (kind name, outcome).
+    pub fn record_cache(&self, kind: &'static str, outcome: crate::cache::Outcome) {
+        self.cache_outcomes.lock().expect("cache outcomes lock").push((kind, outcome));
+    }
+
+    /// Cache outcomes so far, in order.
+    pub fn cache_outcomes(&self) -> Vec<(&'static str, crate::cache::Outcome)> {
+        self.cache_outcomes.lock().expect("cache outcomes lock").clone()
+    }
+
+    /// Marks the request as made by a superuser (who may see cache diagnostics).
+    pub fn set_superuser(&self) {
+        self.superuser.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the caller is a superuser.
+    pub fn is_superuser(&self) -> bool {
+        self.superuser.load(Ordering::Relaxed)
     }
 
     /// SQL statements so far.

@@ -1,0 +1,517 @@
+//! The two-tier cache between resolvers and the store: moka in process (L1) in front of Redis
+//! shared by every replica (L2).
+//!
+//! - Read path: L1 → L2 → load. Concurrent misses of one key in a process run one load (single
+//!   flight); a load fills L1 and (in the background) L2.
+//! - Invalidation by tag generations: every entry records, for each tag it was derived from, the
+//!   tag's generation when its load *started*. Invalidating a tag increments its generation (Redis
+//!   `INCR`, O(1)) and publishes it; an entry whose recorded generations differ from the current
+//!   ones is never served. So a load that raced an invalidation writes an entry nobody will read.
+//! - Each replica mirrors tag generations locally, updated by pub/sub; L1 checks against the
+//!   mirror with no I/O. Without the channel a replica cannot know what it missed: L1 is flushed
+//!   and kept off until it is subscribed again.
+//! - Redis trouble never fails a request: every call has a timeout, a circuit breaker skips Redis
+//!   after repeated failures, and when Redis comes back L1 is flushed and missed invalidations are
+//!   replayed.
+
+pub mod keys;
+mod metrics;
+mod redis_tier;
+
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use rand::Rng;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+pub use keys::{tags, CacheKey, Kind};
+pub use metrics::{CacheMetrics, KindStats};
+
+use crate::config::{CacheSettings, KindSettings};
+use redis_tier::RedisTier;
+
+/// Where a value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// Fresh value from the in-process tier.
+    L1Hit,
+    /// Fresh value from Redis.
+    L2Hit,
+    /// Loaded from the store.
+    Miss,
+    /// Expired value served while a background refresh runs.
+    StaleWhileRevalidate,
+    /// Expired value served because the load failed.
+    StaleIfError,
+    /// The cache is disabled.
+    Bypass,
+}
+
+/// A stored value with its freshness and the generations of the tags it was derived from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    fresh_until_ms: u64,
+    stale_until_ms: u64,
+    tags: Vec<String>,
+    generations: Vec<u64>,
+    value: Vec<u8>,
+}
+
+impl Entry {
+    fn weight(&self, key: &str) -> u32 {
+        let tags: usize = self.tags.iter().map(String::len).sum();
+        u32::try_from(key.len() + self.value.len() + tags + 8 * self.generations.len() + 64).unwrap_or(u32::MAX)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Shared handle to the cache; cheap to clone.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: CacheSettings,
+    l1: moka::sync::Cache<String, Arc<Entry>>,
+    /// Off while the invalidation channel is down (or when configured off).
+    l1_on: AtomicBool,
+    /// Local mirror of tag generations.
+    generations: Mutex<HashMap<String, u64>>,
+    inflight: Mutex<HashMap<String, Arc<OnceCell<Arc<Entry>>>>>,
+    redis: Option<RedisTier>,
+    metrics: Arc<CacheMetrics>,
+}
+
+/// Encodes a value compactly (postcard: serde, varint integers, no field names).
+fn encode<V: Serialize>(value: &V) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("cache values serialize")
+}
+
+fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Option<V> {
+    postcard::from_bytes(bytes).ok()
+}
+
+impl Cache {
+    /// Builds the cache; with a Redis URL, starts the connection and the invalidation listener
+    /// in the background (the gateway starts with Redis down).
+    pub fn new(settings: &CacheSettings) -> Cache {
+        let metrics = Arc::new(CacheMetrics::default());
+        let eviction_metrics = metrics.clone();
+        let l1 = moka::sync::Cache::builder()
+            .max_capacity(settings.l1_max_bytes)
+            .weigher(|key: &String, entry: &Arc<Entry>| entry.weight(key))
+            .eviction_listener(move |_, _, cause| {
+                if cause.was_evicted() {
+                    eviction_metrics.record_l1_eviction();
+                }
+            })
+            .build();
+        let redis_configured = settings.enabled && !settings.redis_url.is_empty();
+        let inner = Arc::new_cyclic(|weak| Inner {
+            l1,
+            // With Redis, L1 waits for the invalidation channel before serving anything.
+            l1_on: AtomicBool::new(settings.l1_enabled && !redis_configured),
+            generations: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            redis: redis_configured.then(|| RedisTier::start(settings, weak.clone(), metrics.clone())),
+            metrics,
+            settings: settings.clone(),
+        });
+        Cache { inner }
+    }
+
+    /// Settings of a kind.
+    fn kind_settings(&self, kind: Kind) -> KindSettings {
+        let s = &self.inner.settings;
+        match kind {
+            Kind::CourtAvailability => s.court_availability,
+            Kind::Dashboard => s.dashboard,
+            Kind::AuthContext => s.auth_context,
+            Kind::Permissions => s.permissions,
+            Kind::Club => s.club,
+        }
+    }
+
+    /// Counters for status pages and metrics.
+    pub fn metrics(&self) -> &CacheMetrics {
+        &self.inner.metrics
+    }
+
+    /// Whether the in-process tier is serving.
+    pub fn l1_active(&self) -> bool {
+        self.inner.l1_on.load(Ordering::Acquire)
+    }
+
+    /// Entries and weighted bytes in L1.
+    pub fn l1_usage(&self) -> (u64, u64) {
+        self.inner.l1.run_pending_tasks();
+        (self.inner.l1.entry_count(), self.inner.l1.weighted_size())
+    }
+
+    /// `None` without Redis; otherwise whether it is usable, and why not.
+    pub fn redis_health(&self) -> Option<Result<(), String>> {
+        self.inner.redis.as_ref().map(RedisTier::health)
+    }
+
+    /// Returns the cached value of `key` or loads it. `tags` name what the value is derived from.
+    /// Load errors are returned (and never cached), except that an expired value within its
+    /// kind's `stale_if_error` age is served instead.
+    pub async fn get_or_load<V, E, F, Fut>(&self, key: CacheKey, tags: Vec<String>, load: F) -> Result<(V, Outcome), E>
+    where
+        V: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        let kind = key.kind;
+        if !self.inner.settings.enabled {
+            return load().await.map(|v| (v, Outcome::Bypass));
+        }
+        let mut tags = tags;
+        tags.push(keys::tags::kind(kind));
+        tags.push(keys::tags::ALL.to_string());
+        let now = now_ms();
+        let mut stale: Option<Arc<Entry>> = None;
+
+        if let Some(entry) = self.l1_get(key.as_str()) {
+            if self.is_current(&entry) {
+                if now < entry.fresh_until_ms {
+                    if let Some(value) = decode(&entry.value) {
+                        self.inner.metrics.record(kind, Outcome::L1Hit);
+                        return Ok((value, Outcome::L1Hit));
+                    }
+                }
+                stale = Some(entry);
+            }
+        }
+        if let Some(redis) = &self.inner.redis {
+            if let Some((entry, generations)) = redis.get(key.as_str(), &tags).await {
+                self.observe_generations(&tags, &generations);
+                if let Some(entry) = entry.filter(|e| self.is_current(e)) {
+                    let entry = Arc::new(entry);
+                    if now < entry.fresh_until_ms {
+                        if let Some(value) = decode(&entry.value) {
+                            self.l1_put(key.as_str(), entry.clone());
+                            self.inner.metrics.record(kind, Outcome::L2Hit);
+                            return Ok((value, Outcome::L2Hit));
+                        }
+                    }
+                    if stale.as_ref().is_none_or(|s| s.fresh_until_ms < entry.fresh_until_ms) {
+                        stale = Some(entry);
+                    }
+                }
+            }
+        }
+        let settings = self.kind_settings(kind);
+        if let Some(entry) = &stale {
+            let swr = settings.stale_while_revalidate.as_millis() as u64;
+            if swr > 0 && now < entry.fresh_until_ms + swr {
+                if let Some(value) = decode(&entry.value) {
+                    let cache = self.clone();
+                    let key = key.clone();
+                    tokio::spawn(async move {
+                        let _ = cache.load_once::<V, E, F, Fut>(key, tags, load).await;
+                    });
+                    self.inner.metrics.record(kind, Outcome::StaleWhileRevalidate);
+                    return Ok((value, Outcome::StaleWhileRevalidate));
+                }
+            }
+        }
+        match self.load_once::<V, E, F, Fut>(key, tags, load).await {
+            Ok(entry) => match decode(&entry.value) {
+                Some(value) => Ok((value, Outcome::Miss)),
+                None => unreachable!("a value encoded by this process decodes"),
+            },
+            Err(error) => {
+                let sie = settings.stale_if_error.as_millis() as u64;
+                if let Some(value) = stale.filter(|e| sie > 0 && now < e.fresh_until_ms + sie).and_then(|e| decode(&e.value)) {
+                    self.inner.metrics.record(kind, Outcome::StaleIfError);
+                    return Ok((value, Outcome::StaleIfError));
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Single flight: concurrent callers for one key share one load.
+    async fn load_once<V, E, F, Fut>(&self, key: CacheKey, tags: Vec<String>, load: F) -> Result<Arc<Entry>, E>
+    where
+        V: Serialize + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let cell = {
+            let mut inflight = self.inner.inflight.lock().expect("inflight lock");
+            inflight.entry(key.as_str().to_string()).or_insert_with(|| Arc::new(OnceCell::new())).clone()
+        };
+        let result = cell
+            .get_or_try_init(|| async {
+                // Generations as the load starts: an invalidation during the load makes the entry
+                // unreadable rather than stale.
+                let generations = self.current_generations(&tags);
+                let started = std::time::Instant::now();
+                let value = load().await;
+                self.inner.metrics.record_load(key.kind, started.elapsed(), value.is_ok());
+                let value = value?;
+                let entry = Arc::new(self.entry(key.kind, tags.clone(), generations, encode(&value)));
+                self.inner.metrics.record(key.kind, Outcome::Miss);
+                if self.is_current(&entry) {
+                    self.l1_put(key.as_str(), entry.clone());
+                    if let Some(redis) = &self.inner.redis {
+                        redis.put_in_background(key.as_str().to_string(), entry.clone());
+                    }
+                }
+                Ok(entry)
+            })
+            .await
+            .cloned();
+        let mut inflight = self.inner.inflight.lock().expect("inflight lock");
+        if inflight.get(key.as_str()).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            inflight.remove(key.as_str());
+        }
+        result
+    }
+
+    fn entry(&self, kind: Kind, tags: Vec<String>, generations: Vec<u64>, value: Vec<u8>) -> Entry {
+        let settings = self.kind_settings(kind);
+        let ttl = settings.ttl.as_millis() as f64;
+        let jitter = self.inner.settings.ttl_jitter;
+        let factor = if jitter > 0.0 { rand::rng().random_range(1.0 - jitter..=1.0 + jitter) } else { 1.0 };
+        let now = now_ms();
+        let fresh_until_ms = now + (ttl * factor) as u64;
+        let extra = settings.stale_while_revalidate.max(settings.stale_if_error).as_millis() as u64;
+        Entry { fresh_until_ms, stale_until_ms: fresh_until_ms + extra, tags, generations, value }
+    }
+
+    fn l1_get(&self, key: &str) -> Option<Arc<Entry>> {
+        if !self.l1_active() {
+            return None;
+        }
+        let entry = self.inner.l1.get(key)?;
+        if now_ms() >= entry.stale_until_ms {
+            self.inner.l1.invalidate(key);
+            return None;
+        }
+        Some(entry)
+    }
+
+    fn l1_put(&self, key: &str, entry: Arc<Entry>) {
+        if self.l1_active() {
+            self.inner.l1.insert(key.to_string(), entry);
+        }
+    }
+
+    /// Whether every tag of the entry is still at the generation the entry recorded.
+    fn is_current(&self, entry: &Entry) -> bool {
+        let generations = self.inner.generations.lock().expect("generations lock");
+        entry.tags.iter().zip(&entry.generations).all(|(tag, generation)| generations.get(tag).copied().unwrap_or(0) == *generation)
+    }
+
+    fn current_generations(&self, tags: &[String]) -> Vec<u64> {
+        let generations = self.inner.generations.lock().expect("generations lock");
+        tags.iter().map(|t| generations.get(t).copied().unwrap_or(0)).collect()
+    }
+
+    /// Raises the local mirror to generations seen elsewhere (never lowers it).
+    fn observe_generations(&self, tags: &[String], seen: &[u64]) {
+        let mut generations = self.inner.generations.lock().expect("generations lock");
+        for (tag, generation) in tags.iter().zip(seen) {
+            let current = generations.entry(tag.clone()).or_insert(0);
+            *current = (*current).max(*generation);
+        }
+    }
+
+    /// Invalidates every entry derived from any of `tags`, on every replica. Returns once Redis
+    /// has the new generations and the message is published (or Redis is skipped).
+    pub async fn invalidate(&self, tags: &[String]) {
+        if !self.inner.settings.enabled || tags.is_empty() {
+            return;
+        }
+        {
+            let mut generations = self.inner.generations.lock().expect("generations lock");
+            for tag in tags {
+                *generations.entry(tag.clone()).or_insert(0) += 1;
+            }
+        }
+        if let Some(redis) = &self.inner.redis {
+            match redis.bump(tags).await {
+                Some(remote) => self.observe_generations(tags, &remote),
+                None => redis.remember_missed(tags),
+            }
+        }
+        self.inner.metrics.record_invalidations(tags.len());
+    }
+
+    /// Drops every L1 entry (after a possible loss of invalidations).
+    fn flush_l1(&self) {
+        self.inner.l1.invalidate_all();
+    }
+
+    /// Invalidates everything: every entry carries the `all` tag.
+    pub async fn flush_all(&self) {
+        self.flush_l1();
+        self.invalidate(&[keys::tags::ALL.to_string()]).await;
+    }
+
+    /// Invalidates every entry of one kind.
+    pub async fn flush_kind(&self, kind: Kind) {
+        self.invalidate(&[keys::tags::kind(kind)]).await;
+    }
+
+    /// Applies generations published by another replica.
+    fn apply_remote(&self, tags: &[String], generations: &[u64]) {
+        self.observe_generations(tags, generations);
+    }
+
+    /// The invalidation channel is (re)established: what was missed is unknown, so start over.
+    fn channel_up(&self) {
+        self.flush_l1();
+        self.inner.l1_on.store(self.inner.settings.l1_enabled, Ordering::Release);
+        tracing::info!("cache invalidation channel subscribed; L1 on");
+    }
+
+    /// The invalidation channel is lost: flush and stop serving from L1 until it is back.
+    fn channel_down(&self) {
+        if self.inner.l1_on.swap(false, Ordering::AcqRel) {
+            tracing::warn!("cache invalidation channel lost; L1 flushed and off until resubscribed");
+        }
+        self.flush_l1();
+    }
+
+    /// Keys loaded right now (single flight in progress).
+    pub fn inflight(&self) -> usize {
+        self.inner.inflight.lock().expect("inflight lock").len()
+    }
+
+    /// The local tag set of an encoded message; used by the Redis tier.
+    fn parse_message(payload: &str) -> (Vec<String>, Vec<u64>) {
+        let mut tags = Vec::new();
+        let mut generations = Vec::new();
+        for part in payload.split('\n') {
+            if let Some((generation, tag)) = part.split_once(' ') {
+                if let Ok(generation) = generation.parse() {
+                    tags.push(tag.to_string());
+                    generations.push(generation);
+                }
+            }
+        }
+        (tags, generations)
+    }
+}
+
+/// Tags that could not reach Redis, replayed when it returns (bounded; overflow replays `all`).
+#[derive(Default)]
+struct Missed {
+    tags: HashSet<String>,
+    overflow: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settings() -> CacheSettings {
+        crate::config::Settings::load_from(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")), &[])
+            .unwrap()
+            .cache
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_run_one_load_and_later_reads_hit_l1() {
+        let cache = Cache::new(&settings());
+        let loads = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let cache = cache.clone();
+            let loads = loads.clone();
+            tasks.push(tokio::spawn(async move {
+                let key = CacheKey::new(Kind::Club, &[("club", &1)], "");
+                cache
+                    .get_or_load(key, vec![tags::club(1)], move || async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok::<_, ()>(42u32)
+                    })
+                    .await
+                    .unwrap()
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap().0, 42);
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        let key = CacheKey::new(Kind::Club, &[("club", &1)], "");
+        let (_, outcome) = cache.get_or_load(key, vec![tags::club(1)], || async { Ok::<u32, ()>(0) }).await.unwrap();
+        assert_eq!(outcome, Outcome::L1Hit);
+    }
+
+    #[tokio::test]
+    async fn invalidating_a_tag_drops_its_entries_and_nothing_else() {
+        let cache = Cache::new(&settings());
+        let key = |club: i64| CacheKey::new(Kind::Club, &[("club", &club)], "");
+        for club in [1, 2] {
+            cache.get_or_load(key(club), vec![tags::club(club)], move || async move { Ok::<i64, ()>(club) }).await.unwrap();
+        }
+        cache.invalidate(&[tags::club(1)]).await;
+        let (v1, o1) = cache.get_or_load(key(1), vec![tags::club(1)], || async { Ok::<i64, ()>(10) }).await.unwrap();
+        let (v2, o2) = cache.get_or_load(key(2), vec![tags::club(2)], || async { Ok::<i64, ()>(20) }).await.unwrap();
+        assert_eq!((v1, o1), (10, Outcome::Miss));
+        assert_eq!((v2, o2), (2, Outcome::L1Hit));
+    }
+
+    #[tokio::test]
+    async fn a_load_that_races_an_invalidation_is_never_served() {
+        let cache = Cache::new(&settings());
+        let key = CacheKey::new(Kind::Club, &[("club", &5)], "");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let slow = {
+            let cache = cache.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(key, vec![tags::club(5)], move || async move {
+                        rx.await.ok();
+                        Ok::<String, ()>("stale".into())
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cache.invalidate(&[tags::club(5)]).await;
+        tx.send(()).unwrap();
+        assert_eq!(slow.await.unwrap().unwrap().0, "stale"); // the racing caller gets its own load
+        let (value, outcome) = cache.get_or_load(key, vec![tags::club(5)], || async { Ok::<String, ()>("fresh".into()) }).await.unwrap();
+        assert_eq!((value.as_str(), outcome), ("fresh", Outcome::Miss));
+    }
+
+    #[tokio::test]
+    async fn errors_are_not_cached_and_stale_values_cover_them_within_the_age() {
+        let mut s = settings();
+        s.club.ttl = Duration::from_millis(30);
+        s.club.stale_if_error = Duration::from_secs(60);
+        s.ttl_jitter = 0.0;
+        let cache = Cache::new(&s);
+        let key = CacheKey::new(Kind::Club, &[("club", &9)], "");
+        let error = cache.get_or_load(key.clone(), vec![], || async { Err::<u8, &str>("db down") }).await;
+        assert_eq!(error.unwrap_err(), "db down");
+        cache.get_or_load(key.clone(), vec![], || async { Ok::<u8, &str>(7) }).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let (value, outcome) = cache.get_or_load(key, vec![], || async { Err::<u8, &str>("db down") }).await.unwrap();
+        assert_eq!((value, outcome), (7, Outcome::StaleIfError));
+    }
+}

@@ -1,0 +1,288 @@
+//! The Redis tier: shared entries, tag generations, the invalidation channel, and the circuit
+//! breaker that keeps a slow, dead or frozen Redis from slowing requests.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        Arc, Mutex, Weak,
+    },
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{keys, now_ms, Cache, CacheMetrics, Entry, Inner, Missed};
+use crate::config::CacheSettings;
+
+/// The pub/sub channel carrying invalidations: lines of `{generation} {tag}`.
+pub(crate) fn channel() -> String {
+    format!("bff:v{}:invalidations", keys::CACHE_FORMAT)
+}
+
+/// Tag generations outlive every entry (longest TTL + stale window), so an expired tag key can
+/// never make an old entry current again.
+const TAG_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Increments every tag (KEYS), refreshes their expiry, publishes the new generations; one round
+/// trip, atomic.
+const BUMP_SCRIPT: &str = r#"
+local out = {}
+local lines = {}
+for i, key in ipairs(KEYS) do
+  local g = redis.call('INCR', key)
+  redis.call('EXPIRE', key, ARGV[1])
+  out[i] = g
+  lines[i] = g .. ' ' .. ARGV[i + 2]
+end
+redis.call('PUBLISH', ARGV[2], table.concat(lines, '\n'))
+return out
+"#;
+
+const MAX_MISSED: usize = 10_000;
+
+pub(crate) struct RedisTier {
+    connection: ConnectionManager,
+    read_timeout: Duration,
+    write_timeout: Duration,
+    breaker: Breaker,
+    cache: Weak<Inner>,
+    metrics: Arc<CacheMetrics>,
+    missed: Mutex<Missed>,
+    subscribed: Arc<AtomicBool>,
+}
+
+struct Breaker {
+    threshold: u32,
+    cooldown_ms: u64,
+    failures: AtomicU32,
+    open_until_ms: AtomicU64,
+    /// Set once opened, cleared by the first success: that success means "Redis is back".
+    tripped: AtomicBool,
+}
+
+impl Breaker {
+    fn allows(&self) -> bool {
+        now_ms() >= self.open_until_ms.load(Ordering::Acquire)
+    }
+
+    /// Returns true when this success ends an outage.
+    fn success(&self) -> bool {
+        self.failures.store(0, Ordering::Release);
+        self.tripped.swap(false, Ordering::AcqRel)
+    }
+
+    fn failure(&self) {
+        let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        // Half-open after a trip: one failed probe re-opens at once.
+        if failures >= self.threshold || self.tripped.load(Ordering::Acquire) {
+            self.open_until_ms.store(now_ms() + self.cooldown_ms, Ordering::Release);
+            self.failures.store(0, Ordering::Release);
+            if !self.tripped.swap(true, Ordering::AcqRel) {
+                tracing::warn!(cooldown_ms = self.cooldown_ms, "redis circuit breaker open: serving from L1 and the database");
+            }
+        }
+    }
+}
+
+impl RedisTier {
+    /// Connects lazily and starts the invalidation listener; never fails, never blocks.
+    pub(crate) fn start(settings: &CacheSettings, cache: Weak<Inner>, metrics: Arc<CacheMetrics>) -> RedisTier {
+        let client = redis::Client::open(settings.redis_url.as_str()).expect("cache.redis_url validated at start");
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.redis_write_timeout))
+            .set_response_timeout(Some(settings.redis_write_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config).expect("lazy connection manager");
+        let subscribed = Arc::new(AtomicBool::new(false));
+        tokio::spawn(listen(client, cache.clone(), subscribed.clone(), settings.redis_write_timeout));
+        RedisTier {
+            connection,
+            read_timeout: settings.redis_read_timeout,
+            write_timeout: settings.redis_write_timeout,
+            breaker: Breaker {
+                threshold: settings.breaker_failures.max(1),
+                cooldown_ms: settings.breaker_cooldown.as_millis() as u64,
+                failures: AtomicU32::new(0),
+                open_until_ms: AtomicU64::new(0),
+                tripped: AtomicBool::new(false),
+            },
+            cache,
+            metrics,
+            missed: Mutex::new(Missed::default()),
+            subscribed,
+        }
+    }
+
+    pub(crate) fn health(&self) -> Result<(), String> {
+        if !self.breaker.allows() || self.breaker.tripped.load(Ordering::Acquire) {
+            return Err("redis unavailable: circuit breaker open after failed calls".into());
+        }
+        if !self.subscribed.load(Ordering::Acquire) {
+            return Err("redis invalidation channel not subscribed".into());
+        }
+        Ok(())
+    }
+
+    /// Runs one Redis call under the breaker and a timeout.
+    async fn call<T, F>(&self, timeout: Duration, f: F) -> Option<T>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        if !self.breaker.allows() {
+            return None;
+        }
+        match tokio::time::timeout(timeout, f).await {
+            Ok(Ok(value)) => {
+                if self.breaker.success() {
+                    self.recovered().await;
+                }
+                Some(value)
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(error = %error, "redis call failed");
+                self.metrics.record_redis_error();
+                self.breaker.failure();
+                None
+            }
+            Err(_) => {
+                self.metrics.record_redis_error();
+                self.breaker.failure();
+                None
+            }
+        }
+    }
+
+    /// The entry (if any) and the current generations of `tags`, in one round trip.
+    pub(crate) async fn get(&self, key: &str, tags: &[String]) -> Option<(Option<Entry>, Vec<u64>)> {
+        let mut command = redis::cmd("MGET");
+        command.arg(key);
+        for tag in tags {
+            command.arg(keys::tag_key(tag));
+        }
+        let mut connection = self.connection.clone();
+        let values: Vec<Option<Vec<u8>>> = self.call(self.read_timeout, command.query_async(&mut connection)).await?;
+        let mut values = values.into_iter();
+        let entry = values.next().flatten().and_then(|bytes| postcard::from_bytes::<Entry>(&bytes).ok());
+        let generations = values
+            .map(|v| v.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0))
+            .collect();
+        Some((entry, generations))
+    }
+
+    /// Stores an entry without making the request wait for it.
+    pub(crate) fn put_in_background(&self, key: String, entry: Arc<Entry>) {
+        let Some(inner) = self.cache.upgrade() else { return };
+        let ttl = entry.stale_until_ms.saturating_sub(now_ms());
+        if ttl == 0 || !self.breaker.allows() {
+            return;
+        }
+        tokio::spawn(async move {
+            let Some(tier) = inner.redis.as_ref() else { return };
+            let bytes = postcard::to_allocvec(entry.as_ref()).expect("entries serialize");
+            let mut connection = tier.connection.clone();
+            let mut command = redis::cmd("SET");
+            command.arg(&key).arg(bytes).arg("PX").arg(ttl);
+            let _: Option<()> = tier.call(tier.write_timeout, command.query_async(&mut connection)).await;
+        });
+    }
+
+    /// Increments tag generations in Redis and publishes them; `None` when Redis is skipped.
+    pub(crate) async fn bump(&self, tags: &[String]) -> Option<Vec<u64>> {
+        let mut connection = self.connection.clone();
+        self.call(self.write_timeout, bump_command(tags).query_async(&mut connection)).await
+    }
+
+    /// Remembers invalidations Redis did not get, to replay them when it is back.
+    pub(crate) fn remember_missed(&self, tags: &[String]) {
+        let mut missed = self.missed.lock().expect("missed lock");
+        for tag in tags {
+            if missed.tags.len() >= MAX_MISSED {
+                missed.overflow = true;
+                break;
+            }
+            missed.tags.insert(tag.clone());
+        }
+    }
+
+    /// Redis answers again: flush L1 (invalidations may have been missed) and replay ours.
+    async fn recovered(&self) {
+        tracing::info!("redis reachable again: flushing L1 and replaying missed invalidations");
+        if let Some(inner) = self.cache.upgrade() {
+            Cache { inner }.flush_l1();
+        }
+        let pending: Vec<String> = {
+            let mut missed = self.missed.lock().expect("missed lock");
+            let mut tags: Vec<String> = missed.tags.drain().collect();
+            if std::mem::take(&mut missed.overflow) {
+                tags = vec![keys::tags::ALL.to_string()];
+            }
+            tags
+        };
+        if !pending.is_empty() {
+            // Directly, not through `call`: this runs inside `call`.
+            let mut connection = self.connection.clone();
+            let replayed = tokio::time::timeout(self.write_timeout, bump_command(&pending).query_async::<Vec<u64>>(&mut connection)).await;
+            if !matches!(replayed, Ok(Ok(_))) {
+                self.remember_missed(&pending);
+            }
+        }
+    }
+}
+
+/// The EVAL of [`BUMP_SCRIPT`] for `tags`.
+fn bump_command(tags: &[String]) -> redis::Cmd {
+    let mut command = redis::cmd("EVAL");
+    command.arg(BUMP_SCRIPT).arg(tags.len());
+    for tag in tags {
+        command.arg(keys::tag_key(tag));
+    }
+    command.arg(TAG_TTL_SECONDS).arg(channel());
+    for tag in tags {
+        command.arg(tag);
+    }
+    command
+}
+
+/// Keeps a subscription to the invalidation channel; L1 serves only while subscribed.
+async fn listen(client: redis::Client, cache: Weak<Inner>, subscribed: Arc<AtomicBool>, connect_timeout: Duration) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let connected = tokio::time::timeout(connect_timeout, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(channel()).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        let Some(inner) = cache.upgrade() else { return };
+        match connected {
+            Ok(Ok(pubsub)) => {
+                backoff = Duration::from_millis(100);
+                let handle = Cache { inner };
+                subscribed.store(true, Ordering::Release);
+                handle.channel_up();
+                let weak = Arc::downgrade(&handle.inner);
+                drop(handle);
+                let mut messages = pubsub.into_on_message();
+                while let Some(message) = messages.next().await {
+                    let Some(inner) = weak.upgrade() else { return };
+                    if let Ok(payload) = message.get_payload::<String>() {
+                        let (tags, generations) = Cache::parse_message(&payload);
+                        Cache { inner }.apply_remote(&tags, &generations);
+                    }
+                }
+                subscribed.store(false, Ordering::Release);
+                if let Some(inner) = weak.upgrade() {
+                    Cache { inner }.channel_down();
+                }
+            }
+            _ => {
+                subscribed.store(false, Ordering::Release);
+                Cache { inner }.channel_down();
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,139 @@
+//! The management API (superusers, same bearer tokens): cache status, flush and warm-up.
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{auth::Credentials, cache::Kind, reads, state::AppState};
+
+/// Answers with an error body unless the bearer is an active superuser.
+async fn require_superuser(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let deny = |status: StatusCode, code: &str, message: &str| {
+        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+    };
+    let user_id = match state.tokens.credentials(headers) {
+        Credentials::User(id) => id,
+        Credentials::Anonymous => return Err(deny(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "authentication required")),
+        Credentials::Invalid(reason) => return Err(deny(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &reason)),
+    };
+    match state.store.principal(user_id).await {
+        Ok(Some(p)) if p.user.is_active && p.user.is_superuser => Ok(()),
+        Ok(Some(p)) if p.user.is_active => Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", "superusers only")),
+        Ok(_) => Err(deny(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "unknown or inactive user")),
+        Err(error) => {
+            tracing::error!(error = %error, "management auth lookup failed");
+            Err(deny(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", "database unavailable"))
+        }
+    }
+}
+
+/// GET /api/management/cache/status
+pub(crate) async fn cache_status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = require_superuser(&state, &headers).await {
+        return denied;
+    }
+    let cache = &state.cache;
+    let settings = &state.settings.cache;
+    let (entries, bytes) = cache.l1_usage();
+    let kinds: Vec<_> = cache
+        .metrics()
+        .kinds()
+        .into_iter()
+        .map(|k| {
+            let kind = Kind::parse(k.kind).expect("metrics name known kinds");
+            let ks = match kind {
+                Kind::CourtAvailability => settings.court_availability,
+                Kind::Dashboard => settings.dashboard,
+                Kind::AuthContext => settings.auth_context,
+                Kind::Permissions => settings.permissions,
+                Kind::Club => settings.club,
+            };
+            json!({
+                "kind": k.kind,
+                "ttlSeconds": ks.ttl.as_secs_f64(),
+                "staleWhileRevalidateSeconds": ks.stale_while_revalidate.as_secs_f64(),
+                "staleIfErrorSeconds": ks.stale_if_error.as_secs_f64(),
+                "stats": k,
+            })
+        })
+        .collect();
+    let redis = match cache.redis_health() {
+        None => json!({ "configured": false }),
+        Some(Ok(())) => json!({ "configured": true, "healthy": true }),
+        Some(Err(reason)) => json!({ "configured": true, "healthy": false, "reason": reason }),
+    };
+    Json(json!({
+        "enabled": settings.enabled,
+        "l1": { "active": cache.l1_active(), "entries": entries, "bytes": bytes, "maxBytes": settings.l1_max_bytes, "evictions": cache.metrics().l1_evictions() },
+        "redis": redis,
+        "redisErrors": cache.metrics().redis_errors(),
+        "invalidations": cache.metrics().invalidations(),
+        "inflightLoads": cache.inflight(),
+        "kinds": kinds,
+    }))
+    .into_response()
+}
+
+/// Body of a flush: exactly one of a kind, a tag, or everything.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlushRequest {
+    kind: Option<String>,
+    tag: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// POST /api/management/cache/flush
+pub(crate) async fn cache_flush(State(state): State<AppState>, headers: HeaderMap, Json(body): Json<FlushRequest>) -> Response {
+    if let Err(denied) = require_superuser(&state, &headers).await {
+        return denied;
+    }
+    let bad = |message: &str| (StatusCode::BAD_REQUEST, Json(json!({ "error": { "code": "BAD_USER_INPUT", "message": message } }))).into_response();
+    match (body.kind, body.tag, body.all) {
+        (None, None, true) => {
+            state.cache.flush_all().await;
+            Json(json!({ "flushed": "all" })).into_response()
+        }
+        (Some(kind), None, false) => match Kind::parse(&kind) {
+            Some(k) => {
+                state.cache.flush_kind(k).await;
+                Json(json!({ "flushed": { "kind": kind } })).into_response()
+            }
+            None => bad("unknown kind (courtAvailability, dashboard, authContext, permissions, club)"),
+        },
+        (None, Some(tag), false) if !tag.is_empty() => {
+            state.cache.invalidate(std::slice::from_ref(&tag)).await;
+            Json(json!({ "flushed": { "tag": tag } })).into_response()
+        }
+        _ => bad("send exactly one of {\"kind\": …}, {\"tag\": …} or {\"all\": true}"),
+    }
+}
+
+/// Body of a warm-up: optional club ids and days.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct WarmupRequest {
+    club_ids: Option<Vec<i64>>,
+    days: Option<u32>,
+}
+
+/// POST /api/management/cache/warmup
+pub(crate) async fn cache_warmup(State(state): State<AppState>, headers: HeaderMap, body: Option<Json<WarmupRequest>>) -> Response {
+    if let Err(denied) = require_superuser(&state, &headers).await {
+        return denied;
+    }
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let days = body.days.unwrap_or(state.settings.cache.warmup_days).min(366);
+    match reads::warm_up(&state.cache, &state.store, body.club_ids, days, state.settings.cache.warmup_concurrency).await {
+        Ok(filled) => Json(json!({ "warmed": filled })).into_response(),
+        Err(error) => {
+            (StatusCode::BAD_REQUEST, Json(json!({ "error": { "code": error.code().as_str(), "message": error.to_string() } }))).into_response()
+        }
+    }
+}

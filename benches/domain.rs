@@ -37,7 +37,9 @@ fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     let schedule = WeeklySchedule::from_rows((1..=7).map(|d| (d, 8 * 60, 23 * 60)));
     let day = NaiveDate::from_ymd_opt(2026, 11, 18).unwrap();
-    let busy: Vec<(u32, u32)> = (0..9).map(|i| (480 + i * 100, 480 + i * 100 + 90)).collect();
+    let busy: Vec<(u32, u32)> = (0..9)
+        .map(|i| (480 + i * 100, 480 + i * 100 + 90))
+        .collect();
 
     measure("availability: 8 courts x 90-min slots", measuring, || {
         let bounds = slot_bounds(schedule.intervals(black_box(day)), 90);
@@ -51,20 +53,48 @@ fn main() {
     let courts: Vec<i64> = (1..=8).collect();
     let mut rows = Vec::new();
     for status in ReservationStatus::ALL {
-        let tally = Tally { count: 40, cents: 144_000, minutes: 3600 };
-        rows.push(Aggregate::Period { current: true, status, tally });
-        rows.push(Aggregate::Period { current: false, status, tally });
+        let tally = Tally {
+            count: 40,
+            cents: 144_000,
+            minutes: 3600,
+        };
+        rows.push(Aggregate::Period {
+            current: true,
+            status,
+            tally,
+        });
+        rows.push(Aggregate::Period {
+            current: false,
+            status,
+            tally,
+        });
         for court in &courts {
-            rows.push(Aggregate::Court { court_id: *court, status, tally });
+            rows.push(Aggregate::Court {
+                court_id: *court,
+                status,
+                tally,
+            });
         }
         for offset in 0..30 {
-            rows.push(Aggregate::Day { date: current.from + Days::new(offset), status, tally });
+            rows.push(Aggregate::Day {
+                date: current.from + Days::new(offset),
+                status,
+                tally,
+            });
         }
     }
     rows.extend((8..23).map(|hour| Aggregate::Hour { hour, count: 30 }));
-    rows.push(Aggregate::Players { current: true, count: 300 });
+    rows.push(Aggregate::Players {
+        current: true,
+        count: 300,
+    });
     measure("dashboard: MONTH, 8 courts, aggregation", measuring, || {
-        let input = DashboardInput { schedule: &schedule, active_court_ids: &courts, current, previous };
+        let input = DashboardInput {
+            schedule: &schedule,
+            active_court_ids: &courts,
+            current,
+            previous,
+        };
         black_box(compute(&input, black_box(&rows)));
     });
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, property and integration tests, on SQLite and on Postgres.
 #
-# Postgres: uses TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres). When
-# nothing answers on 127.0.0.1:5432, this script installs (Debian/apt) and starts a local
-# PostgreSQL cluster itself, so a fresh machine with only the Rust toolchain works.
+# Postgres: uses TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres). Redis:
+# TEST_REDIS_URL (default redis://127.0.0.1:6379); some tests also start private redis-server
+# processes. When nothing answers on 5432 / 6379, or redis-server is missing, this script installs
+# (Debian/apt) and starts what is needed, so a fresh machine with only the Rust toolchain works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,12 +25,7 @@ ensure_postgres() {
         return
     fi
     log "no PostgreSQL on 127.0.0.1:5432: installing and starting one"
-    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
-        [ "$(id -u)" = 0 ] || { echo "PostgreSQL is missing and installing it needs root" >&2; exit 1; }
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq postgresql >/dev/null
-    fi
+    command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql
     local version
     version=$(ls /etc/postgresql | sort -V | tail -n 1)
     pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
@@ -40,6 +36,23 @@ ensure_postgres() {
     export TEST_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
 }
 
+apt_install() {
+    [ "$(id -u)" = 0 ] || { echo "$* is missing and installing it needs root" >&2; exit 1; }
+    export DEBIAN_FRONTEND=noninteractive
+    if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
+    apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_redis() {
+    command -v redis-server >/dev/null 2>&1 || { log "installing redis-server"; apt_install redis-server; }
+    if [ -z "${TEST_REDIS_URL:-}" ] && ! port_open 6379; then
+        log "no Redis on 127.0.0.1:6379: starting one"
+        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+        for _ in $(seq 1 40); do port_open 6379 && break; sleep 0.25; done
+    fi
+}
+
 ensure_postgres
+ensure_redis
 log "Postgres for tests: ${TEST_DATABASE_URL%%@*}@…"
 cargo test --locked --all-targets "$@"

@@ -68,11 +68,19 @@ impl Cli {
                 println!("migrations applied");
                 Ok(())
             }
-            Command::Seed { scale, seed, reset, today } => {
+            Command::Seed {
+                scale,
+                seed,
+                reset,
+                today,
+            } => {
                 let store = Store::connect(&settings).await?;
                 store.migrate().await?;
                 if !store.is_empty().await? {
-                    anyhow::ensure!(reset, "the database already holds data; pass --reset to replace it");
+                    anyhow::ensure!(
+                        reset,
+                        "the database already holds data; pass --reset to replace it"
+                    );
                     store.reset_data().await?;
                 }
                 let started = std::time::Instant::now();
@@ -91,7 +99,10 @@ impl Cli {
             }
             Command::Token { user, ttl } => {
                 let store = Store::connect(&settings).await?;
-                let row = store.user_by_email(&user).await?.with_context(|| format!("no user with email {user}"))?;
+                let row = store
+                    .user_by_email(&user)
+                    .await?
+                    .with_context(|| format!("no user with email {user}"))?;
                 println!("{}", TokenAuthority::new(&settings.auth).sign(row.id, ttl));
                 Ok(())
             }
@@ -109,7 +120,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     if state.demo_owner_id.is_some() {
         let ttl = state.settings.auth.demo_token_ttl;
-        println!("Demo bearer tokens (valid {}), paste as `Authorization: Bearer <token>`:", humantime::format_duration(ttl));
+        println!(
+            "Demo bearer tokens (valid {}), paste as `Authorization: Bearer <token>`:",
+            humantime::format_duration(ttl)
+        );
         for (email, _) in DEMO_USERS {
             if let Some(user) = state.store.user_by_email(email).await? {
                 println!("  {email:<22} {}", state.tokens.sign(user.id, ttl));

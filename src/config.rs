@@ -41,6 +41,9 @@ pub struct CacheSettings {
     pub l1_max_bytes: u64,
     /// `redis://host:port/db` (`REDIS_URL`); empty: L1 only, invalidation local.
     pub redis_url: String,
+    /// First segment of every Redis key and of the invalidation channel; gateways sharing data
+    /// share it, anything else (another environment, a test) uses its own.
+    pub key_prefix: String,
     /// Give up on a Redis read after this long.
     #[serde(deserialize_with = "duration")]
     pub redis_read_timeout: Duration,
@@ -220,7 +223,10 @@ impl Settings {
     }
 
     /// Loads settings from a config directory and an explicit environment (tests use this).
-    pub fn load_from(dir: &std::path::Path, vars: &[(String, String)]) -> Result<Self, ConfigError> {
+    pub fn load_from(
+        dir: &std::path::Path,
+        vars: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
         let env = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let default_path = dir.join("default.toml");
         let mut table = match std::fs::read_to_string(&default_path) {
@@ -247,10 +253,16 @@ impl Settings {
     /// Rules that span keys or that types cannot express.
     fn validate(&self) -> Result<(), ConfigError> {
         let key_error = |key: &str, message: &str| {
-            Err(ConfigError::Key { key: key.into(), message: message.into() })
+            Err(ConfigError::Key {
+                key: key.into(),
+                message: message.into(),
+            })
         };
         if self.auth.jwt_secret.len() < 16 {
-            return key_error("auth.jwt_secret", "must be at least 16 bytes (set BFF_JWT_SECRET)");
+            return key_error(
+                "auth.jwt_secret",
+                "must be at least 16 bytes (set BFF_JWT_SECRET)",
+            );
         }
         if self.profile == Profile::Production && self.auth.jwt_secret == DEVELOPMENT_JWT_SECRET {
             return key_error(
@@ -270,13 +282,23 @@ impl Settings {
         if !(0.0..=0.5).contains(&self.cache.ttl_jitter) {
             return key_error("cache.ttl_jitter", "must be between 0 and 0.5");
         }
+        if self.cache.key_prefix.is_empty() || self.cache.key_prefix.contains(char::is_whitespace) {
+            return key_error("cache.key_prefix", "must be non-empty without spaces");
+        }
         let redis = &self.cache.redis_url;
         if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
             return key_error("cache.redis_url", "must start with redis:// or rediss://");
         }
         let url = &self.database.url;
-        if !(url.is_empty() || url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
-            return key_error("database.url", "must start with postgres://, postgresql:// or sqlite:");
+        if !(url.is_empty()
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite:"))
+        {
+            return key_error(
+                "database.url",
+                "must start with postgres://, postgresql:// or sqlite:",
+            );
         }
         Ok(())
     }
@@ -297,8 +319,10 @@ impl Settings {
 }
 
 fn parse_file(path: &str, text: &str) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>()
-        .map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })
+    text.parse::<toml::Table>().map_err(|e| ConfigError::File {
+        path: path.into(),
+        message: e.to_string(),
+    })
 }
 
 /// Deep-merges `overlay` into `base`: tables merge key by key, everything else is replaced.
@@ -362,7 +386,11 @@ fn apply_env(table: &mut toml::Table, vars: &[(String, String)]) -> Result<(), C
             .and_then(|l| l.parse::<SocketAddr>().ok())
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000)));
         let addr = SocketAddr::new(listen.ip(), port);
-        set(table, "server.listen", toml::Value::String(addr.to_string()));
+        set(
+            table,
+            "server.listen",
+            toml::Value::String(addr.to_string()),
+        );
     }
     Ok(())
 }
@@ -380,8 +408,11 @@ fn env_value(value: &str) -> toml::Value {
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text)
-        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration ({e}); use e.g. \"10s\"")))
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration ({e}); use e.g. \"10s\""
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -389,9 +420,14 @@ mod tests {
     use super::*;
 
     fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let vars: Vec<(String, String)> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Settings::load_from(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")), &vars)
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_from(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
+            &vars,
+        )
     }
 
     #[test]
@@ -404,7 +440,12 @@ mod tests {
 
     #[test]
     fn usual_environment_names_override_the_files() {
-        let settings = load(&[("PORT", "9100"), ("DATABASE_URL", "postgres://x@h/db"), ("BFF__SERVER__DEBUG_HEADERS", "false")]).unwrap();
+        let settings = load(&[
+            ("PORT", "9100"),
+            ("DATABASE_URL", "postgres://x@h/db"),
+            ("BFF__SERVER__DEBUG_HEADERS", "false"),
+        ])
+        .unwrap();
         assert_eq!(settings.server.listen.port(), 9100);
         assert_eq!(settings.database.url, "postgres://x@h/db");
         assert!(!settings.server.debug_headers);
@@ -412,17 +453,27 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_its_key() {
-        let error = load(&[("BFF_LISTEN", "not-an-address")]).unwrap_err().to_string();
+        let error = load(&[("BFF_LISTEN", "not-an-address")])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("server.listen"), "{error}");
-        let error = load(&[("BFF__SERVER__NO_SUCH_KEY", "1")]).unwrap_err().to_string();
+        let error = load(&[("BFF__SERVER__NO_SUCH_KEY", "1")])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("no_such_key"), "{error}");
     }
 
     #[test]
     fn production_refuses_the_development_secret() {
-        let error = load(&[("BFF_PROFILE", "production")]).unwrap_err().to_string();
+        let error = load(&[("BFF_PROFILE", "production")])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("auth.jwt_secret"), "{error}");
-        let settings = load(&[("BFF_PROFILE", "production"), ("BFF_JWT_SECRET", "a-real-secret-of-enough-length")]).unwrap();
+        let settings = load(&[
+            ("BFF_PROFILE", "production"),
+            ("BFF_JWT_SECRET", "a-real-secret-of-enough-length"),
+        ])
+        .unwrap();
         assert_eq!(settings.profile, Profile::Production);
         assert!(!settings.server.introspection);
     }

@@ -26,7 +26,9 @@ impl StoreError {
         if let sqlx::Error::Database(db) = &error {
             let constraint = db.constraint().unwrap_or_default();
             let message = db.message();
-            if constraint == "reservations_no_overlap" || message.contains("reservations_no_overlap") {
+            if constraint == "reservations_no_overlap"
+                || message.contains("reservations_no_overlap")
+            {
                 return StoreError::Overlap;
             }
             if constraint == "reservations_idempotency_key"

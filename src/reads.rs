@@ -31,28 +31,55 @@ pub struct CourtSlotsValue {
 }
 
 /// A user with their active memberships (`authContext` kind). Unknown users are not cached.
-pub async fn principal(cache: &Cache, store: &Store, user_id: i64) -> ApiResult<(PrincipalRecord, Outcome)> {
+pub async fn principal(
+    cache: &Cache,
+    store: &Store,
+    user_id: i64,
+) -> ApiResult<(PrincipalRecord, Outcome)> {
     let store = store.clone();
     cache
-        .get_or_load(CacheKey::new(Kind::AuthContext, &[("user", &user_id)], ""), vec![tags::user(user_id)], move || async move {
-            store.principal(user_id).await?.ok_or_else(|| ApiError::Unauthenticated("unknown or inactive user".into()))
-        })
+        .get_or_load(
+            CacheKey::new(Kind::AuthContext, &[("user", &user_id)], ""),
+            vec![tags::user(user_id)],
+            move || async move {
+                store
+                    .principal(user_id)
+                    .await?
+                    .ok_or_else(|| ApiError::Unauthenticated("unknown or inactive user".into()))
+            },
+        )
         .await
 }
 
 /// A club with its organization, courts and schedule (`club` kind). Unknown clubs are not cached.
-pub async fn club_layout(cache: &Cache, store: &Store, club_id: i64) -> ApiResult<(ClubLayout, Outcome)> {
+pub async fn club_layout(
+    cache: &Cache,
+    store: &Store,
+    club_id: i64,
+) -> ApiResult<(ClubLayout, Outcome)> {
     let store = store.clone();
     cache
-        .get_or_load(CacheKey::new(Kind::Club, &[("club", &club_id)], ""), vec![tags::club(club_id)], move || async move {
-            store.club_layout(club_id).await?.ok_or_else(|| ApiError::not_found("club"))
-        })
+        .get_or_load(
+            CacheKey::new(Kind::Club, &[("club", &club_id)], ""),
+            vec![tags::club(club_id)],
+            move || async move {
+                store
+                    .club_layout(club_id)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("club"))
+            },
+        )
         .await
 }
 
 /// The club's weekly schedule.
 pub fn schedule_of(layout: &ClubLayout) -> WeeklySchedule {
-    WeeklySchedule::from_rows(layout.schedule.iter().map(|(d, o, c)| (*d, minute_of(*o), minute_of(*c))))
+    WeeklySchedule::from_rows(
+        layout
+            .schedule
+            .iter()
+            .map(|(d, o, c)| (*d, minute_of(*o), minute_of(*c))),
+    )
 }
 
 /// Slots of the given active courts (all active courts with `None`) on a date
@@ -74,67 +101,137 @@ pub async fn availability(
         .collect();
     let court_set = match court_ids {
         None => "all".to_string(),
-        Some(_) => courts.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>().join(","),
+        Some(_) => courts
+            .iter()
+            .map(|(id, _)| id.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
     };
-    let key = CacheKey::new(Kind::CourtAvailability, &[("club", &club_id), ("date", &date)], &format!("courts={court_set};slot={slot_minutes}"));
+    let key = CacheKey::new(
+        Kind::CourtAvailability,
+        &[("club", &club_id), ("date", &date)],
+        &format!("courts={court_set};slot={slot_minutes}"),
+    );
     let bounds = slot_bounds(schedule_of(layout).intervals(date), slot_minutes);
     let store = store.clone();
     cache
-        .get_or_load(key, vec![tags::club(club_id), tags::club_slots(club_id, date)], move || async move {
-            let mut busy: HashMap<i64, Vec<(u32, u32)>> = HashMap::new();
-            if !bounds.is_empty() && !courts.is_empty() {
-                for row in store.busy_intervals(club_id, date).await? {
-                    busy.entry(row.court_id).or_default().push((minute_of(row.start_time), minute_of(row.end_time)));
+        .get_or_load(
+            key,
+            vec![tags::club(club_id), tags::club_slots(club_id, date)],
+            move || async move {
+                let mut busy: HashMap<i64, Vec<(u32, u32)>> = HashMap::new();
+                if !bounds.is_empty() && !courts.is_empty() {
+                    for row in store.busy_intervals(club_id, date).await? {
+                        busy.entry(row.court_id)
+                            .or_default()
+                            .push((minute_of(row.start_time), minute_of(row.end_time)));
+                    }
                 }
-            }
-            Ok::<_, ApiError>(
-                courts
-                    .into_iter()
-                    .map(|(court_id, in_maintenance)| CourtSlotsValue {
-                        court_id,
-                        slots: court_slots(&bounds, busy.get(&court_id).map(Vec::as_slice).unwrap_or(&[]), in_maintenance),
-                    })
-                    .collect(),
-            )
-        })
+                Ok::<_, ApiError>(
+                    courts
+                        .into_iter()
+                        .map(|(court_id, in_maintenance)| CourtSlotsValue {
+                            court_id,
+                            slots: court_slots(
+                                &bounds,
+                                busy.get(&court_id).map(Vec::as_slice).unwrap_or(&[]),
+                                in_maintenance,
+                            ),
+                        })
+                        .collect(),
+                )
+            },
+        )
         .await
 }
 
 /// A club's dashboard for the period of kind `period` holding `anchor` (`dashboard` kind).
-pub async fn dashboard(cache: &Cache, store: &Store, layout: &ClubLayout, period: Period, anchor: NaiveDate) -> ApiResult<(DashboardStats, Outcome)> {
+pub async fn dashboard(
+    cache: &Cache,
+    store: &Store,
+    layout: &ClubLayout,
+    period: Period,
+    anchor: NaiveDate,
+) -> ApiResult<(DashboardStats, Outcome)> {
     let club_id = layout.club.id;
     let current = period_range(period, anchor);
     let previous = previous_range(period, anchor);
-    let key = CacheKey::new(Kind::Dashboard, &[("club", &club_id), ("period", &format!("{period:?}")), ("date", &current.from)], "");
-    let tags = vec![tags::club(club_id), tags::club_period(club_id, period, current.from), tags::club_period(club_id, period, previous.from)];
+    let key = CacheKey::new(
+        Kind::Dashboard,
+        &[
+            ("club", &club_id),
+            ("period", &format!("{period:?}")),
+            ("date", &current.from),
+        ],
+        "",
+    );
+    let tags = vec![
+        tags::club(club_id),
+        tags::club_period(club_id, period, current.from),
+        tags::club_period(club_id, period, previous.from),
+    ];
     let schedule = schedule_of(layout);
-    let active: Vec<i64> = layout.courts.iter().filter(|c| c.is_active).map(|c| c.id).collect();
+    let active: Vec<i64> = layout
+        .courts
+        .iter()
+        .filter(|c| c.is_active)
+        .map(|c| c.id)
+        .collect();
     let store = store.clone();
     cache
         .get_or_load(key, tags, move || async move {
-            let rows = store.dashboard_aggregates(club_id, current, previous).await?;
-            Ok::<_, ApiError>(dashboard::compute(&DashboardInput { schedule: &schedule, active_court_ids: &active, current, previous }, &rows))
+            let rows = store
+                .dashboard_aggregates(club_id, current, previous)
+                .await?;
+            Ok::<_, ApiError>(dashboard::compute(
+                &DashboardInput {
+                    schedule: &schedule,
+                    active_court_ids: &active,
+                    current,
+                    previous,
+                },
+                &rows,
+            ))
         })
         .await
 }
 
 /// The permission list of a role set (`permissions` kind).
-pub async fn permission_list(cache: &Cache, store: &Store, viewer: &Viewer, roles: &std::collections::BTreeSet<&'static str>) -> ApiResult<(Vec<String>, Outcome)> {
-    let role_set = if viewer.is_superuser { "*".to_string() } else { roles.iter().copied().collect::<Vec<_>>().join(",") };
+pub async fn permission_list(
+    cache: &Cache,
+    store: &Store,
+    viewer: &Viewer,
+    roles: &std::collections::BTreeSet<&'static str>,
+) -> ApiResult<(Vec<String>, Outcome)> {
+    let role_set = if viewer.is_superuser {
+        "*".to_string()
+    } else {
+        roles.iter().copied().collect::<Vec<_>>().join(",")
+    };
     let roles: std::collections::BTreeSet<&'static str> = roles.clone();
     let superuser = viewer.is_superuser;
     let store = store.clone();
     cache
-        .get_or_load(CacheKey::new(Kind::Permissions, &[("roles", &role_set)], ""), vec![tags::ROLE_PERMISSIONS.to_string()], move || async move {
-            let table = store.role_permissions().await?;
-            Ok::<_, ApiError>(permissions(&table, &roles, superuser))
-        })
+        .get_or_load(
+            CacheKey::new(Kind::Permissions, &[("roles", &role_set)], ""),
+            vec![tags::ROLE_PERMISSIONS.to_string()],
+            move || async move {
+                let table = store.role_permissions().await?;
+                Ok::<_, ApiError>(permissions(&table, &roles, superuser))
+            },
+        )
         .await
 }
 
 /// Fills availability for the next `days` days (90-minute slots, every court) and the current
 /// DAY/WEEK/MONTH dashboards of the given (or every active) club, `concurrency` loads at a time.
-pub async fn warm_up(cache: &Cache, store: &Store, club_ids: Option<Vec<i64>>, days: u32, concurrency: usize) -> ApiResult<usize> {
+pub async fn warm_up(
+    cache: &Cache,
+    store: &Store,
+    club_ids: Option<Vec<i64>>,
+    days: u32,
+    concurrency: usize,
+) -> ApiResult<usize> {
     let club_ids = match club_ids {
         Some(ids) => ids,
         None => store.active_club_ids().await?,

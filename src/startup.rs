@@ -31,7 +31,9 @@ pub struct Application {
 impl Application {
     /// Connects to the database, prepares it as configured, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let store = Store::connect(&settings).await.with_context(|| format!("connecting to {}", redact(&settings.database_url())))?;
+        let store = Store::connect(&settings)
+            .await
+            .with_context(|| format!("connecting to {}", redact(&settings.database_url())))?;
         Self::build_with_store(settings, store).await
     }
 
@@ -40,12 +42,22 @@ impl Application {
         if settings.database.migrate_on_start || store.backend() == Backend::Sqlite {
             store.migrate().await.context("applying migrations")?;
         }
-        if store.backend() == Backend::Sqlite && settings.database.seed_demo_on_empty && store.is_empty().await? {
+        if store.backend() == Backend::Sqlite
+            && settings.database.seed_demo_on_empty
+            && store.is_empty().await?
+        {
             let summary = store
-                .seed(SeedOptions { scale: Scale::Demo, seed: 42, today: chrono::Utc::now().date_naive() })
+                .seed(SeedOptions {
+                    scale: Scale::Demo,
+                    seed: 42,
+                    today: chrono::Utc::now().date_naive(),
+                })
                 .await
                 .context("seeding demo data")?;
-            tracing::info!(reservations = summary.reservations, "seeded demo data into the embedded database");
+            tracing::info!(
+                reservations = summary.reservations,
+                "seeded demo data into the embedded database"
+            );
         }
         let demo_owner_id = if settings.profile == Profile::Development {
             store.user_by_email(DEMO_OWNER_EMAIL).await?.map(|u| u.id)
@@ -57,7 +69,12 @@ impl Application {
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let cache = Cache::new(&settings.cache);
         if settings.cache.warmup_on_start {
-            let (cache, store, days, concurrency) = (cache.clone(), store.clone(), settings.cache.warmup_days, settings.cache.warmup_concurrency);
+            let (cache, store, days, concurrency) = (
+                cache.clone(),
+                store.clone(),
+                settings.cache.warmup_days,
+                settings.cache.warmup_concurrency,
+            );
             tokio::spawn(async move {
                 match reads::warm_up(&cache, &store, None, days, concurrency).await {
                     Ok(filled) => tracing::info!(entries = filled, "cache warm-up done"),
@@ -67,7 +84,9 @@ impl Application {
         }
         let state = AppState {
             cache,
-            schema: build_schema(SchemaOptions { introspection: settings.server.introspection }),
+            schema: build_schema(SchemaOptions {
+                introspection: settings.server.introspection,
+            }),
             tokens: TokenAuthority::new(&settings.auth),
             settings: Arc::new(settings),
             store,
@@ -83,7 +102,9 @@ impl Application {
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The shared state (for printing demo tokens and for tests).
@@ -93,7 +114,10 @@ impl Application {
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish (up to the
     /// configured grace period) and closes the pool.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let grace = self.state.settings.server.shutdown_grace;
         let store = self.state.store.clone();
         let stop = Arc::new(tokio::sync::Notify::new());

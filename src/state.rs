@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::{auth::TokenAuthority, cache::Cache, config::Settings, graphql::BffSchema, store::Store};
+use crate::{
+    auth::TokenAuthority, cache::Cache, config::Settings, graphql::BffSchema, store::Store,
+};
 
 /// Shared state: settings, the store, the schema and the token authority.
 #[derive(Clone)]

@@ -78,9 +78,12 @@ impl TokenAuthority {
             return Credentials::Anonymous;
         };
         let Some(token) = value.to_str().ok().and_then(|v| {
-            v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
         }) else {
-            return Credentials::Invalid("the Authorization header must be `Bearer <token>`".into());
+            return Credentials::Invalid(
+                "the Authorization header must be `Bearer <token>`".into(),
+            );
         };
         match self.verify(token.trim()) {
             Ok(user_id) => Credentials::User(user_id),
@@ -90,24 +93,35 @@ impl TokenAuthority {
 
     /// Verifies a token and returns the user id of its `sub`.
     pub fn verify(&self, token: &str) -> Result<i64, String> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::ExpiredSignature => "the token has expired".to_string(),
-                ErrorKind::ImmatureSignature => "the token is not valid yet".to_string(),
-                ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted".to_string(),
-                ErrorKind::InvalidIssuer => "the token's issuer is not accepted".to_string(),
-                ErrorKind::InvalidAudience => "the token's audience is not accepted".to_string(),
-                ErrorKind::InvalidSignature => "the token's signature is invalid".to_string(),
-                _ => "the token is invalid".to_string(),
-            }
-        })?;
-        data.claims.sub.parse::<i64>().map_err(|_| "the token's subject is not a user id".to_string())
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => "the token has expired".to_string(),
+                    ErrorKind::ImmatureSignature => "the token is not valid yet".to_string(),
+                    ErrorKind::InvalidAlgorithm => {
+                        "the token's algorithm is not accepted".to_string()
+                    }
+                    ErrorKind::InvalidIssuer => "the token's issuer is not accepted".to_string(),
+                    ErrorKind::InvalidAudience => {
+                        "the token's audience is not accepted".to_string()
+                    }
+                    ErrorKind::InvalidSignature => "the token's signature is invalid".to_string(),
+                    _ => "the token is invalid".to_string(),
+                }
+            })?;
+        data.claims
+            .sub
+            .parse::<i64>()
+            .map_err(|_| "the token's subject is not a user id".to_string())
     }
 
     /// Signs a token for `user_id` valid for `ttl` (the `token` command and demo tokens).
     pub fn sign(&self, user_id: i64, ttl: Duration) -> String {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         let claims = Claims {
             sub: user_id.to_string(),
             iat: Some(now),
@@ -115,7 +129,8 @@ impl TokenAuthority {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail")
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
     }
 }
 
@@ -147,7 +162,11 @@ impl From<PrincipalRecord> for Principal {
                 .filter_map(|(club, org, role)| ClubRole::parse(role).map(|r| (*club, *org, r)))
                 .collect(),
         };
-        Principal { user: record.user, viewer, organizations }
+        Principal {
+            user: record.user,
+            viewer,
+            organizations,
+        }
     }
 }
 
@@ -182,14 +201,29 @@ mod tests {
         assert!(authority.verify(none).is_err());
         let expired = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
-            &Claims { sub: "1".into(), exp: 1_000, iat: None, iss: None, aud: None },
+            &Claims {
+                sub: "1".into(),
+                exp: 1_000,
+                iat: None,
+                iss: None,
+                aud: None,
+            },
             &EncodingKey::from_secret(b"a-secret-long-enough-1234"),
         )
         .unwrap();
-        assert_eq!(authority.verify(&expired), Err("the token has expired".into()));
+        assert_eq!(
+            authority.verify(&expired),
+            Err("the token has expired".into())
+        );
         let hs512 = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),
-            &Claims { sub: "1".into(), exp: 9_999_999_999, iat: None, iss: None, aud: None },
+            &Claims {
+                sub: "1".into(),
+                exp: 9_999_999_999,
+                iat: None,
+                iss: None,
+                aud: None,
+            },
             &EncodingKey::from_secret(b"a-secret-long-enough-1234"),
         )
         .unwrap();

@@ -26,7 +26,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for metrics and status.
-    pub const ALL: [Kind; 5] = [Kind::CourtAvailability, Kind::Dashboard, Kind::AuthContext, Kind::Permissions, Kind::Club];
+    pub const ALL: [Kind; 5] = [
+        Kind::CourtAvailability,
+        Kind::Dashboard,
+        Kind::AuthContext,
+        Kind::Permissions,
+        Kind::Club,
+    ];
 
     /// The name used in keys, metrics and the management API.
     pub fn name(self) -> &'static str {
@@ -138,7 +144,10 @@ pub mod tags {
     /// whose current or previous period holds the date.
     pub fn booking_change(club_id: i64, date: NaiveDate) -> Vec<String> {
         let mut tags = vec![club_slots(club_id, date)];
-        tags.extend([Period::Day, Period::Week, Period::Month, Period::Year].map(|p| club_period(club_id, p, date)));
+        tags.extend(
+            [Period::Day, Period::Week, Period::Month, Period::Year]
+                .map(|p| club_period(club_id, p, date)),
+        );
         tags
     }
 
@@ -158,8 +167,18 @@ mod tests {
 
     #[test]
     fn keys_are_hierarchical_versioned_and_stable() {
-        let key = CacheKey::new(Kind::CourtAvailability, &[("club", &7), ("date", &"2026-11-25")], "courts=all;slot=90");
-        assert_eq!(key.as_str(), format!("bff:v{CACHE_FORMAT}:courtAvailability:club=7:date=2026-11-25:{:016x}", fnv1a64(b"courts=all;slot=90")));
+        let key = CacheKey::new(
+            Kind::CourtAvailability,
+            &[("club", &7), ("date", &"2026-11-25")],
+            "courts=all;slot=90",
+        );
+        assert_eq!(
+            key.as_str(),
+            format!(
+                "bff:v{CACHE_FORMAT}:courtAvailability:club=7:date=2026-11-25:{:016x}",
+                fnv1a64(b"courts=all;slot=90")
+            )
+        );
         // FNV-1a reference values: these must never change.
         assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
         assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);

@@ -102,7 +102,11 @@ impl CacheMetrics {
                     stale_while_revalidate: k.stale_while_revalidate.load(Relaxed),
                     stale_if_error: k.stale_if_error.load(Relaxed),
                     load_errors: k.load_errors.load(Relaxed),
-                    mean_load_ms: if loads == 0 { 0.0 } else { k.load_micros.load(Relaxed) as f64 / loads as f64 / 1000.0 },
+                    mean_load_ms: if loads == 0 {
+                        0.0
+                    } else {
+                        k.load_micros.load(Relaxed) as f64 / loads as f64 / 1000.0
+                    },
                 }
             })
             .collect()

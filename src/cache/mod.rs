@@ -69,12 +69,16 @@ struct Entry {
 impl Entry {
     fn weight(&self, key: &str) -> u32 {
         let tags: usize = self.tags.iter().map(String::len).sum();
-        u32::try_from(key.len() + self.value.len() + tags + 8 * self.generations.len() + 64).unwrap_or(u32::MAX)
+        u32::try_from(key.len() + self.value.len() + tags + 8 * self.generations.len() + 64)
+            .unwrap_or(u32::MAX)
     }
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Shared handle to the cache; cheap to clone.
@@ -126,7 +130,8 @@ impl Cache {
             l1_on: AtomicBool::new(settings.l1_enabled && !redis_configured),
             generations: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
-            redis: redis_configured.then(|| RedisTier::start(settings, weak.clone(), metrics.clone())),
+            redis: redis_configured
+                .then(|| RedisTier::start(settings, weak.clone(), metrics.clone())),
             metrics,
             settings: settings.clone(),
         });
@@ -169,7 +174,12 @@ impl Cache {
     /// Returns the cached value of `key` or loads it. `tags` name what the value is derived from.
     /// Load errors are returned (and never cached), except that an expired value within its
     /// kind's `stale_if_error` age is served instead.
-    pub async fn get_or_load<V, E, F, Fut>(&self, key: CacheKey, tags: Vec<String>, load: F) -> Result<(V, Outcome), E>
+    pub async fn get_or_load<V, E, F, Fut>(
+        &self,
+        key: CacheKey,
+        tags: Vec<String>,
+        load: F,
+    ) -> Result<(V, Outcome), E>
     where
         V: Serialize + DeserializeOwned + Send + 'static,
         E: Send + 'static,
@@ -209,7 +219,10 @@ impl Cache {
                             return Ok((value, Outcome::L2Hit));
                         }
                     }
-                    if stale.as_ref().is_none_or(|s| s.fresh_until_ms < entry.fresh_until_ms) {
+                    if stale
+                        .as_ref()
+                        .is_none_or(|s| s.fresh_until_ms < entry.fresh_until_ms)
+                    {
                         stale = Some(entry);
                     }
                 }
@@ -225,7 +238,9 @@ impl Cache {
                     tokio::spawn(async move {
                         let _ = cache.load_once::<V, E, F, Fut>(key, tags, load).await;
                     });
-                    self.inner.metrics.record(kind, Outcome::StaleWhileRevalidate);
+                    self.inner
+                        .metrics
+                        .record(kind, Outcome::StaleWhileRevalidate);
                     return Ok((value, Outcome::StaleWhileRevalidate));
                 }
             }
@@ -237,7 +252,10 @@ impl Cache {
             },
             Err(error) => {
                 let sie = settings.stale_if_error.as_millis() as u64;
-                if let Some(value) = stale.filter(|e| sie > 0 && now < e.fresh_until_ms + sie).and_then(|e| decode(&e.value)) {
+                if let Some(value) = stale
+                    .filter(|e| sie > 0 && now < e.fresh_until_ms + sie)
+                    .and_then(|e| decode(&e.value))
+                {
                     self.inner.metrics.record(kind, Outcome::StaleIfError);
                     return Ok((value, Outcome::StaleIfError));
                 }
@@ -247,7 +265,12 @@ impl Cache {
     }
 
     /// Single flight: concurrent callers for one key share one load.
-    async fn load_once<V, E, F, Fut>(&self, key: CacheKey, tags: Vec<String>, load: F) -> Result<Arc<Entry>, E>
+    async fn load_once<V, E, F, Fut>(
+        &self,
+        key: CacheKey,
+        tags: Vec<String>,
+        load: F,
+    ) -> Result<Arc<Entry>, E>
     where
         V: Serialize + Send + 'static,
         F: FnOnce() -> Fut,
@@ -255,18 +278,31 @@ impl Cache {
     {
         let cell = {
             let mut inflight = self.inner.inflight.lock().expect("inflight lock");
-            inflight.entry(key.as_str().to_string()).or_insert_with(|| Arc::new(OnceCell::new())).clone()
+            inflight
+                .entry(key.as_str().to_string())
+                .or_insert_with(|| Arc::new(OnceCell::new()))
+                .clone()
         };
         let result = cell
             .get_or_try_init(|| async {
+                // A caller that missed L1 just before another caller's load landed finds it
+                // here instead of loading again.
+                if let Some(entry) = self.l1_get(key.as_str()) {
+                    if self.is_current(&entry) && now_ms() < entry.fresh_until_ms {
+                        return Ok(entry);
+                    }
+                }
                 // Generations as the load starts: an invalidation during the load makes the entry
                 // unreadable rather than stale.
                 let generations = self.current_generations(&tags);
                 let started = std::time::Instant::now();
                 let value = load().await;
-                self.inner.metrics.record_load(key.kind, started.elapsed(), value.is_ok());
+                self.inner
+                    .metrics
+                    .record_load(key.kind, started.elapsed(), value.is_ok());
                 let value = value?;
-                let entry = Arc::new(self.entry(key.kind, tags.clone(), generations, encode(&value)));
+                let entry =
+                    Arc::new(self.entry(key.kind, tags.clone(), generations, encode(&value)));
                 self.inner.metrics.record(key.kind, Outcome::Miss);
                 if self.is_current(&entry) {
                     self.l1_put(key.as_str(), entry.clone());
@@ -279,7 +315,10 @@ impl Cache {
             .await
             .cloned();
         let mut inflight = self.inner.inflight.lock().expect("inflight lock");
-        if inflight.get(key.as_str()).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+        if inflight
+            .get(key.as_str())
+            .is_some_and(|c| Arc::ptr_eq(c, &cell))
+        {
             inflight.remove(key.as_str());
         }
         result
@@ -289,11 +328,24 @@ impl Cache {
         let settings = self.kind_settings(kind);
         let ttl = settings.ttl.as_millis() as f64;
         let jitter = self.inner.settings.ttl_jitter;
-        let factor = if jitter > 0.0 { rand::rng().random_range(1.0 - jitter..=1.0 + jitter) } else { 1.0 };
+        let factor = if jitter > 0.0 {
+            rand::rng().random_range(1.0 - jitter..=1.0 + jitter)
+        } else {
+            1.0
+        };
         let now = now_ms();
         let fresh_until_ms = now + (ttl * factor) as u64;
-        let extra = settings.stale_while_revalidate.max(settings.stale_if_error).as_millis() as u64;
-        Entry { fresh_until_ms, stale_until_ms: fresh_until_ms + extra, tags, generations, value }
+        let extra = settings
+            .stale_while_revalidate
+            .max(settings.stale_if_error)
+            .as_millis() as u64;
+        Entry {
+            fresh_until_ms,
+            stale_until_ms: fresh_until_ms + extra,
+            tags,
+            generations,
+            value,
+        }
     }
 
     fn l1_get(&self, key: &str) -> Option<Arc<Entry>> {
@@ -317,12 +369,18 @@ impl Cache {
     /// Whether every tag of the entry is still at the generation the entry recorded.
     fn is_current(&self, entry: &Entry) -> bool {
         let generations = self.inner.generations.lock().expect("generations lock");
-        entry.tags.iter().zip(&entry.generations).all(|(tag, generation)| generations.get(tag).copied().unwrap_or(0) == *generation)
+        entry
+            .tags
+            .iter()
+            .zip(&entry.generations)
+            .all(|(tag, generation)| generations.get(tag).copied().unwrap_or(0) == *generation)
     }
 
     fn current_generations(&self, tags: &[String]) -> Vec<u64> {
         let generations = self.inner.generations.lock().expect("generations lock");
-        tags.iter().map(|t| generations.get(t).copied().unwrap_or(0)).collect()
+        tags.iter()
+            .map(|t| generations.get(t).copied().unwrap_or(0))
+            .collect()
     }
 
     /// Raises the local mirror to generations seen elsewhere (never lowers it).
@@ -379,14 +437,18 @@ impl Cache {
     /// The invalidation channel is (re)established: what was missed is unknown, so start over.
     fn channel_up(&self) {
         self.flush_l1();
-        self.inner.l1_on.store(self.inner.settings.l1_enabled, Ordering::Release);
+        self.inner
+            .l1_on
+            .store(self.inner.settings.l1_enabled, Ordering::Release);
         tracing::info!("cache invalidation channel subscribed; L1 on");
     }
 
     /// The invalidation channel is lost: flush and stop serving from L1 until it is back.
     fn channel_down(&self) {
         if self.inner.l1_on.swap(false, Ordering::AcqRel) {
-            tracing::warn!("cache invalidation channel lost; L1 flushed and off until resubscribed");
+            tracing::warn!(
+                "cache invalidation channel lost; L1 flushed and off until resubscribed"
+            );
         }
         self.flush_l1();
     }
@@ -425,9 +487,12 @@ mod tests {
     use std::time::Duration;
 
     fn settings() -> CacheSettings {
-        crate::config::Settings::load_from(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")), &[])
-            .unwrap()
-            .cache
+        crate::config::Settings::load_from(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
+            &[],
+        )
+        .unwrap()
+        .cache
     }
 
     #[tokio::test]
@@ -455,7 +520,10 @@ mod tests {
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         let key = CacheKey::new(Kind::Club, &[("club", &1)], "");
-        let (_, outcome) = cache.get_or_load(key, vec![tags::club(1)], || async { Ok::<u32, ()>(0) }).await.unwrap();
+        let (_, outcome) = cache
+            .get_or_load(key, vec![tags::club(1)], || async { Ok::<u32, ()>(0) })
+            .await
+            .unwrap();
         assert_eq!(outcome, Outcome::L1Hit);
     }
 
@@ -464,11 +532,22 @@ mod tests {
         let cache = Cache::new(&settings());
         let key = |club: i64| CacheKey::new(Kind::Club, &[("club", &club)], "");
         for club in [1, 2] {
-            cache.get_or_load(key(club), vec![tags::club(club)], move || async move { Ok::<i64, ()>(club) }).await.unwrap();
+            cache
+                .get_or_load(key(club), vec![tags::club(club)], move || async move {
+                    Ok::<i64, ()>(club)
+                })
+                .await
+                .unwrap();
         }
         cache.invalidate(&[tags::club(1)]).await;
-        let (v1, o1) = cache.get_or_load(key(1), vec![tags::club(1)], || async { Ok::<i64, ()>(10) }).await.unwrap();
-        let (v2, o2) = cache.get_or_load(key(2), vec![tags::club(2)], || async { Ok::<i64, ()>(20) }).await.unwrap();
+        let (v1, o1) = cache
+            .get_or_load(key(1), vec![tags::club(1)], || async { Ok::<i64, ()>(10) })
+            .await
+            .unwrap();
+        let (v2, o2) = cache
+            .get_or_load(key(2), vec![tags::club(2)], || async { Ok::<i64, ()>(20) })
+            .await
+            .unwrap();
         assert_eq!((v1, o1), (10, Outcome::Miss));
         assert_eq!((v2, o2), (2, Outcome::L1Hit));
     }
@@ -495,7 +574,12 @@ mod tests {
         cache.invalidate(&[tags::club(5)]).await;
         tx.send(()).unwrap();
         assert_eq!(slow.await.unwrap().unwrap().0, "stale"); // the racing caller gets its own load
-        let (value, outcome) = cache.get_or_load(key, vec![tags::club(5)], || async { Ok::<String, ()>("fresh".into()) }).await.unwrap();
+        let (value, outcome) = cache
+            .get_or_load(key, vec![tags::club(5)], || async {
+                Ok::<String, ()>("fresh".into())
+            })
+            .await
+            .unwrap();
         assert_eq!((value.as_str(), outcome), ("fresh", Outcome::Miss));
     }
 
@@ -507,11 +591,19 @@ mod tests {
         s.ttl_jitter = 0.0;
         let cache = Cache::new(&s);
         let key = CacheKey::new(Kind::Club, &[("club", &9)], "");
-        let error = cache.get_or_load(key.clone(), vec![], || async { Err::<u8, &str>("db down") }).await;
+        let error = cache
+            .get_or_load(key.clone(), vec![], || async { Err::<u8, &str>("db down") })
+            .await;
         assert_eq!(error.unwrap_err(), "db down");
-        cache.get_or_load(key.clone(), vec![], || async { Ok::<u8, &str>(7) }).await.unwrap();
+        cache
+            .get_or_load(key.clone(), vec![], || async { Ok::<u8, &str>(7) })
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(60)).await;
-        let (value, outcome) = cache.get_or_load(key, vec![], || async { Err::<u8, &str>("db down") }).await.unwrap();
+        let (value, outcome) = cache
+            .get_or_load(key, vec![], || async { Err::<u8, &str>("db down") })
+            .await
+            .unwrap();
         assert_eq!((value, outcome), (7, Outcome::StaleIfError));
     }
 }

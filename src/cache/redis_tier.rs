@@ -16,8 +16,16 @@ use super::{keys, now_ms, Cache, CacheMetrics, Entry, Inner, Missed};
 use crate::config::CacheSettings;
 
 /// The pub/sub channel carrying invalidations: lines of `{generation} {tag}`.
-pub(crate) fn channel() -> String {
-    format!("bff:v{}:invalidations", keys::CACHE_FORMAT)
+fn channel(prefix: &str) -> String {
+    format!("{prefix}:v{}:invalidations", keys::CACHE_FORMAT)
+}
+
+/// A key under the configured prefix (keys are built as `bff:…`).
+fn prefixed(prefix: &str, key: &str) -> String {
+    match key.strip_prefix("bff:") {
+        Some(rest) => format!("{prefix}:{rest}"),
+        None => format!("{prefix}:{key}"),
+    }
 }
 
 /// Tag generations outlive every entry (longest TTL + stale window), so an expired tag key can
@@ -50,6 +58,7 @@ pub(crate) struct RedisTier {
     metrics: Arc<CacheMetrics>,
     missed: Mutex<Missed>,
     subscribed: Arc<AtomicBool>,
+    prefix: String,
 }
 
 struct Breaker {
@@ -76,10 +85,14 @@ impl Breaker {
         let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
         // Half-open after a trip: one failed probe re-opens at once.
         if failures >= self.threshold || self.tripped.load(Ordering::Acquire) {
-            self.open_until_ms.store(now_ms() + self.cooldown_ms, Ordering::Release);
+            self.open_until_ms
+                .store(now_ms() + self.cooldown_ms, Ordering::Release);
             self.failures.store(0, Ordering::Release);
             if !self.tripped.swap(true, Ordering::AcqRel) {
-                tracing::warn!(cooldown_ms = self.cooldown_ms, "redis circuit breaker open: serving from L1 and the database");
+                tracing::warn!(
+                    cooldown_ms = self.cooldown_ms,
+                    "redis circuit breaker open: serving from L1 and the database"
+                );
             }
         }
     }
@@ -87,16 +100,29 @@ impl Breaker {
 
 impl RedisTier {
     /// Connects lazily and starts the invalidation listener; never fails, never blocks.
-    pub(crate) fn start(settings: &CacheSettings, cache: Weak<Inner>, metrics: Arc<CacheMetrics>) -> RedisTier {
-        let client = redis::Client::open(settings.redis_url.as_str()).expect("cache.redis_url validated at start");
+    pub(crate) fn start(
+        settings: &CacheSettings,
+        cache: Weak<Inner>,
+        metrics: Arc<CacheMetrics>,
+    ) -> RedisTier {
+        let client = redis::Client::open(settings.redis_url.as_str())
+            .expect("cache.redis_url validated at start");
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.redis_write_timeout))
             .set_response_timeout(Some(settings.redis_write_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
-        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config).expect("lazy connection manager");
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .expect("lazy connection manager");
         let subscribed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(listen(client, cache.clone(), subscribed.clone(), settings.redis_write_timeout));
+        tokio::spawn(probe(cache.clone()));
+        tokio::spawn(listen(
+            client,
+            cache.clone(),
+            subscribed.clone(),
+            settings.redis_write_timeout,
+            channel(&settings.key_prefix),
+        ));
         RedisTier {
             connection,
             read_timeout: settings.redis_read_timeout,
@@ -112,6 +138,7 @@ impl RedisTier {
             metrics,
             missed: Mutex::new(Missed::default()),
             subscribed,
+            prefix: settings.key_prefix.clone(),
         }
     }
 
@@ -155,43 +182,70 @@ impl RedisTier {
     }
 
     /// The entry (if any) and the current generations of `tags`, in one round trip.
-    pub(crate) async fn get(&self, key: &str, tags: &[String]) -> Option<(Option<Entry>, Vec<u64>)> {
+    pub(crate) async fn get(
+        &self,
+        key: &str,
+        tags: &[String],
+    ) -> Option<(Option<Entry>, Vec<u64>)> {
         let mut command = redis::cmd("MGET");
-        command.arg(key);
+        command.arg(prefixed(&self.prefix, key));
         for tag in tags {
-            command.arg(keys::tag_key(tag));
+            command.arg(prefixed(&self.prefix, &keys::tag_key(tag)));
         }
         let mut connection = self.connection.clone();
-        let values: Vec<Option<Vec<u8>>> = self.call(self.read_timeout, command.query_async(&mut connection)).await?;
+        let values: Vec<Option<Vec<u8>>> = self
+            .call(self.read_timeout, command.query_async(&mut connection))
+            .await?;
         let mut values = values.into_iter();
-        let entry = values.next().flatten().and_then(|bytes| postcard::from_bytes::<Entry>(&bytes).ok());
+        let entry = values
+            .next()
+            .flatten()
+            .and_then(|bytes| postcard::from_bytes::<Entry>(&bytes).ok());
         let generations = values
-            .map(|v| v.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0))
+            .map(|v| {
+                v.and_then(|b| String::from_utf8(b).ok())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0)
+            })
             .collect();
         Some((entry, generations))
     }
 
     /// Stores an entry without making the request wait for it.
     pub(crate) fn put_in_background(&self, key: String, entry: Arc<Entry>) {
-        let Some(inner) = self.cache.upgrade() else { return };
+        let Some(inner) = self.cache.upgrade() else {
+            return;
+        };
         let ttl = entry.stale_until_ms.saturating_sub(now_ms());
         if ttl == 0 || !self.breaker.allows() {
             return;
         }
         tokio::spawn(async move {
-            let Some(tier) = inner.redis.as_ref() else { return };
+            let Some(tier) = inner.redis.as_ref() else {
+                return;
+            };
             let bytes = postcard::to_allocvec(entry.as_ref()).expect("entries serialize");
             let mut connection = tier.connection.clone();
             let mut command = redis::cmd("SET");
-            command.arg(&key).arg(bytes).arg("PX").arg(ttl);
-            let _: Option<()> = tier.call(tier.write_timeout, command.query_async(&mut connection)).await;
+            command
+                .arg(prefixed(&tier.prefix, &key))
+                .arg(bytes)
+                .arg("PX")
+                .arg(ttl);
+            let _: Option<()> = tier
+                .call(tier.write_timeout, command.query_async(&mut connection))
+                .await;
         });
     }
 
     /// Increments tag generations in Redis and publishes them; `None` when Redis is skipped.
     pub(crate) async fn bump(&self, tags: &[String]) -> Option<Vec<u64>> {
         let mut connection = self.connection.clone();
-        self.call(self.write_timeout, bump_command(tags).query_async(&mut connection)).await
+        self.call(
+            self.write_timeout,
+            bump_command(&self.prefix, tags).query_async(&mut connection),
+        )
+        .await
     }
 
     /// Remembers invalidations Redis did not get, to replay them when it is back.
@@ -223,7 +277,11 @@ impl RedisTier {
         if !pending.is_empty() {
             // Directly, not through `call`: this runs inside `call`.
             let mut connection = self.connection.clone();
-            let replayed = tokio::time::timeout(self.write_timeout, bump_command(&pending).query_async::<Vec<u64>>(&mut connection)).await;
+            let replayed = tokio::time::timeout(
+                self.write_timeout,
+                bump_command(&self.prefix, &pending).query_async::<Vec<u64>>(&mut connection),
+            )
+            .await;
             if !matches!(replayed, Ok(Ok(_))) {
                 self.remember_missed(&pending);
             }
@@ -232,26 +290,53 @@ impl RedisTier {
 }
 
 /// The EVAL of [`BUMP_SCRIPT`] for `tags`.
-fn bump_command(tags: &[String]) -> redis::Cmd {
+fn bump_command(prefix: &str, tags: &[String]) -> redis::Cmd {
     let mut command = redis::cmd("EVAL");
     command.arg(BUMP_SCRIPT).arg(tags.len());
     for tag in tags {
-        command.arg(keys::tag_key(tag));
+        command.arg(prefixed(prefix, &keys::tag_key(tag)));
     }
-    command.arg(TAG_TTL_SECONDS).arg(channel());
+    command.arg(TAG_TTL_SECONDS).arg(channel(prefix));
     for tag in tags {
         command.arg(tag);
     }
     command
 }
 
+/// While the breaker is tripped, pings Redis once a second (after the cool-down) so recovery does
+/// not wait for a request that happens to need Redis.
+async fn probe(cache: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(inner) = cache.upgrade() else { return };
+        let Some(tier) = inner.redis.as_ref() else {
+            return;
+        };
+        if tier.breaker.tripped.load(Ordering::Acquire) && tier.breaker.allows() {
+            let mut connection = tier.connection.clone();
+            let _: Option<String> = tier
+                .call(
+                    tier.read_timeout,
+                    redis::cmd("PING").query_async(&mut connection),
+                )
+                .await;
+        }
+    }
+}
+
 /// Keeps a subscription to the invalidation channel; L1 serves only while subscribed.
-async fn listen(client: redis::Client, cache: Weak<Inner>, subscribed: Arc<AtomicBool>, connect_timeout: Duration) {
+async fn listen(
+    client: redis::Client,
+    cache: Weak<Inner>,
+    subscribed: Arc<AtomicBool>,
+    connect_timeout: Duration,
+    channel: String,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let connected = tokio::time::timeout(connect_timeout, async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(channel()).await?;
+            pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         })
         .await;

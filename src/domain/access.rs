@@ -43,7 +43,10 @@ pub enum ClubAccess {
 impl Viewer {
     /// The caller's role in an organization, when an active member.
     pub fn org_role(&self, organization_id: i64) -> Option<OrgRole> {
-        self.org_roles.iter().find(|(org, _)| *org == organization_id).map(|(_, role)| *role)
+        self.org_roles
+            .iter()
+            .find(|(org, _)| *org == organization_id)
+            .map(|(_, role)| *role)
     }
 }
 
@@ -76,18 +79,35 @@ pub fn club_access(viewer: &Viewer, club: ClubScope) -> Option<ClubAccess> {
 
 /// The roles whose permissions the caller holds in `organization_id`: their organization role
 /// there and their club roles in that organization's clubs.
-pub fn roles_in_organization(viewer: &Viewer, organization_id: Option<i64>) -> BTreeSet<&'static str> {
-    let Some(org) = organization_id else { return BTreeSet::new() };
-    let mut roles: BTreeSet<&'static str> = viewer.org_role(org).map(OrgRole::as_str).into_iter().collect();
+pub fn roles_in_organization(
+    viewer: &Viewer,
+    organization_id: Option<i64>,
+) -> BTreeSet<&'static str> {
+    let Some(org) = organization_id else {
+        return BTreeSet::new();
+    };
+    let mut roles: BTreeSet<&'static str> = viewer
+        .org_role(org)
+        .map(OrgRole::as_str)
+        .into_iter()
+        .collect();
     roles.extend(
-        viewer.club_roles.iter().filter(|(_, club_org, _)| *club_org == org).map(|(_, _, role)| role.as_str()),
+        viewer
+            .club_roles
+            .iter()
+            .filter(|(_, club_org, _)| *club_org == org)
+            .map(|(_, _, role)| role.as_str()),
     );
     roles
 }
 
 /// The permission list: the sorted, de-duplicated union of the permissions of `roles` in the
 /// `(role, permission)` table; a superuser holds every permission of the table.
-pub fn permissions(table: &[(String, String)], roles: &BTreeSet<&str>, is_superuser: bool) -> Vec<String> {
+pub fn permissions(
+    table: &[(String, String)],
+    roles: &BTreeSet<&str>,
+    is_superuser: bool,
+) -> Vec<String> {
     table
         .iter()
         .filter(|(role, _)| is_superuser || roles.contains(role.as_str()))
@@ -102,15 +122,27 @@ mod tests {
     use super::*;
 
     fn club(club_id: i64, organization_id: i64) -> ClubScope {
-        ClubScope { club_id, organization_id, active: true }
+        ClubScope {
+            club_id,
+            organization_id,
+            active: true,
+        }
     }
 
     #[test]
     fn org_owner_and_admin_manage_every_club_of_their_organization_only() {
-        let owner = Viewer { user_id: 1, org_roles: vec![(10, OrgRole::Owner)], ..Default::default() };
+        let owner = Viewer {
+            user_id: 1,
+            org_roles: vec![(10, OrgRole::Owner)],
+            ..Default::default()
+        };
         assert_eq!(club_access(&owner, club(1, 10)), Some(ClubAccess::Manager));
         assert_eq!(club_access(&owner, club(2, 20)), None);
-        let member = Viewer { user_id: 2, org_roles: vec![(10, OrgRole::Member)], ..Default::default() };
+        let member = Viewer {
+            user_id: 2,
+            org_roles: vec![(10, OrgRole::Member)],
+            ..Default::default()
+        };
         assert_eq!(club_access(&member, club(1, 10)), None);
     }
 
@@ -119,7 +151,11 @@ mod tests {
         let v = Viewer {
             user_id: 3,
             org_roles: vec![(10, OrgRole::Member)],
-            club_roles: vec![(1, 10, ClubRole::Player), (1, 10, ClubRole::Staff), (2, 10, ClubRole::Player)],
+            club_roles: vec![
+                (1, 10, ClubRole::Player),
+                (1, 10, ClubRole::Staff),
+                (2, 10, ClubRole::Player),
+            ],
             ..Default::default()
         };
         assert_eq!(club_access(&v, club(1, 10)), Some(ClubAccess::Staff));
@@ -129,19 +165,36 @@ mod tests {
 
     #[test]
     fn inactive_clubs_are_seen_by_superusers_only() {
-        let manager = Viewer { user_id: 4, club_roles: vec![(1, 10, ClubRole::Manager)], ..Default::default() };
-        let closed = ClubScope { active: false, ..club(1, 10) };
+        let manager = Viewer {
+            user_id: 4,
+            club_roles: vec![(1, 10, ClubRole::Manager)],
+            ..Default::default()
+        };
+        let closed = ClubScope {
+            active: false,
+            ..club(1, 10)
+        };
         assert_eq!(club_access(&manager, closed), None);
-        let root = Viewer { user_id: 5, is_superuser: true, ..Default::default() };
+        let root = Viewer {
+            user_id: 5,
+            is_superuser: true,
+            ..Default::default()
+        };
         assert_eq!(club_access(&root, closed), Some(ClubAccess::Manager));
     }
 
     #[test]
     fn permissions_are_the_sorted_union_of_the_roles_in_the_current_organization() {
-        let table: Vec<(String, String)> = [("owner", "b"), ("owner", "a"), ("staff", "a"), ("staff", "c"), ("player", "d")]
-            .iter()
-            .map(|(r, p)| (r.to_string(), p.to_string()))
-            .collect();
+        let table: Vec<(String, String)> = [
+            ("owner", "b"),
+            ("owner", "a"),
+            ("staff", "a"),
+            ("staff", "c"),
+            ("player", "d"),
+        ]
+        .iter()
+        .map(|(r, p)| (r.to_string(), p.to_string()))
+        .collect();
         let v = Viewer {
             user_id: 6,
             org_roles: vec![(10, OrgRole::Owner), (20, OrgRole::Member)],
@@ -150,7 +203,13 @@ mod tests {
         };
         let roles = roles_in_organization(&v, Some(10));
         assert_eq!(permissions(&table, &roles, false), vec!["a", "b", "c"]);
-        assert_eq!(permissions(&table, &roles_in_organization(&v, None), false), Vec::<String>::new());
-        assert_eq!(permissions(&table, &BTreeSet::new(), true), vec!["a", "b", "c", "d"]);
+        assert_eq!(
+            permissions(&table, &roles_in_organization(&v, None), false),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            permissions(&table, &BTreeSet::new(), true),
+            vec!["a", "b", "c", "d"]
+        );
     }
 }

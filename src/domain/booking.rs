@@ -40,7 +40,9 @@ pub fn check_booking(
     if date < today {
         return Err(BookingRuleError::InThePast { date, today });
     }
-    let on_grid = |t: NaiveTime| t.second() == 0 && t.nanosecond() == 0 && t.minute() % BOOKING_GRANULARITY_MINUTES == 0;
+    let on_grid = |t: NaiveTime| {
+        t.second() == 0 && t.nanosecond() == 0 && t.minute() % BOOKING_GRANULARITY_MINUTES == 0
+    };
     if !on_grid(start) || !on_grid(end) {
         return Err(BookingRuleError::OffGrid);
     }
@@ -67,11 +69,35 @@ mod tests {
         let schedule = WeeklySchedule::from_rows((1..=7).map(|d| (d, 480, 1320)));
         let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
         let tomorrow = today.succ_opt().unwrap();
-        assert_eq!(check_booking(&schedule, today, today, t(18, 0), t(19, 30)), Ok(()));
-        assert!(matches!(check_booking(&schedule, today, today.pred_opt().unwrap(), t(18, 0), t(19, 0)), Err(BookingRuleError::InThePast { .. })));
-        assert_eq!(check_booking(&schedule, today, tomorrow, t(18, 10), t(19, 0)), Err(BookingRuleError::OffGrid));
-        assert_eq!(check_booking(&schedule, today, tomorrow, t(19, 0), t(19, 0)), Err(BookingRuleError::EmptyInterval));
-        assert_eq!(check_booking(&schedule, today, tomorrow, t(21, 0), t(22, 30)), Err(BookingRuleError::OutsideOpeningHours));
-        assert_eq!(check_booking(&schedule, today, tomorrow, t(7, 45), t(9, 0)), Err(BookingRuleError::OutsideOpeningHours));
+        assert_eq!(
+            check_booking(&schedule, today, today, t(18, 0), t(19, 30)),
+            Ok(())
+        );
+        assert!(matches!(
+            check_booking(
+                &schedule,
+                today,
+                today.pred_opt().unwrap(),
+                t(18, 0),
+                t(19, 0)
+            ),
+            Err(BookingRuleError::InThePast { .. })
+        ));
+        assert_eq!(
+            check_booking(&schedule, today, tomorrow, t(18, 10), t(19, 0)),
+            Err(BookingRuleError::OffGrid)
+        );
+        assert_eq!(
+            check_booking(&schedule, today, tomorrow, t(19, 0), t(19, 0)),
+            Err(BookingRuleError::EmptyInterval)
+        );
+        assert_eq!(
+            check_booking(&schedule, today, tomorrow, t(21, 0), t(22, 30)),
+            Err(BookingRuleError::OutsideOpeningHours)
+        );
+        assert_eq!(
+            check_booking(&schedule, today, tomorrow, t(7, 45), t(9, 0)),
+            Err(BookingRuleError::OutsideOpeningHours)
+        );
     }
 }

@@ -26,11 +26,23 @@ pub struct Tally {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Aggregate {
     /// Per period (current or previous) and status.
-    Period { current: bool, status: ReservationStatus, tally: Tally },
+    Period {
+        current: bool,
+        status: ReservationStatus,
+        tally: Tally,
+    },
     /// Per court and status, current period.
-    Court { court_id: i64, status: ReservationStatus, tally: Tally },
+    Court {
+        court_id: i64,
+        status: ReservationStatus,
+        tally: Tally,
+    },
     /// Per date and status, current period.
-    Day { date: NaiveDate, status: ReservationStatus, tally: Tally },
+    Day {
+        date: NaiveDate,
+        status: ReservationStatus,
+        tally: Tally,
+    },
     /// Non-cancelled reservations starting in an hour, current period.
     Hour { hour: i64, count: i64 },
     /// Distinct creators of non-cancelled reservations per period.
@@ -177,14 +189,32 @@ pub fn compute(input: &DashboardInput<'_>, rows: &[Aggregate]) -> DashboardStats
     let mut peak_hours = Vec::new();
     for row in rows {
         match *row {
-            Aggregate::Period { current: is_current, status, tally } => {
-                add(if is_current { &mut current } else { &mut previous }, status, tally)
-            }
-            Aggregate::Court { court_id, status, tally } => {
+            Aggregate::Period {
+                current: is_current,
+                status,
+                tally,
+            } => add(
+                if is_current {
+                    &mut current
+                } else {
+                    &mut previous
+                },
+                status,
+                tally,
+            ),
+            Aggregate::Court {
+                court_id,
+                status,
+                tally,
+            } => {
                 let entry = per_court.entry(court_id).or_default();
                 accumulate(entry, status, tally);
             }
-            Aggregate::Day { date, status, tally } => {
+            Aggregate::Day {
+                date,
+                status,
+                tally,
+            } => {
                 let entry = per_day.entry(date).or_default();
                 accumulate(entry, status, tally);
             }
@@ -193,7 +223,10 @@ pub fn compute(input: &DashboardInput<'_>, rows: &[Aggregate]) -> DashboardStats
                     peak_hours.push((hour, count))
                 }
             }
-            Aggregate::Players { current: is_current, count } => {
+            Aggregate::Players {
+                current: is_current,
+                count,
+            } => {
                 if is_current {
                     current.unique_players = count
                 } else {
@@ -203,7 +236,10 @@ pub fn compute(input: &DashboardInput<'_>, rows: &[Aggregate]) -> DashboardStats
         }
     }
     peak_hours.sort_unstable();
-    for (stats, range) in [(&mut current, input.current), (&mut previous, input.previous)] {
+    for (stats, range) in [
+        (&mut current, input.current),
+        (&mut previous, input.previous),
+    ] {
         stats.open_minutes = court_open_minutes(input.schedule, range) * courts_n;
         stats.occupancy_rate = ratio(stats.booked_minutes, stats.open_minutes);
     }
@@ -212,7 +248,8 @@ pub fn compute(input: &DashboardInput<'_>, rows: &[Aggregate]) -> DashboardStats
         .active_court_ids
         .iter()
         .map(|&court_id| {
-            let (reservations, minutes, cents) = per_court.get(&court_id).copied().unwrap_or_default();
+            let (reservations, minutes, cents) =
+                per_court.get(&court_id).copied().unwrap_or_default();
             CourtStats {
                 court_id,
                 reservations,
@@ -240,7 +277,14 @@ pub fn compute(input: &DashboardInput<'_>, rows: &[Aggregate]) -> DashboardStats
         revenue_pct: change(current.revenue.0 as f64, previous.revenue.0 as f64),
         occupancy_pct: change(current.occupancy_rate, previous.occupancy_rate),
     };
-    DashboardStats { current, previous, change, courts, daily, peak_hours }
+    DashboardStats {
+        current,
+        previous,
+        change,
+        courts,
+        daily,
+        peak_hours,
+    }
 }
 
 /// Adds a status tally to a (reservations, booked minutes, revenue cents) triple.
@@ -269,17 +313,48 @@ mod tests {
             current: period_range(Period::Day, day),
             previous: period_range(Period::Day, day.pred_opt().unwrap()),
         };
-        let t = |count, cents, minutes| Tally { count, cents, minutes };
+        let t = |count, cents, minutes| Tally {
+            count,
+            cents,
+            minutes,
+        };
         let rows = vec![
-            Aggregate::Period { current: true, status: ReservationStatus::Confirmed, tally: t(2, 6000, 180) },
-            Aggregate::Period { current: true, status: ReservationStatus::Pending, tally: t(1, 3000, 90) },
-            Aggregate::Period { current: true, status: ReservationStatus::Cancelled, tally: t(1, 3000, 90) },
-            Aggregate::Period { current: false, status: ReservationStatus::Completed, tally: t(1, 3000, 60) },
-            Aggregate::Court { court_id: 1, status: ReservationStatus::Confirmed, tally: t(2, 6000, 180) },
-            Aggregate::Court { court_id: 1, status: ReservationStatus::Cancelled, tally: t(1, 3000, 90) },
+            Aggregate::Period {
+                current: true,
+                status: ReservationStatus::Confirmed,
+                tally: t(2, 6000, 180),
+            },
+            Aggregate::Period {
+                current: true,
+                status: ReservationStatus::Pending,
+                tally: t(1, 3000, 90),
+            },
+            Aggregate::Period {
+                current: true,
+                status: ReservationStatus::Cancelled,
+                tally: t(1, 3000, 90),
+            },
+            Aggregate::Period {
+                current: false,
+                status: ReservationStatus::Completed,
+                tally: t(1, 3000, 60),
+            },
+            Aggregate::Court {
+                court_id: 1,
+                status: ReservationStatus::Confirmed,
+                tally: t(2, 6000, 180),
+            },
+            Aggregate::Court {
+                court_id: 1,
+                status: ReservationStatus::Cancelled,
+                tally: t(1, 3000, 90),
+            },
             Aggregate::Hour { hour: 18, count: 2 },
             Aggregate::Hour { hour: 9, count: 1 },
-            Aggregate::Players { current: true, count: 2 },
+            Aggregate::Players {
+                current: true,
+                count: 2,
+            },
         ];
         let stats = compute(&input, &rows);
         assert_eq!(stats.current.reservations, 3);

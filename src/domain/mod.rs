@@ -94,7 +94,9 @@ impl OrgRole {
 
     /// Parses the database form.
     pub fn parse(text: &str) -> Option<Self> {
-        [OrgRole::Owner, OrgRole::Admin, OrgRole::Member].into_iter().find(|r| r.as_str() == text)
+        [OrgRole::Owner, OrgRole::Admin, OrgRole::Member]
+            .into_iter()
+            .find(|r| r.as_str() == text)
     }
 }
 
@@ -121,7 +123,9 @@ impl ClubRole {
 
     /// Parses the database form.
     pub fn parse(text: &str) -> Option<Self> {
-        [ClubRole::Manager, ClubRole::Staff, ClubRole::Player].into_iter().find(|r| r.as_str() == text)
+        [ClubRole::Manager, ClubRole::Staff, ClubRole::Player]
+            .into_iter()
+            .find(|r| r.as_str() == text)
     }
 }
 

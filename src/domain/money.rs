@@ -3,14 +3,30 @@
 use std::fmt;
 
 /// An amount of money in cents of the club's currency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Cents(pub i64);
 
 impl Cents {
     /// Price of `minutes` at `per_hour`, rounded half away from zero to the cent.
     pub fn for_minutes(per_hour: Cents, minutes: i64) -> Cents {
         let numerator = per_hour.0 * minutes;
-        let rounded = if numerator >= 0 { (numerator + 30) / 60 } else { (numerator - 30) / 60 };
+        let rounded = if numerator >= 0 {
+            (numerator + 30) / 60
+        } else {
+            (numerator - 30) / 60
+        };
         Cents(rounded)
     }
 
@@ -21,7 +37,11 @@ impl Cents {
             None => (false, text),
         };
         let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-        if whole.is_empty() || fraction.len() > 2 || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        if whole.is_empty()
+            || fraction.len() > 2
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !fraction.bytes().all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         let whole: i64 = whole.parse().ok()?;

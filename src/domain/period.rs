@@ -28,10 +28,16 @@ impl DateRange {
 /// The period of kind `period` that holds `anchor`.
 pub fn period_range(period: Period, anchor: NaiveDate) -> DateRange {
     match period {
-        Period::Day => DateRange { from: anchor, to: anchor },
+        Period::Day => DateRange {
+            from: anchor,
+            to: anchor,
+        },
         Period::Week => {
             let from = anchor - Days::new(u64::from(anchor.weekday().num_days_from_monday()));
-            DateRange { from, to: from + Days::new(6) }
+            DateRange {
+                from,
+                to: from + Days::new(6),
+            }
         }
         Period::Month => {
             let from = anchor.with_day(1).expect("day 1 exists");
@@ -41,7 +47,10 @@ pub fn period_range(period: Period, anchor: NaiveDate) -> DateRange {
                 NaiveDate::from_ymd_opt(from.year(), from.month() + 1, 1)
             }
             .expect("first of next month exists");
-            DateRange { from, to: next - Days::new(1) }
+            DateRange {
+                from,
+                to: next - Days::new(1),
+            }
         }
         Period::Year => DateRange {
             from: NaiveDate::from_ymd_opt(anchor.year(), 1, 1).expect("Jan 1 exists"),

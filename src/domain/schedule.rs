@@ -44,11 +44,16 @@ impl WeeklySchedule {
 
     /// Minutes the club is open on `date`.
     pub fn open_minutes(&self, date: NaiveDate) -> i64 {
-        self.intervals(date).iter().map(|(o, c)| i64::from(c - o)).sum()
+        self.intervals(date)
+            .iter()
+            .map(|(o, c)| i64::from(c - o))
+            .sum()
     }
 
     /// Whether `[start, end)` lies inside one opening interval of `date`.
     pub fn covers(&self, date: NaiveDate, start: Minute, end: Minute) -> bool {
-        self.intervals(date).iter().any(|(o, c)| *o <= start && end <= *c)
+        self.intervals(date)
+            .iter()
+            .any(|(o, c)| *o <= start && end <= *c)
     }
 }

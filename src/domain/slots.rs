@@ -39,7 +39,11 @@ pub fn overlaps(a: (Minute, Minute), b: (Minute, Minute)) -> bool {
 }
 
 /// A court's slots for a day given its busy intervals; a court in maintenance has none free.
-pub fn court_slots(bounds: &[(Minute, Minute)], busy: &[(Minute, Minute)], in_maintenance: bool) -> Vec<Slot> {
+pub fn court_slots(
+    bounds: &[(Minute, Minute)],
+    busy: &[(Minute, Minute)],
+    in_maintenance: bool,
+) -> Vec<Slot> {
     bounds
         .iter()
         .map(|&(start, end)| Slot {

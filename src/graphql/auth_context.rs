@@ -55,9 +55,13 @@ impl AuthContext {
 
     /// Null when the caller belongs to no organization.
     async fn current_organization(&self, ctx: &Context<'_>) -> ApiResult<Option<Organization>> {
-        let Some(id) = self.current_organization_id() else { return Ok(None) };
+        let Some(id) = self.current_organization_id() else {
+            return Ok(None);
+        };
         let org = request(ctx).loaders.load_one(OrganizationId(id)).await?;
-        Ok(org.filter(|o| o.is_active || self.0.user.is_superuser).map(Organization))
+        Ok(org
+            .filter(|o| o.is_active || self.0.user.is_superuser)
+            .map(Organization))
     }
 
     /// Active memberships of active organizations, by organization name.
@@ -65,19 +69,42 @@ impl AuthContext {
         self.0
             .organizations
             .iter()
-            .map(|(org, role)| OrganizationMembership { organization: Organization(org.clone()), role: (*role).into() })
+            .map(|(org, role)| OrganizationMembership {
+                organization: Organization(org.clone()),
+                role: (*role).into(),
+            })
             .collect()
     }
 
     /// Active memberships of active clubs, by club name.
     async fn clubs(&self, ctx: &Context<'_>) -> ApiResult<Vec<ClubMembership>> {
-        let roles: Vec<(i64, DomainClubRole)> = self.0.viewer.club_roles.iter().map(|(c, _, r)| (*c, *r)).collect();
-        let clubs = request(ctx).loaders.load_many(roles.iter().map(|(c, _)| ClubId(*c))).await?;
+        let roles: Vec<(i64, DomainClubRole)> = self
+            .0
+            .viewer
+            .club_roles
+            .iter()
+            .map(|(c, _, r)| (*c, *r))
+            .collect();
+        let clubs = request(ctx)
+            .loaders
+            .load_many(roles.iter().map(|(c, _)| ClubId(*c)))
+            .await?;
         let mut memberships: Vec<ClubMembership> = roles
             .into_iter()
-            .filter_map(|(id, role)| clubs.get(&ClubId(id)).map(|c| ClubMembership { club: Club(c.clone()), role: role.into() }))
+            .filter_map(|(id, role)| {
+                clubs.get(&ClubId(id)).map(|c| ClubMembership {
+                    club: Club(c.clone()),
+                    role: role.into(),
+                })
+            })
             .collect();
-        memberships.sort_by(|a, b| a.club.0.name.cmp(&b.club.0.name).then(a.club.0.id.cmp(&b.club.0.id)));
+        memberships.sort_by(|a, b| {
+            a.club
+                .0
+                .name
+                .cmp(&b.club.0.name)
+                .then(a.club.0.id.cmp(&b.club.0.id))
+        });
         Ok(memberships)
     }
 
@@ -88,7 +115,8 @@ impl AuthContext {
             return Ok(Vec::new());
         }
         let request = request(ctx);
-        let (permissions, outcome) = reads::permission_list(&request.cache, &request.store, &self.0.viewer, &roles).await?;
+        let (permissions, outcome) =
+            reads::permission_list(&request.cache, &request.store, &self.0.viewer, &roles).await?;
         request.trace(Kind::Permissions, outcome);
         Ok(permissions)
     }
@@ -114,20 +142,34 @@ pub struct AuthMutation;
 impl AuthMutation {
     /// Makes another organization the caller's current one. NOT_FOUND unless the caller is an
     /// active member of that active organization (superusers may pick any).
-    async fn switch_organization(&self, ctx: &Context<'_>, organization_id: ID) -> ApiResult<AuthContext> {
+    async fn switch_organization(
+        &self,
+        ctx: &Context<'_>,
+        organization_id: ID,
+    ) -> ApiResult<AuthContext> {
         let request = request(ctx);
         let principal = request.principal().await?;
         let org_id = parse_id(&organization_id, "organization")?;
         let allowed = if principal.user.is_superuser {
-            request.loaders.load_one(OrganizationId(org_id)).await?.is_some()
+            request
+                .loaders
+                .load_one(OrganizationId(org_id))
+                .await?
+                .is_some()
         } else {
             principal.organizations.iter().any(|(o, _)| o.id == org_id)
         };
         if !allowed {
             return Err(ApiError::not_found("organization"));
         }
-        request.store.set_current_organization(principal.user.id, org_id).await?;
-        request.cache.invalidate(&[tags::user(principal.user.id)]).await;
+        request
+            .store
+            .set_current_organization(principal.user.id, org_id)
+            .await?;
+        request
+            .cache
+            .invalidate(&[tags::user(principal.user.id)])
+            .await;
         Ok(AuthContext(request.reload_principal().await?))
     }
 }

@@ -57,38 +57,72 @@ impl AvailabilityQuery {
     ) -> ApiResult<CourtAvailability> {
         let request = request(ctx);
         let club_id = parse_id(&club_id, "club")?;
-        let size = u32::try_from(slot_minutes).ok().filter(|m| SLOT_MINUTES_RANGE.contains(m)).ok_or_else(|| {
-            ApiError::bad_input(format!(
-                "slotMinutes must be between {} and {}",
-                SLOT_MINUTES_RANGE.start(),
-                SLOT_MINUTES_RANGE.end()
-            ))
-        })?;
-        let wanted: Option<Vec<i64>> =
-            court_ids.map(|ids| ids.iter().map(|id| parse_id(id, "court")).collect::<ApiResult<_>>()).transpose()?;
+        let size = u32::try_from(slot_minutes)
+            .ok()
+            .filter(|m| SLOT_MINUTES_RANGE.contains(m))
+            .ok_or_else(|| {
+                ApiError::bad_input(format!(
+                    "slotMinutes must be between {} and {}",
+                    SLOT_MINUTES_RANGE.start(),
+                    SLOT_MINUTES_RANGE.end()
+                ))
+            })?;
+        let wanted: Option<Vec<i64>> = court_ids
+            .map(|ids| {
+                ids.iter()
+                    .map(|id| parse_id(id, "court"))
+                    .collect::<ApiResult<_>>()
+            })
+            .transpose()?;
         let (layout, _) = request.club_layout(club_id, ClubAccess::Player).await?;
         if let Some(ids) = &wanted {
-            if let Some(bad) = ids.iter().find(|id| !layout.courts.iter().any(|c| c.id == **id && c.is_active)) {
-                return Err(ApiError::bad_input(format!("court {bad} is not an active court of this club")));
+            if let Some(bad) = ids
+                .iter()
+                .find(|id| !layout.courts.iter().any(|c| c.id == **id && c.is_active))
+            {
+                return Err(ApiError::bad_input(format!(
+                    "court {bad} is not an active court of this club"
+                )));
             }
         }
-        let (slots, outcome) = reads::availability(&request.cache, &request.store, &layout, date.0, wanted.as_deref(), size).await?;
+        let (slots, outcome) = reads::availability(
+            &request.cache,
+            &request.store,
+            &layout,
+            date.0,
+            wanted.as_deref(),
+            size,
+        )
+        .await?;
         request.trace(Kind::CourtAvailability, outcome);
         let courts = slots
             .into_iter()
             .filter_map(|value| {
-                let court = layout.courts.iter().find(|c| c.id == value.court_id)?.clone();
+                let court = layout
+                    .courts
+                    .iter()
+                    .find(|c| c.id == value.court_id)?
+                    .clone();
                 Some(CourtSlots {
                     available_count: value.slots.iter().filter(|s| s.available).count() as i32,
                     slots: value
                         .slots
                         .into_iter()
-                        .map(|s| Slot { start: LocalTime(time_of(s.start)), end: LocalTime(time_of(s.end)), available: s.available })
+                        .map(|s| Slot {
+                            start: LocalTime(time_of(s.start)),
+                            end: LocalTime(time_of(s.end)),
+                            available: s.available,
+                        })
                         .collect(),
                     court: Court(court),
                 })
             })
             .collect();
-        Ok(CourtAvailability { club: Club(layout.club), date, slot_minutes, courts })
+        Ok(CourtAvailability {
+            club: Club(layout.club),
+            date,
+            slot_minutes,
+            courts,
+        })
     }
 }

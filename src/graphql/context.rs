@@ -6,7 +6,9 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use tokio::sync::OnceCell;
 
-use super::loaders::{loaders, ClubId, CourtId, CourtsOfClub, LoadError, Loaders, OrganizationId, UserId};
+use super::loaders::{
+    loaders, ClubId, CourtId, CourtsOfClub, LoadError, Loaders, OrganizationId, UserId,
+};
 use crate::{
     auth::{Credentials, Principal},
     cache::{Cache, Kind, Outcome},
@@ -39,7 +41,11 @@ impl From<LoadError> for ApiError {
 
 /// The club fields the access rules look at.
 pub fn club_scope(club: &ClubRow) -> ClubScope {
-    ClubScope { club_id: club.id, organization_id: club.organization_id, active: club.is_active && club.org_is_active }
+    ClubScope {
+        club_id: club.id,
+        organization_id: club.organization_id,
+        active: club.is_active && club.org_is_active,
+    }
 }
 
 impl RequestContext {
@@ -70,9 +76,13 @@ impl RequestContext {
                 let user_id = match &self.credentials {
                     Credentials::User(id) => *id,
                     Credentials::Anonymous => {
-                        return Err(ApiError::Unauthenticated("authentication required: send `Authorization: Bearer <token>`".into()))
+                        return Err(ApiError::Unauthenticated(
+                            "authentication required: send `Authorization: Bearer <token>`".into(),
+                        ))
                     }
-                    Credentials::Invalid(reason) => return Err(ApiError::Unauthenticated(reason.clone())),
+                    Credentials::Invalid(reason) => {
+                        return Err(ApiError::Unauthenticated(reason.clone()))
+                    }
                 };
                 let (record, outcome) = reads::principal(&self.cache, &self.store, user_id).await?;
                 self.trace(Kind::AuthContext, outcome);
@@ -84,9 +94,16 @@ impl RequestContext {
                     self.stats.set_superuser();
                 }
                 self.loaders
-                    .feed_many(principal.organizations.iter().map(|(o, _)| (OrganizationId(o.id), o.clone())))
+                    .feed_many(
+                        principal
+                            .organizations
+                            .iter()
+                            .map(|(o, _)| (OrganizationId(o.id), o.clone())),
+                    )
                     .await;
-                self.loaders.feed_one(UserId(principal.user.id), principal.user.clone()).await;
+                self.loaders
+                    .feed_one(UserId(principal.user.id), principal.user.clone())
+                    .await;
                 Ok(principal)
             })
             .await
@@ -110,15 +127,30 @@ impl RequestContext {
 
     /// A club with its courts and schedule (cached), after the same access check as
     /// [`RequestContext::club`]; its entities are shared with the DataLoader.
-    pub async fn club_layout(&self, club_id: i64, needed: ClubAccess) -> ApiResult<(ClubLayout, ClubAccess)> {
+    pub async fn club_layout(
+        &self,
+        club_id: i64,
+        needed: ClubAccess,
+    ) -> ApiResult<(ClubLayout, ClubAccess)> {
         let principal = self.principal().await?;
         let (layout, outcome) = reads::club_layout(&self.cache, &self.store, club_id).await?;
         self.trace(Kind::Club, outcome);
         let access = check(principal, &layout.club, needed)?;
-        self.loaders.feed_one(ClubId(club_id), layout.club.clone()).await;
-        self.loaders.feed_one(OrganizationId(layout.club.organization_id), layout.club.organization()).await;
-        self.loaders.feed_one(CourtsOfClub(club_id), layout.courts.clone()).await;
-        self.loaders.feed_many(layout.courts.iter().map(|c| (CourtId(c.id), c.clone()))).await;
+        self.loaders
+            .feed_one(ClubId(club_id), layout.club.clone())
+            .await;
+        self.loaders
+            .feed_one(
+                OrganizationId(layout.club.organization_id),
+                layout.club.organization(),
+            )
+            .await;
+        self.loaders
+            .feed_one(CourtsOfClub(club_id), layout.courts.clone())
+            .await;
+        self.loaders
+            .feed_many(layout.courts.iter().map(|c| (CourtId(c.id), c.clone())))
+            .await;
         Ok((layout, access))
     }
 
@@ -129,9 +161,12 @@ impl RequestContext {
 }
 
 fn check(principal: &Principal, club: &ClubRow, needed: ClubAccess) -> ApiResult<ClubAccess> {
-    let access = club_access(&principal.viewer, club_scope(club)).ok_or_else(|| ApiError::not_found("club"))?;
+    let access = club_access(&principal.viewer, club_scope(club))
+        .ok_or_else(|| ApiError::not_found("club"))?;
     if access < needed {
-        return Err(ApiError::Forbidden("your role in this club does not allow this".into()));
+        return Err(ApiError::Forbidden(
+            "your role in this club does not allow this".into(),
+        ));
     }
     Ok(access)
 }

@@ -118,9 +118,18 @@ impl DashboardQuery {
         let request = request(ctx);
         let club_id = parse_id(&club_id, "club")?;
         let (layout, _) = request.club_layout(club_id, ClubAccess::Manager).await?;
-        let anchor = date.map(|d| d.0).unwrap_or_else(|| request.today_at(&layout.club));
+        let anchor = date
+            .map(|d| d.0)
+            .unwrap_or_else(|| request.today_at(&layout.club));
         let current = period_range(period.into(), anchor);
-        let (stats, outcome) = reads::dashboard(&request.cache, &request.store, &layout, period.into(), anchor).await?;
+        let (stats, outcome) = reads::dashboard(
+            &request.cache,
+            &request.store,
+            &layout,
+            period.into(),
+            anchor,
+        )
+        .await?;
         request.trace(Kind::Dashboard, outcome);
         Ok(ClubDashboard {
             period,
@@ -155,7 +164,14 @@ impl DashboardQuery {
                     occupancy_rate: d.occupancy_rate,
                 })
                 .collect(),
-            peak_hours: stats.peak_hours.iter().map(|(h, n)| HourStats { hour: int(*h), reservations: int(*n) }).collect(),
+            peak_hours: stats
+                .peak_hours
+                .iter()
+                .map(|(h, n)| HourStats {
+                    hour: int(*h),
+                    reservations: int(*n),
+                })
+                .collect(),
             club: Club(layout.club),
         })
     }

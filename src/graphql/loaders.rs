@@ -42,7 +42,8 @@ impl StoreLoader {
 }
 
 /// The request's DataLoader (cached for the request's lifetime).
-pub type Loaders = async_graphql::dataloader::DataLoader<StoreLoader, async_graphql::dataloader::HashMapCache>;
+pub type Loaders =
+    async_graphql::dataloader::DataLoader<StoreLoader, async_graphql::dataloader::HashMapCache>;
 
 /// Builds the per-request DataLoader.
 pub fn loaders(store: Store) -> Loaders {
@@ -74,9 +75,15 @@ impl Loader<OrganizationId> for StoreLoader {
     type Value = OrganizationRow;
     type Error = LoadError;
 
-    async fn load(&self, keys: &[OrganizationId]) -> Result<HashMap<OrganizationId, OrganizationRow>, LoadError> {
+    async fn load(
+        &self,
+        keys: &[OrganizationId],
+    ) -> Result<HashMap<OrganizationId, OrganizationRow>, LoadError> {
         let rows = self.store.organizations_by_ids(&ids(keys, |k| k.0)).await?;
-        Ok(rows.into_iter().map(|r| (OrganizationId(r.id), r)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (OrganizationId(r.id), r))
+            .collect())
     }
 }
 
@@ -104,9 +111,13 @@ impl Loader<CourtsOfClub> for StoreLoader {
     type Value = Vec<CourtRow>;
     type Error = LoadError;
 
-    async fn load(&self, keys: &[CourtsOfClub]) -> Result<HashMap<CourtsOfClub, Vec<CourtRow>>, LoadError> {
+    async fn load(
+        &self,
+        keys: &[CourtsOfClub],
+    ) -> Result<HashMap<CourtsOfClub, Vec<CourtRow>>, LoadError> {
         let rows = self.store.courts_by_clubs(&ids(keys, |k| k.0)).await?;
-        let mut map: HashMap<CourtsOfClub, Vec<CourtRow>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+        let mut map: HashMap<CourtsOfClub, Vec<CourtRow>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
         for row in rows {
             map.entry(CourtsOfClub(row.club_id)).or_default().push(row);
         }
@@ -118,11 +129,20 @@ impl Loader<ClubsOfOrganization> for StoreLoader {
     type Value = Vec<ClubRow>;
     type Error = LoadError;
 
-    async fn load(&self, keys: &[ClubsOfOrganization]) -> Result<HashMap<ClubsOfOrganization, Vec<ClubRow>>, LoadError> {
-        let rows = self.store.clubs_by_organizations(&ids(keys, |k| k.0)).await?;
-        let mut map: HashMap<ClubsOfOrganization, Vec<ClubRow>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+    async fn load(
+        &self,
+        keys: &[ClubsOfOrganization],
+    ) -> Result<HashMap<ClubsOfOrganization, Vec<ClubRow>>, LoadError> {
+        let rows = self
+            .store
+            .clubs_by_organizations(&ids(keys, |k| k.0))
+            .await?;
+        let mut map: HashMap<ClubsOfOrganization, Vec<ClubRow>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
         for row in rows {
-            map.entry(ClubsOfOrganization(row.organization_id)).or_default().push(row);
+            map.entry(ClubsOfOrganization(row.organization_id))
+                .or_default()
+                .push(row);
         }
         Ok(map)
     }

@@ -25,7 +25,10 @@ pub struct QueryRoot(
 
 /// The mutation root.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(reservations::ReservationMutation, auth_context::AuthMutation);
+pub struct MutationRoot(
+    reservations::ReservationMutation,
+    auth_context::AuthMutation,
+);
 
 /// The executable schema.
 pub type BffSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
@@ -38,13 +41,21 @@ pub struct SchemaOptions {
 }
 
 fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
-    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
 }
 
 /// Builds the schema.
 pub fn build_schema(options: SchemaOptions) -> BffSchema {
     let builder = builder();
-    let builder = if options.introspection { builder } else { builder.disable_introspection() };
+    let builder = if options.introspection {
+        builder
+    } else {
+        builder.disable_introspection()
+    };
     builder.finish()
 }
 
@@ -58,7 +69,10 @@ pub fn sdl() -> String {
 pub fn assign_error_codes(response: &mut async_graphql::Response) {
     let request_level = response.data == async_graphql::Value::Null;
     for error in &mut response.errors {
-        let has_code = error.extensions.as_ref().is_some_and(|e| e.get("code").is_some());
+        let has_code = error
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some());
         if has_code {
             continue;
         }
@@ -70,11 +84,16 @@ pub fn assign_error_codes(response: &mut async_graphql::Response) {
             || !request_level
         {
             ErrorCode::BadUserInput
-        } else if error.locations.is_empty() && message.contains("parse") || message.starts_with(" --> ") {
+        } else if error.locations.is_empty() && message.contains("parse")
+            || message.starts_with(" --> ")
+        {
             ErrorCode::GraphqlParseFailed
         } else {
             ErrorCode::GraphqlValidationFailed
         };
-        error.extensions.get_or_insert_with(Default::default).set("code", code.as_str());
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code.as_str());
     }
 }

@@ -11,14 +11,11 @@ use super::{
     types::{Club, Court, Reservation, ReservationStatus},
 };
 use crate::{
+    cache::tags,
     domain::{
-        access::ClubAccess,
-        booking::check_booking,
-        money::Cents,
-        schedule::minute_of,
+        access::ClubAccess, booking::check_booking, money::Cents, schedule::minute_of,
         ReservationStatus as Status,
     },
-    cache::tags,
     error::{ApiError, ApiResult, StoreError},
     reads::schedule_of,
     store::{NewReservation, ReservationRow},
@@ -44,13 +41,26 @@ pub struct ReservationQuery;
 
 /// A reservation the caller may see: its club must be visible, and players see only their own.
 /// Anything else is NOT_FOUND, exactly like an id that does not exist.
-async fn visible_reservation(request: &RequestContext, id: i64) -> ApiResult<(ReservationRow, ClubAccess)> {
+async fn visible_reservation(
+    request: &RequestContext,
+    id: i64,
+) -> ApiResult<(ReservationRow, ClubAccess)> {
     let principal = request.principal().await?;
-    let row = request.store.reservation(id).await?.ok_or_else(|| ApiError::not_found("reservation"))?;
+    let row = request
+        .store
+        .reservation(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("reservation"))?;
     let (_, access) = request
         .club(row.club_id, ClubAccess::Player)
         .await
-        .map_err(|e| if matches!(e, ApiError::NotFound(_)) { ApiError::not_found("reservation") } else { e })?;
+        .map_err(|e| {
+            if matches!(e, ApiError::NotFound(_)) {
+                ApiError::not_found("reservation")
+            } else {
+                e
+            }
+        })?;
     if access < ClubAccess::Staff && row.created_by_id != principal.user.id {
         return Err(ApiError::not_found("reservation"));
     }
@@ -86,12 +96,22 @@ impl ReservationQuery {
         let club_id = parse_id(&club_id, "club")?;
         // The layout brings the club's courts into the DataLoader with the access check.
         let (_, access) = request.club_layout(club_id, ClubAccess::Player).await?;
-        let created_by = if access < ClubAccess::Staff { Some(request.principal().await?.user.id) } else { None };
+        let created_by = if access < ClubAccess::Staff {
+            Some(request.principal().await?.user.id)
+        } else {
+            None
+        };
         let statuses: Option<Vec<Status>> = status.map(|s| s.into_iter().map(Into::into).collect());
-        let rows = request.store.reservations_on(club_id, date.0, created_by, statuses.as_deref()).await?;
+        let rows = request
+            .store
+            .reservations_on(club_id, date.0, created_by, statuses.as_deref())
+            .await?;
         // One batch for every creator, rather than whatever batches the field resolvers form.
         if ctx.look_ahead().field("createdBy").exists() {
-            request.loaders.load_many(rows.iter().map(|r| UserId(r.created_by_id))).await?;
+            request
+                .loaders
+                .load_many(rows.iter().map(|r| UserId(r.created_by_id)))
+                .await?;
         }
         Ok(rows.into_iter().map(Reservation).collect())
     }
@@ -103,15 +123,24 @@ pub struct ReservationMutation;
 
 /// Whether an existing reservation is the one a retried request asks for.
 fn same_booking(row: &ReservationRow, court_id: i64, input: &CreateReservationInput) -> bool {
-    row.court_id == court_id && row.date == input.date.0 && row.start_time == input.start.0 && row.end_time == input.end.0
+    row.court_id == court_id
+        && row.date == input.date.0
+        && row.start_time == input.start.0
+        && row.end_time == input.end.0
 }
 
 /// The answer to a request whose idempotency key was used before.
-fn replay(row: ReservationRow, court_id: i64, input: &CreateReservationInput) -> ApiResult<Reservation> {
+fn replay(
+    row: ReservationRow,
+    court_id: i64,
+    input: &CreateReservationInput,
+) -> ApiResult<Reservation> {
     if same_booking(&row, court_id, input) {
         Ok(Reservation(row))
     } else {
-        Err(ApiError::bad_input("this idempotencyKey was already used for a different reservation"))
+        Err(ApiError::bad_input(
+            "this idempotencyKey was already used for a different reservation",
+        ))
     }
 }
 
@@ -119,28 +148,57 @@ fn replay(row: ReservationRow, court_id: i64, input: &CreateReservationInput) ->
 impl ReservationMutation {
     /// Books a court. CONFLICT when the time overlaps a live reservation of the court; the same
     /// `idempotencyKey` from the same user returns the first reservation.
-    async fn create_reservation(&self, ctx: &Context<'_>, input: CreateReservationInput) -> ApiResult<Reservation> {
+    async fn create_reservation(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateReservationInput,
+    ) -> ApiResult<Reservation> {
         let request = request(ctx);
         let user_id = request.principal().await?.user.id;
         let court_id = parse_id(&input.court_id, "court")?;
         let key = input.idempotency_key.as_deref();
         if let Some(key) = key {
             if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-                return Err(ApiError::bad_input(format!("idempotencyKey must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters")));
+                return Err(ApiError::bad_input(format!(
+                    "idempotencyKey must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
+                )));
             }
-            if let Some(row) = request.store.reservation_by_idempotency_key(user_id, key).await? {
+            if let Some(row) = request
+                .store
+                .reservation_by_idempotency_key(user_id, key)
+                .await?
+            {
                 return replay(row, court_id, &input);
             }
         }
-        let court = request.loaders.load_one(CourtId(court_id)).await?.ok_or_else(|| ApiError::not_found("court"))?;
-        let (layout, _) = request.club_layout(court.club_id, ClubAccess::Player).await.map_err(court_not_found)?;
-        let court = layout.courts.iter().find(|c| c.id == court_id).ok_or_else(|| ApiError::not_found("court"))?;
+        let court = request
+            .loaders
+            .load_one(CourtId(court_id))
+            .await?
+            .ok_or_else(|| ApiError::not_found("court"))?;
+        let (layout, _) = request
+            .club_layout(court.club_id, ClubAccess::Player)
+            .await
+            .map_err(court_not_found)?;
+        let court = layout
+            .courts
+            .iter()
+            .find(|c| c.id == court_id)
+            .ok_or_else(|| ApiError::not_found("court"))?;
         if !court.is_active || court.is_maintenance {
-            return Err(ApiError::bad_input("the court is not bookable (inactive or in maintenance)"));
+            return Err(ApiError::bad_input(
+                "the court is not bookable (inactive or in maintenance)",
+            ));
         }
         let today = request.today_at(&layout.club);
-        check_booking(&schedule_of(&layout), today, input.date.0, input.start.0, input.end.0)
-            .map_err(|e| ApiError::bad_input(e.to_string()))?;
+        check_booking(
+            &schedule_of(&layout),
+            today,
+            input.date.0,
+            input.start.0,
+            input.end.0,
+        )
+        .map_err(|e| ApiError::bad_input(e.to_string()))?;
         let minutes = i64::from(minute_of(input.end.0) - minute_of(input.start.0));
         let new = NewReservation {
             club_id: layout.club.id,
@@ -156,12 +214,19 @@ impl ReservationMutation {
         match request.store.insert_reservation(&new, Utc::now()).await {
             Ok(row) => {
                 // Before answering: once the client sees the booking, no replica serves the old slots.
-                request.cache.invalidate(&tags::booking_change(row.club_id, row.date)).await;
+                request
+                    .cache
+                    .invalidate(&tags::booking_change(row.club_id, row.date))
+                    .await;
                 Ok(Reservation(row))
             }
             // A concurrent request with the same key may have won the race: answer with its row.
             Err(error @ (StoreError::Overlap | StoreError::IdempotencyKeyTaken)) => match key {
-                Some(key) => match request.store.reservation_by_idempotency_key(user_id, key).await? {
+                Some(key) => match request
+                    .store
+                    .reservation_by_idempotency_key(user_id, key)
+                    .await?
+                {
                     Some(row) => replay(row, court_id, &input),
                     None => Err(error.into()),
                 },
@@ -180,21 +245,42 @@ impl ReservationMutation {
         match row.status() {
             Status::Cancelled => return Ok(Reservation(row)),
             Status::Completed | Status::NoShow => {
-                return Err(ApiError::bad_input("only pending or confirmed reservations can be cancelled"))
+                return Err(ApiError::bad_input(
+                    "only pending or confirmed reservations can be cancelled",
+                ))
             }
             Status::Pending | Status::Confirmed => {}
         }
-        let row = request.store.cancel_reservation(id, Utc::now()).await?.ok_or_else(|| ApiError::not_found("reservation"))?;
-        request.cache.invalidate(&tags::booking_change(row.club_id, row.date)).await;
+        let row = request
+            .store
+            .cancel_reservation(id, Utc::now())
+            .await?
+            .ok_or_else(|| ApiError::not_found("reservation"))?;
+        request
+            .cache
+            .invalidate(&tags::booking_change(row.club_id, row.date))
+            .await;
         Ok(Reservation(row))
     }
 
     /// Puts a court in or out of maintenance (MANAGER or organization OWNER/ADMIN).
-    async fn set_court_maintenance(&self, ctx: &Context<'_>, court_id: ID, in_maintenance: bool) -> ApiResult<Court> {
+    async fn set_court_maintenance(
+        &self,
+        ctx: &Context<'_>,
+        court_id: ID,
+        in_maintenance: bool,
+    ) -> ApiResult<Court> {
         let request = request(ctx);
         let court_id = parse_id(&court_id, "court")?;
-        let court = request.loaders.load_one(CourtId(court_id)).await?.ok_or_else(|| ApiError::not_found("court"))?;
-        request.club(court.club_id, ClubAccess::Manager).await.map_err(court_not_found)?;
+        let court = request
+            .loaders
+            .load_one(CourtId(court_id))
+            .await?
+            .ok_or_else(|| ApiError::not_found("court"))?;
+        request
+            .club(court.club_id, ClubAccess::Manager)
+            .await
+            .map_err(court_not_found)?;
         let court = request
             .store
             .set_court_maintenance(court_id, in_maintenance)

@@ -16,7 +16,9 @@ impl ScalarType for Date {
             Value::String(s) if s.len() == 10 => NaiveDate::parse_from_str(s, "%Y-%m-%d")
                 .map(Date)
                 .map_err(|_| InputValueError::custom(format!("`{s}` is not a date (YYYY-MM-DD)"))),
-            Value::String(s) => Err(InputValueError::custom(format!("`{s}` is not a date (YYYY-MM-DD)"))),
+            Value::String(s) => Err(InputValueError::custom(format!(
+                "`{s}` is not a date (YYYY-MM-DD)"
+            ))),
             _ => Err(InputValueError::expected_type(value)),
         }
     }
@@ -63,7 +65,9 @@ impl ScalarType for DateTime {
         match &value {
             Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
                 .map(|d| DateTime(d.with_timezone(&Utc)))
-                .map_err(|_| InputValueError::custom(format!("`{s}` is not an RFC 3339 date-time"))),
+                .map_err(|_| {
+                    InputValueError::custom(format!("`{s}` is not an RFC 3339 date-time"))
+                }),
             _ => Err(InputValueError::expected_type(value)),
         }
     }
@@ -81,9 +85,11 @@ pub struct Decimal(pub Cents);
 impl ScalarType for Decimal {
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
-            Value::String(s) => Cents::parse(s)
-                .map(Decimal)
-                .ok_or_else(|| InputValueError::custom(format!("`{s}` is not a decimal with at most 2 fraction digits"))),
+            Value::String(s) => Cents::parse(s).map(Decimal).ok_or_else(|| {
+                InputValueError::custom(format!(
+                    "`{s}` is not a decimal with at most 2 fraction digits"
+                ))
+            }),
             _ => Err(InputValueError::expected_type(value)),
         }
     }

@@ -111,8 +111,16 @@ impl Organization {
     async fn clubs(&self, ctx: &Context<'_>) -> ApiResult<Vec<Club>> {
         let request = request(ctx);
         let viewer = &request.principal().await?.viewer;
-        let clubs = request.loaders.load_one(ClubsOfOrganization(self.0.id)).await?.unwrap_or_default();
-        Ok(clubs.into_iter().filter(|c| club_access(viewer, club_scope(c)).is_some()).map(Club).collect())
+        let clubs = request
+            .loaders
+            .load_one(ClubsOfOrganization(self.0.id))
+            .await?
+            .unwrap_or_default();
+        Ok(clubs
+            .into_iter()
+            .filter(|c| club_access(viewer, club_scope(c)).is_some())
+            .map(Club)
+            .collect())
     }
 }
 
@@ -138,9 +146,21 @@ impl Club {
         Organization(self.0.organization())
     }
     /// Active courts (also retired ones with `includeInactive`), by id.
-    async fn courts(&self, ctx: &Context<'_>, #[graphql(default = false)] include_inactive: bool) -> ApiResult<Vec<Court>> {
-        let courts = request(ctx).loaders.load_one(CourtsOfClub(self.0.id)).await?.unwrap_or_default();
-        Ok(courts.into_iter().filter(|c| include_inactive || c.is_active).map(Court).collect())
+    async fn courts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] include_inactive: bool,
+    ) -> ApiResult<Vec<Court>> {
+        let courts = request(ctx)
+            .loaders
+            .load_one(CourtsOfClub(self.0.id))
+            .await?
+            .unwrap_or_default();
+        Ok(courts
+            .into_iter()
+            .filter(|c| include_inactive || c.is_active)
+            .map(Court)
+            .collect())
     }
 }
 
@@ -171,7 +191,11 @@ impl Court {
         Decimal(self.0.price_per_hour())
     }
     async fn club(&self, ctx: &Context<'_>) -> ApiResult<Club> {
-        let club = request(ctx).loaders.load_one(ClubId(self.0.club_id)).await?.ok_or_else(|| missing("club"))?;
+        let club = request(ctx)
+            .loaders
+            .load_one(ClubId(self.0.club_id))
+            .await?
+            .ok_or_else(|| missing("club"))?;
         Ok(Club(club))
     }
 }
@@ -185,11 +209,19 @@ impl Reservation {
         ID(self.0.id.to_string())
     }
     async fn club(&self, ctx: &Context<'_>) -> ApiResult<Club> {
-        let club = request(ctx).loaders.load_one(ClubId(self.0.club_id)).await?.ok_or_else(|| missing("club"))?;
+        let club = request(ctx)
+            .loaders
+            .load_one(ClubId(self.0.club_id))
+            .await?
+            .ok_or_else(|| missing("club"))?;
         Ok(Club(club))
     }
     async fn court(&self, ctx: &Context<'_>) -> ApiResult<Court> {
-        let court = request(ctx).loaders.load_one(CourtId(self.0.court_id)).await?.ok_or_else(|| missing("court"))?;
+        let court = request(ctx)
+            .loaders
+            .load_one(CourtId(self.0.court_id))
+            .await?
+            .ok_or_else(|| missing("court"))?;
         Ok(Court(court))
     }
     async fn date(&self) -> Date {
@@ -208,7 +240,11 @@ impl Reservation {
         Decimal(Cents(self.0.price_cents))
     }
     async fn created_by(&self, ctx: &Context<'_>) -> ApiResult<User> {
-        let user = request(ctx).loaders.load_one(UserId(self.0.created_by_id)).await?.ok_or_else(|| missing("user"))?;
+        let user = request(ctx)
+            .loaders
+            .load_one(UserId(self.0.created_by_id))
+            .await?
+            .ok_or_else(|| missing("user"))?;
         Ok(User(user))
     }
     async fn created_at(&self) -> DateTime {

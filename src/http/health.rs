@@ -22,13 +22,18 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
     match state.store.ping().await {
         Ok(()) => {
             let status = if degraded { "degraded" } else { "ready" };
-            (StatusCode::OK, Json(json!({ "status": status, "checks": { "database": "ok", "redis": redis } })))
+            (
+                StatusCode::OK,
+                Json(json!({ "status": status, "checks": { "database": "ok", "redis": redis } })),
+            )
         }
         Err(error) => {
             tracing::warn!(error = %error, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "checks": { "database": "unreachable", "redis": redis } })),
+                Json(
+                    json!({ "status": "unavailable", "checks": { "database": "unreachable", "redis": redis } }),
+                ),
             )
         }
     }

@@ -14,20 +14,42 @@ use crate::{auth::Credentials, cache::Kind, reads, state::AppState};
 /// Answers with an error body unless the bearer is an active superuser.
 async fn require_superuser(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     let deny = |status: StatusCode, code: &str, message: &str| {
-        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+        (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
+            .into_response()
     };
     let user_id = match state.tokens.credentials(headers) {
         Credentials::User(id) => id,
-        Credentials::Anonymous => return Err(deny(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "authentication required")),
-        Credentials::Invalid(reason) => return Err(deny(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &reason)),
+        Credentials::Anonymous => {
+            return Err(deny(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "authentication required",
+            ))
+        }
+        Credentials::Invalid(reason) => {
+            return Err(deny(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &reason))
+        }
     };
     match state.store.principal(user_id).await {
         Ok(Some(p)) if p.user.is_active && p.user.is_superuser => Ok(()),
-        Ok(Some(p)) if p.user.is_active => Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", "superusers only")),
-        Ok(_) => Err(deny(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "unknown or inactive user")),
+        Ok(Some(p)) if p.user.is_active => {
+            Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", "superusers only"))
+        }
+        Ok(_) => Err(deny(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "unknown or inactive user",
+        )),
         Err(error) => {
             tracing::error!(error = %error, "management auth lookup failed");
-            Err(deny(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", "database unavailable"))
+            Err(deny(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "database unavailable",
+            ))
         }
     }
 }
@@ -90,11 +112,21 @@ pub(crate) struct FlushRequest {
 }
 
 /// POST /api/management/cache/flush
-pub(crate) async fn cache_flush(State(state): State<AppState>, headers: HeaderMap, Json(body): Json<FlushRequest>) -> Response {
+pub(crate) async fn cache_flush(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<FlushRequest>,
+) -> Response {
     if let Err(denied) = require_superuser(&state, &headers).await {
         return denied;
     }
-    let bad = |message: &str| (StatusCode::BAD_REQUEST, Json(json!({ "error": { "code": "BAD_USER_INPUT", "message": message } }))).into_response();
+    let bad = |message: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": { "code": "BAD_USER_INPUT", "message": message } })),
+        )
+            .into_response()
+    };
     match (body.kind, body.tag, body.all) {
         (None, None, true) => {
             state.cache.flush_all().await;
@@ -105,7 +137,9 @@ pub(crate) async fn cache_flush(State(state): State<AppState>, headers: HeaderMa
                 state.cache.flush_kind(k).await;
                 Json(json!({ "flushed": { "kind": kind } })).into_response()
             }
-            None => bad("unknown kind (courtAvailability, dashboard, authContext, permissions, club)"),
+            None => {
+                bad("unknown kind (courtAvailability, dashboard, authContext, permissions, club)")
+            }
         },
         (None, Some(tag), false) if !tag.is_empty() => {
             state.cache.invalidate(std::slice::from_ref(&tag)).await;
@@ -124,16 +158,35 @@ pub(crate) struct WarmupRequest {
 }
 
 /// POST /api/management/cache/warmup
-pub(crate) async fn cache_warmup(State(state): State<AppState>, headers: HeaderMap, body: Option<Json<WarmupRequest>>) -> Response {
+pub(crate) async fn cache_warmup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<WarmupRequest>>,
+) -> Response {
     if let Err(denied) = require_superuser(&state, &headers).await {
         return denied;
     }
     let body = body.map(|Json(b)| b).unwrap_or_default();
-    let days = body.days.unwrap_or(state.settings.cache.warmup_days).min(366);
-    match reads::warm_up(&state.cache, &state.store, body.club_ids, days, state.settings.cache.warmup_concurrency).await {
+    let days = body
+        .days
+        .unwrap_or(state.settings.cache.warmup_days)
+        .min(366);
+    match reads::warm_up(
+        &state.cache,
+        &state.store,
+        body.club_ids,
+        days,
+        state.settings.cache.warmup_concurrency,
+    )
+    .await
+    {
         Ok(filled) => Json(json!({ "warmed": filled })).into_response(),
-        Err(error) => {
-            (StatusCode::BAD_REQUEST, Json(json!({ "error": { "code": error.code().as_str(), "message": error.to_string() } }))).into_response()
-        }
+        Err(error) => (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({ "error": { "code": error.code().as_str(), "message": error.to_string() } }),
+            ),
+        )
+            .into_response(),
     }
 }

@@ -19,13 +19,25 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let server = &state.settings.server;
     Router::new()
-        .route("/graphql", get(graphql::get_graphql).post(graphql::post_graphql))
+        .route(
+            "/graphql",
+            get(graphql::get_graphql).post(graphql::post_graphql),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/api/management/cache/status", get(management::cache_status))
+        .route(
+            "/api/management/cache/status",
+            get(management::cache_status),
+        )
         .route("/api/management/cache/flush", post(management::cache_flush))
-        .route("/api/management/cache/warmup", post(management::cache_warmup))
+        .route(
+            "/api/management/cache/warmup",
+            post(management::cache_warmup),
+        )
         .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, server.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            server.request_timeout,
+        ))
         .with_state(state)
 }

@@ -19,7 +19,11 @@ pub use models::*;
 
 use crate::{
     config::Settings,
-    domain::{dashboard::{Aggregate, Tally}, period::DateRange, ReservationStatus},
+    domain::{
+        dashboard::{Aggregate, Tally},
+        period::DateRange,
+        ReservationStatus,
+    },
     error::StoreError,
     telemetry::RequestStats,
 };
@@ -85,7 +89,8 @@ impl Store {
                 .foreign_keys(true);
             if let Some(parent) = options.get_filename().parent() {
                 if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
                 }
             }
             Db::Sqlite(
@@ -113,7 +118,10 @@ impl Store {
 
     /// A copy whose statements are counted in `stats`.
     pub fn for_request(&self, stats: Arc<RequestStats>) -> Store {
-        Store { db: self.db.clone(), stats: Some(stats) }
+        Store {
+            db: self.db.clone(),
+            stats: Some(stats),
+        }
     }
 
     /// The engine in use.
@@ -141,7 +149,10 @@ impl Store {
 
     /// Cheap round trip for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(drop))?;
+        on_pool!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(drop))?;
         Ok(())
     }
 
@@ -155,19 +166,23 @@ impl Store {
 
     /// Whether no organization exists yet (a fresh database).
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
-        let count: i64 = on_pool!(self, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM organizations")
-            .fetch_one(pool)
-            .await)?;
+        let count: i64 = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM organizations"
+        )
+        .fetch_one(pool)
+        .await)?;
         Ok(count == 0)
     }
 
     /// Ids of active clubs of active organizations (for the cache warm-up).
     pub async fn active_club_ids(&self) -> Result<Vec<i64>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_scalar(
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_scalar(
             "SELECT c.id FROM clubs c JOIN organizations o ON o.id = c.organization_id WHERE c.is_active AND o.is_active ORDER BY c.id"
         )
         .fetch_all(pool)
-        .await)?)
+        .await
+        })?)
     }
 
     /// A user with all active memberships, or `None` for an unknown id.
@@ -176,8 +191,14 @@ impl Store {
             .bind(user_id)
             .fetch_all(pool)
             .await)?;
-        let Some(first) = rows.first() else { return Ok(None) };
-        let mut record = PrincipalRecord { user: first.user.clone(), organizations: Vec::new(), clubs: Vec::new() };
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut record = PrincipalRecord {
+            user: first.user.clone(),
+            organizations: Vec::new(),
+            clubs: Vec::new(),
+        };
         for row in rows {
             match (row.m_kind.as_deref(), row.m_org_id, row.m_role) {
                 (Some("org"), Some(org_id), Some(role)) => record.organizations.push((
@@ -197,43 +218,85 @@ impl Store {
                 _ => {}
             }
         }
-        record.organizations.sort_by(|a, b| a.0.name.cmp(&b.0.name).then(a.0.id.cmp(&b.0.id)));
+        record
+            .organizations
+            .sort_by(|a, b| a.0.name.cmp(&b.0.name).then(a.0.id.cmp(&b.0.id)));
         Ok(Some(record))
     }
 
     /// Users by id (missing ids are simply absent).
     pub async fn users_by_ids(&self, ids: &[i64]) -> Result<Vec<UserRow>, StoreError> {
-        self.by_ids(dialect!(self, queries::USERS_BY_IDS.0, queries::USERS_BY_IDS.1), ids).await
+        self.by_ids(
+            dialect!(self, queries::USERS_BY_IDS.0, queries::USERS_BY_IDS.1),
+            ids,
+        )
+        .await
     }
 
     /// A user by email.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(queries::USER_BY_EMAIL).bind(email).fetch_optional(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            queries::USER_BY_EMAIL
+        )
+        .bind(email)
+        .fetch_optional(pool)
+        .await)?)
     }
 
     /// Organizations by id.
-    pub async fn organizations_by_ids(&self, ids: &[i64]) -> Result<Vec<OrganizationRow>, StoreError> {
-        self.by_ids(dialect!(self, queries::ORGANIZATIONS_BY_IDS.0, queries::ORGANIZATIONS_BY_IDS.1), ids).await
+    pub async fn organizations_by_ids(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<OrganizationRow>, StoreError> {
+        self.by_ids(
+            dialect!(
+                self,
+                queries::ORGANIZATIONS_BY_IDS.0,
+                queries::ORGANIZATIONS_BY_IDS.1
+            ),
+            ids,
+        )
+        .await
     }
 
     /// Clubs (with their organization) by id.
     pub async fn clubs_by_ids(&self, ids: &[i64]) -> Result<Vec<ClubRow>, StoreError> {
-        self.by_ids(dialect!(self, queries::CLUBS_BY_IDS.0, queries::CLUBS_BY_IDS.1), ids).await
+        self.by_ids(
+            dialect!(self, queries::CLUBS_BY_IDS.0, queries::CLUBS_BY_IDS.1),
+            ids,
+        )
+        .await
     }
 
     /// Active clubs of organizations.
     pub async fn clubs_by_organizations(&self, ids: &[i64]) -> Result<Vec<ClubRow>, StoreError> {
-        self.by_ids(dialect!(self, queries::CLUBS_BY_ORGANIZATIONS.0, queries::CLUBS_BY_ORGANIZATIONS.1), ids).await
+        self.by_ids(
+            dialect!(
+                self,
+                queries::CLUBS_BY_ORGANIZATIONS.0,
+                queries::CLUBS_BY_ORGANIZATIONS.1
+            ),
+            ids,
+        )
+        .await
     }
 
     /// Courts by id.
     pub async fn courts_by_ids(&self, ids: &[i64]) -> Result<Vec<CourtRow>, StoreError> {
-        self.by_ids(dialect!(self, queries::COURTS_BY_IDS.0, queries::COURTS_BY_IDS.1), ids).await
+        self.by_ids(
+            dialect!(self, queries::COURTS_BY_IDS.0, queries::COURTS_BY_IDS.1),
+            ids,
+        )
+        .await
     }
 
     /// All courts of clubs.
     pub async fn courts_by_clubs(&self, ids: &[i64]) -> Result<Vec<CourtRow>, StoreError> {
-        self.by_ids(dialect!(self, queries::COURTS_BY_CLUBS.0, queries::COURTS_BY_CLUBS.1), ids).await
+        self.by_ids(
+            dialect!(self, queries::COURTS_BY_CLUBS.0, queries::COURTS_BY_CLUBS.1),
+            ids,
+        )
+        .await
     }
 
     async fn by_ids<T>(&self, sql: &'static str, ids: &[i64]) -> Result<Vec<T>, StoreError>
@@ -263,8 +326,14 @@ impl Store {
             .bind(club_id)
             .fetch_all(pool)
             .await)?;
-        let Some(first) = rows.first() else { return Ok(None) };
-        let mut layout = ClubLayout { club: first.club.clone(), courts: Vec::new(), schedule: Vec::new() };
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut layout = ClubLayout {
+            club: first.club.clone(),
+            courts: Vec::new(),
+            schedule: Vec::new(),
+        };
         for row in rows {
             match row.part.as_deref() {
                 Some("court") => layout.courts.push(CourtRow {
@@ -278,7 +347,9 @@ impl Store {
                     price_per_hour_cents: row.court_price_cents.unwrap_or_default(),
                 }),
                 Some("schedule") => {
-                    if let (Some(weekday), Some(opens), Some(closes)) = (row.weekday, row.opens_at, row.closes_at) {
+                    if let (Some(weekday), Some(opens), Some(closes)) =
+                        (row.weekday, row.opens_at, row.closes_at)
+                    {
                         layout.schedule.push((weekday, opens, closes));
                     }
                 }
@@ -289,12 +360,18 @@ impl Store {
     }
 
     /// Non-cancelled intervals of a club's courts on a date.
-    pub async fn busy_intervals(&self, club_id: i64, date: NaiveDate) -> Result<Vec<BusyRow>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(queries::BUSY_INTERVALS)
-            .bind(club_id)
-            .bind(date)
-            .fetch_all(pool)
-            .await)?)
+    pub async fn busy_intervals(
+        &self,
+        club_id: i64,
+        date: NaiveDate,
+    ) -> Result<Vec<BusyRow>, StoreError> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            queries::BUSY_INTERVALS
+        )
+        .bind(club_id)
+        .bind(date)
+        .fetch_all(pool)
+        .await)?)
     }
 
     /// Reservations of a club on a date (every status), optionally only one creator's, filtered
@@ -306,21 +383,30 @@ impl Store {
         created_by: Option<i64>,
         statuses: Option<&[ReservationStatus]>,
     ) -> Result<Vec<ReservationRow>, StoreError> {
-        let rows: Vec<ReservationRow> = on_pool!(self, |pool| sqlx::query_as(queries::RESERVATIONS_ON)
-            .bind(club_id)
-            .bind(date)
-            .bind(created_by)
-            .fetch_all(pool)
-            .await)?;
+        let rows: Vec<ReservationRow> =
+            on_pool!(self, |pool| sqlx::query_as(queries::RESERVATIONS_ON)
+                .bind(club_id)
+                .bind(date)
+                .bind(created_by)
+                .fetch_all(pool)
+                .await)?;
         Ok(match statuses {
-            Some(statuses) => rows.into_iter().filter(|r| statuses.contains(&r.status())).collect(),
+            Some(statuses) => rows
+                .into_iter()
+                .filter(|r| statuses.contains(&r.status()))
+                .collect(),
             None => rows,
         })
     }
 
     /// A reservation by id.
     pub async fn reservation(&self, id: i64) -> Result<Option<ReservationRow>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(queries::RESERVATION_BY_ID).bind(id).fetch_optional(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            queries::RESERVATION_BY_ID
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?)
     }
 
     /// The reservation a user created with an idempotency key.
@@ -329,16 +415,26 @@ impl Store {
         user_id: i64,
         key: &str,
     ) -> Result<Option<ReservationRow>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(queries::RESERVATION_BY_IDEMPOTENCY_KEY)
-            .bind(user_id)
-            .bind(key)
-            .fetch_optional(pool)
-            .await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            queries::RESERVATION_BY_IDEMPOTENCY_KEY
+        )
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(pool)
+        .await)?)
     }
 
     /// Inserts a reservation; the database refuses overlaps and reused keys atomically.
-    pub async fn insert_reservation(&self, new: &NewReservation, now: DateTime<Utc>) -> Result<ReservationRow, StoreError> {
-        let sql = dialect!(self, queries::INSERT_RESERVATION.0, queries::INSERT_RESERVATION.1);
+    pub async fn insert_reservation(
+        &self,
+        new: &NewReservation,
+        now: DateTime<Utc>,
+    ) -> Result<ReservationRow, StoreError> {
+        let sql = dialect!(
+            self,
+            queries::INSERT_RESERVATION.0,
+            queries::INSERT_RESERVATION.1
+        );
         on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(new.club_id)
             .bind(new.court_id)
@@ -356,25 +452,41 @@ impl Store {
     }
 
     /// Marks a reservation cancelled (releasing its court).
-    pub async fn cancel_reservation(&self, id: i64, now: DateTime<Utc>) -> Result<Option<ReservationRow>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(queries::CANCEL_RESERVATION)
-            .bind(id)
-            .bind(now)
-            .fetch_optional(pool)
-            .await)?)
+    pub async fn cancel_reservation(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReservationRow>, StoreError> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            queries::CANCEL_RESERVATION
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(pool)
+        .await)?)
     }
 
     /// Puts a court in or out of maintenance.
-    pub async fn set_court_maintenance(&self, court_id: i64, in_maintenance: bool) -> Result<Option<CourtRow>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(queries::SET_COURT_MAINTENANCE)
-            .bind(court_id)
-            .bind(in_maintenance)
-            .fetch_optional(pool)
-            .await)?)
+    pub async fn set_court_maintenance(
+        &self,
+        court_id: i64,
+        in_maintenance: bool,
+    ) -> Result<Option<CourtRow>, StoreError> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            queries::SET_COURT_MAINTENANCE
+        )
+        .bind(court_id)
+        .bind(in_maintenance)
+        .fetch_optional(pool)
+        .await)?)
     }
 
     /// Changes the organization a user works in.
-    pub async fn set_current_organization(&self, user_id: i64, organization_id: i64) -> Result<(), StoreError> {
+    pub async fn set_current_organization(
+        &self,
+        user_id: i64,
+        organization_id: i64,
+    ) -> Result<(), StoreError> {
         on_pool!(self, |pool| sqlx::query(queries::SET_CURRENT_ORGANIZATION)
             .bind(user_id)
             .bind(organization_id)
@@ -386,7 +498,11 @@ impl Store {
 
     /// The whole `role_permissions` table as (role, permission) pairs.
     pub async fn role_permissions(&self) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(queries::ROLE_PERMISSIONS).fetch_all(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            queries::ROLE_PERMISSIONS
+        )
+        .fetch_all(pool)
+        .await)?)
     }
 
     /// Grouped reservation counts for a dashboard: `previous.from ..= current.to`.
@@ -396,7 +512,11 @@ impl Store {
         current: DateRange,
         previous: DateRange,
     ) -> Result<Vec<Aggregate>, StoreError> {
-        let sql = dialect!(self, queries::DASHBOARD_PG.as_str(), queries::DASHBOARD_SQLITE.as_str());
+        let sql = dialect!(
+            self,
+            queries::DASHBOARD_PG.as_str(),
+            queries::DASHBOARD_SQLITE.as_str()
+        );
         let rows: Vec<DashboardRow> = on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(club_id)
             .bind(previous.from)
@@ -410,13 +530,35 @@ impl Store {
 
 fn to_aggregate(row: DashboardRow) -> Option<Aggregate> {
     let status = row.status.as_deref().and_then(ReservationStatus::parse);
-    let tally = Tally { count: row.n, cents: row.cents.unwrap_or(0), minutes: row.minutes.unwrap_or(0) };
+    let tally = Tally {
+        count: row.n,
+        cents: row.cents.unwrap_or(0),
+        minutes: row.minutes.unwrap_or(0),
+    };
     Some(match row.part.as_str() {
-        "period" => Aggregate::Period { current: row.key_int? == 1, status: status?, tally },
-        "court" => Aggregate::Court { court_id: row.key_int?, status: status?, tally },
-        "day" => Aggregate::Day { date: row.day?, status: status?, tally },
-        "hour" => Aggregate::Hour { hour: row.key_int?, count: row.n },
-        "players" => Aggregate::Players { current: row.key_int? == 1, count: row.n },
+        "period" => Aggregate::Period {
+            current: row.key_int? == 1,
+            status: status?,
+            tally,
+        },
+        "court" => Aggregate::Court {
+            court_id: row.key_int?,
+            status: status?,
+            tally,
+        },
+        "day" => Aggregate::Day {
+            date: row.day?,
+            status: status?,
+            tally,
+        },
+        "hour" => Aggregate::Hour {
+            hour: row.key_int?,
+            count: row.n,
+        },
+        "players" => Aggregate::Players {
+            current: row.key_int? == 1,
+            count: row.n,
+        },
         _ => return None,
     })
 }

@@ -9,7 +9,13 @@ macro_rules! by_ids {
     ($head:expr, $column:literal, $tail:literal) => {
         (
             concat!($head, " WHERE ", $column, " = ANY($1) ", $tail),
-            concat!($head, " WHERE ", $column, " IN (SELECT value FROM json_each($1)) ", $tail),
+            concat!(
+                $head,
+                " WHERE ",
+                $column,
+                " IN (SELECT value FROM json_each($1)) ",
+                $tail
+            ),
         )
     };
 }
@@ -61,21 +67,36 @@ pub(crate) const PRINCIPAL: &str = concat!(
      WHERE u.id = $1"
 );
 
-pub(crate) const USERS_BY_IDS: (&str, &str) = by_ids!(concat!("SELECT ", user_columns!(), " FROM users u"), "u.id", "");
+pub(crate) const USERS_BY_IDS: (&str, &str) = by_ids!(
+    concat!("SELECT ", user_columns!(), " FROM users u"),
+    "u.id",
+    ""
+);
 
-pub(crate) const USER_BY_EMAIL: &str = concat!("SELECT ", user_columns!(), " FROM users u WHERE u.email = $1");
+pub(crate) const USER_BY_EMAIL: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users u WHERE u.email = $1"
+);
 
-pub(crate) const ORGANIZATIONS_BY_IDS: (&str, &str) =
-    by_ids!("SELECT id, name, slug, is_active FROM organizations", "id", "");
+pub(crate) const ORGANIZATIONS_BY_IDS: (&str, &str) = by_ids!(
+    "SELECT id, name, slug, is_active FROM organizations",
+    "id",
+    ""
+);
 
 pub(crate) const CLUBS_BY_IDS: (&str, &str) = by_ids!(club_select!(), "c.id", "");
 
-pub(crate) const CLUBS_BY_ORGANIZATIONS: (&str, &str) =
-    by_ids!(club_select!(), "c.is_active AND c.organization_id", "ORDER BY c.name, c.id");
+pub(crate) const CLUBS_BY_ORGANIZATIONS: (&str, &str) = by_ids!(
+    club_select!(),
+    "c.is_active AND c.organization_id",
+    "ORDER BY c.name, c.id"
+);
 
 pub(crate) const COURTS_BY_IDS: (&str, &str) = by_ids!(court_select!(), "id", "");
 
-pub(crate) const COURTS_BY_CLUBS: (&str, &str) = by_ids!(court_select!(), "club_id", "ORDER BY club_id, id");
+pub(crate) const COURTS_BY_CLUBS: (&str, &str) =
+    by_ids!(court_select!(), "club_id", "ORDER BY club_id, id");
 
 /// Club, organization, courts and active schedule: the static part of dashboards and
 /// availability, in one statement.
@@ -103,15 +124,23 @@ pub(crate) const BUSY_INTERVALS: &str = "SELECT court_id, start_time, end_time F
      WHERE club_id = $1 AND date = $2 AND status <> 'cancelled'";
 
 pub(crate) const RESERVATIONS_ON: &str = concat!(
-    "SELECT ", reservation_columns!(), " FROM reservations \
+    "SELECT ",
+    reservation_columns!(),
+    " FROM reservations \
      WHERE club_id = $1 AND date = $2 AND ($3 IS NULL OR created_by_id = $3) \
      ORDER BY start_time, court_id, id"
 );
 
-pub(crate) const RESERVATION_BY_ID: &str = concat!("SELECT ", reservation_columns!(), " FROM reservations WHERE id = $1");
+pub(crate) const RESERVATION_BY_ID: &str = concat!(
+    "SELECT ",
+    reservation_columns!(),
+    " FROM reservations WHERE id = $1"
+);
 
 pub(crate) const RESERVATION_BY_IDEMPOTENCY_KEY: &str = concat!(
-    "SELECT ", reservation_columns!(), " FROM reservations WHERE created_by_id = $1 AND idempotency_key = $2"
+    "SELECT ",
+    reservation_columns!(),
+    " FROM reservations WHERE created_by_id = $1 AND idempotency_key = $2"
 );
 
 macro_rules! insert_reservation {
@@ -125,21 +154,26 @@ macro_rules! insert_reservation {
 }
 
 /// The price arrives as a decimal string: Postgres casts it to NUMERIC, SQLite stores the text.
-pub(crate) const INSERT_RESERVATION: (&str, &str) =
-    (insert_reservation!("CAST($8 AS NUMERIC)"), insert_reservation!("$8"));
+pub(crate) const INSERT_RESERVATION: (&str, &str) = (
+    insert_reservation!("CAST($8 AS NUMERIC)"),
+    insert_reservation!("$8"),
+);
 
 pub(crate) const CANCEL_RESERVATION: &str = concat!(
     "UPDATE reservations SET status = 'cancelled', updated_at = $2 WHERE id = $1 RETURNING ",
     reservation_columns!()
 );
 
-pub(crate) const SET_COURT_MAINTENANCE: &str = "UPDATE courts SET is_maintenance = $2 WHERE id = $1 \
+pub(crate) const SET_COURT_MAINTENANCE: &str =
+    "UPDATE courts SET is_maintenance = $2 WHERE id = $1 \
      RETURNING id, club_id, name, surface, is_indoor, is_active, is_maintenance, \
      CAST(ROUND(price_per_hour * 100) AS BIGINT) AS price_cents";
 
-pub(crate) const SET_CURRENT_ORGANIZATION: &str = "UPDATE users SET current_organization_id = $2 WHERE id = $1";
+pub(crate) const SET_CURRENT_ORGANIZATION: &str =
+    "UPDATE users SET current_organization_id = $2 WHERE id = $1";
 
-pub(crate) const ROLE_PERMISSIONS: &str = "SELECT role, permission FROM role_permissions ORDER BY role, permission";
+pub(crate) const ROLE_PERMISSIONS: &str =
+    "SELECT role, permission FROM role_permissions ORDER BY role, permission";
 
 /// The dashboard in one statement: one scan of the club's reservations between the previous
 /// period's first day ($2) and the current period's last day ($4), grouped five ways.
@@ -172,11 +206,18 @@ fn dashboard_sql(minutes: &str, hour: &str) -> String {
 }
 
 pub(crate) static DASHBOARD_PG: LazyLock<String> = LazyLock::new(|| {
-    dashboard_sql("EXTRACT(EPOCH FROM (end_time - start_time)) / 60", "EXTRACT(HOUR FROM start_time)")
+    dashboard_sql(
+        "EXTRACT(EPOCH FROM (end_time - start_time)) / 60",
+        "EXTRACT(HOUR FROM start_time)",
+    )
 });
 
 pub(crate) static DASHBOARD_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    let minute_of = |col: &str| format!("(CAST(substr({col}, 1, 2) AS INTEGER) * 60 + CAST(substr({col}, 4, 2) AS INTEGER))");
+    let minute_of = |col: &str| {
+        format!(
+            "(CAST(substr({col}, 1, 2) AS INTEGER) * 60 + CAST(substr({col}, 4, 2) AS INTEGER))"
+        )
+    };
     dashboard_sql(
         &format!("{} - {}", minute_of("end_time"), minute_of("start_time")),
         "CAST(substr(start_time, 1, 2) AS INTEGER)",

@@ -80,7 +80,12 @@ fn hm(h: u32, m: u32) -> NaiveTime {
     NaiveTime::from_hms_opt(h, m, 0).expect("valid time")
 }
 
-const TIMEZONES: &[&str] = &["Europe/Madrid", "Europe/Lisbon", "Europe/Madrid", "Atlantic/Canary"];
+const TIMEZONES: &[&str] = &[
+    "Europe/Madrid",
+    "Europe/Lisbon",
+    "Europe/Madrid",
+    "Atlantic/Canary",
+];
 
 fn plan(scale: Scale) -> Plan {
     let (orgs, clubs_per_org, players) = match scale {
@@ -96,11 +101,21 @@ fn plan(scale: Scale) -> Plan {
         courts: Vec::new(),
         schedules: Vec::new(),
     };
-    let org_names = ["Padel Norte", "Costa Padel", "Urban Padel", "Padel Sierra", "Isla Padel", "Padel Centro", "Valle Padel", "Padel Sur"];
+    let org_names = [
+        "Padel Norte",
+        "Costa Padel",
+        "Urban Padel",
+        "Padel Sierra",
+        "Isla Padel",
+        "Padel Centro",
+        "Valle Padel",
+        "Padel Sur",
+    ];
     for o in 0..orgs {
         let id = o as i64 + 1;
         let name = org_names[o % org_names.len()].to_string();
-        p.organizations.push((id, name.clone(), name.to_lowercase().replace(' ', "-")));
+        p.organizations
+            .push((id, name.clone(), name.to_lowercase().replace(' ', "-")));
     }
     let mut court_id = 0;
     for org in 0..orgs {
@@ -108,7 +123,13 @@ fn plan(scale: Scale) -> Plan {
             let club_id = (org * clubs_per_org + c) as i64 + 1;
             let name = format!("{} Club {}", p.organizations[org].1, c + 1);
             let slug = format!("club-{}", c + 1);
-            p.clubs.push((club_id, org as i64 + 1, name, slug, TIMEZONES[(club_id as usize - 1) % TIMEZONES.len()]));
+            p.clubs.push((
+                club_id,
+                org as i64 + 1,
+                name,
+                slug,
+                TIMEZONES[(club_id as usize - 1) % TIMEZONES.len()],
+            ));
             // Demo: 5 courts per club (20); large: 7 or 8 alternately (300 over 40 clubs).
             let courts = match scale {
                 Scale::Demo => 5,
@@ -118,11 +139,26 @@ fn plan(scale: Scale) -> Plan {
                 court_id += 1;
                 let indoor = n % 3 == 0;
                 let price = Cents(if indoor { 3200 } else { 2400 } + (n as i64 % 2) * 400);
-                let surface = if n % 2 == 0 { "artificial_grass" } else { "acrylic" };
-                p.courts.push((court_id, club_id, format!("Court {}", n + 1), surface, indoor, price));
+                let surface = if n % 2 == 0 {
+                    "artificial_grass"
+                } else {
+                    "acrylic"
+                };
+                p.courts.push((
+                    court_id,
+                    club_id,
+                    format!("Court {}", n + 1),
+                    surface,
+                    indoor,
+                    price,
+                ));
             }
             for weekday in 1..=7 {
-                let (opens, closes) = if weekday <= 5 { (hm(8, 0), hm(23, 0)) } else { (hm(9, 0), hm(22, 0)) };
+                let (opens, closes) = if weekday <= 5 {
+                    (hm(8, 0), hm(23, 0))
+                } else {
+                    (hm(9, 0), hm(22, 0))
+                };
                 p.schedules.push((club_id, weekday, opens, closes));
             }
         }
@@ -131,11 +167,27 @@ fn plan(scale: Scale) -> Plan {
     let club_of = |org: usize, n: usize| (org * clubs_per_org + n) as i64 + 1;
     for (i, (email, name)) in DEMO_USERS.iter().enumerate() {
         let id = i as i64 + 1;
-        let org = if email.ends_with("2@demo.padel") { 2 } else { 1 };
+        let org = if email.ends_with("2@demo.padel") {
+            2
+        } else {
+            1
+        };
         let superuser = *email == "admin@demo.padel";
-        p.users.push((id, email.to_string(), name.to_string(), superuser, (!superuser).then_some(org)));
+        p.users.push((
+            id,
+            email.to_string(),
+            name.to_string(),
+            superuser,
+            (!superuser).then_some(org),
+        ));
     }
-    let user = |email: &str| DEMO_USERS.iter().position(|(e, _)| *e == email).expect("demo user") as i64 + 1;
+    let user = |email: &str| {
+        DEMO_USERS
+            .iter()
+            .position(|(e, _)| *e == email)
+            .expect("demo user") as i64
+            + 1
+    };
     p.org_memberships.extend([
         (user("owner@demo.padel"), 1, "owner"),
         (user("orgadmin@demo.padel"), 1, "admin"),
@@ -160,7 +212,13 @@ fn plan(scale: Scale) -> Plan {
     for i in 0..players {
         let id = first_player + i as i64;
         let club = p.clubs[i % clubs_n].clone();
-        p.users.push((id, format!("player{:04}@demo.padel", i + 1), format!("Player {}", i + 1), false, Some(club.1)));
+        p.users.push((
+            id,
+            format!("player{:04}@demo.padel", i + 1),
+            format!("Player {}", i + 1),
+            false,
+            Some(club.1),
+        ));
         p.org_memberships.push((id, club.1, "member"));
         p.club_memberships.push((id, club.0, "player"));
     }
@@ -179,7 +237,16 @@ fn players_by_club(p: &Plan) -> std::collections::HashMap<i64, Vec<i64>> {
 }
 
 /// One generated reservation: court, club, creator, date, start, end, status, price.
-type GeneratedReservation = (i64, i64, i64, NaiveDate, NaiveTime, NaiveTime, ReservationStatus, Cents);
+type GeneratedReservation = (
+    i64,
+    i64,
+    i64,
+    NaiveDate,
+    NaiveTime,
+    NaiveTime,
+    ReservationStatus,
+    Cents,
+);
 
 /// Walks every court and day, booking 60/90-minute games back to back with evening and weekend
 /// peaks; never overlapping by construction.
@@ -193,8 +260,10 @@ fn reservations_for_day(
 ) {
     let weekend = date.weekday().number_from_monday() >= 6;
     for &(court_id, club_id, _, _, _, price) in &p.courts {
-        let Some(&(_, _, opens, closes)) =
-            p.schedules.iter().find(|s| s.0 == club_id && s.1 == date.weekday().number_from_monday() as i32)
+        let Some(&(_, _, opens, closes)) = p
+            .schedules
+            .iter()
+            .find(|s| s.0 == club_id && s.1 == date.weekday().number_from_monday() as i32)
         else {
             continue;
         };
@@ -217,7 +286,13 @@ fn reservations_for_day(
             if rng.random_bool(demand) {
                 let roll: f64 = rng.random();
                 let status = if date < today {
-                    if roll < 0.82 { ReservationStatus::Completed } else if roll < 0.92 { ReservationStatus::Cancelled } else { ReservationStatus::NoShow }
+                    if roll < 0.82 {
+                        ReservationStatus::Completed
+                    } else if roll < 0.92 {
+                        ReservationStatus::Cancelled
+                    } else {
+                        ReservationStatus::NoShow
+                    }
                 } else if roll < 0.85 {
                     ReservationStatus::Confirmed
                 } else if roll < 0.93 {
@@ -273,9 +348,10 @@ macro_rules! push_row {
                 Value::OptTimestamp(v) => $sep.push_bind(*v),
                 Value::Timestamp(v) => $sep.push_bind(*v),
                 // Decimal text: Postgres casts it to NUMERIC, SQLite stores it as is.
-                Value::Money(v) if $is_pg => {
-                    $sep.push("CAST(").push_bind_unseparated(v.to_string()).push_unseparated(" AS NUMERIC)")
-                }
+                Value::Money(v) if $is_pg => $sep
+                    .push("CAST(")
+                    .push_bind_unseparated(v.to_string())
+                    .push_unseparated(" AS NUMERIC)"),
                 Value::Money(v) => $sep.push_bind(v.to_string()),
             };
         }
@@ -297,12 +373,19 @@ impl Store {
         ];
         match &self.db {
             Db::Postgres(pool) => {
-                sqlx::query(&format!("TRUNCATE {} RESTART IDENTITY CASCADE", TABLES.join(", "))).execute(pool).await?;
+                sqlx::query(&format!(
+                    "TRUNCATE {} RESTART IDENTITY CASCADE",
+                    TABLES.join(", ")
+                ))
+                .execute(pool)
+                .await?;
             }
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
                 for table in TABLES {
-                    sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+                    sqlx::query(&format!("DELETE FROM {table}"))
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
             }
@@ -323,8 +406,11 @@ impl Store {
         let login = now - chrono::Duration::hours(3);
         use Value::*;
 
-        let rows = p.organizations.iter().map(|(id, name, slug)| vec![Int(*id), Text(name.clone()), Text(slug.clone()), Bool(true)]);
-        self.insert_rows("organizations (id, name, slug, is_active)", rows).await?;
+        let rows = p.organizations.iter().map(|(id, name, slug)| {
+            vec![Int(*id), Text(name.clone()), Text(slug.clone()), Bool(true)]
+        });
+        self.insert_rows("organizations (id, name, slug, is_active)", rows)
+            .await?;
         let rows = p.users.iter().map(|(id, email, name, superuser, org)| {
             vec![
                 Int(*id),
@@ -342,24 +428,70 @@ impl Store {
             rows,
         )
         .await?;
-        let rows = p.org_memberships.iter().map(|(u, o, r)| vec![Int(*u), Int(*o), Text(r.to_string()), Bool(true)]);
-        self.insert_rows("organization_memberships (user_id, organization_id, role, is_active)", rows).await?;
+        let rows = p
+            .org_memberships
+            .iter()
+            .map(|(u, o, r)| vec![Int(*u), Int(*o), Text(r.to_string()), Bool(true)]);
+        self.insert_rows(
+            "organization_memberships (user_id, organization_id, role, is_active)",
+            rows,
+        )
+        .await?;
         let rows = p.clubs.iter().map(|(id, org, name, slug, tz)| {
-            vec![Int(*id), Int(*org), Text(name.clone()), Text(slug.clone()), Text(tz.to_string()), Bool(true)]
+            vec![
+                Int(*id),
+                Int(*org),
+                Text(name.clone()),
+                Text(slug.clone()),
+                Text(tz.to_string()),
+                Bool(true),
+            ]
         });
-        self.insert_rows("clubs (id, organization_id, name, slug, timezone, is_active)", rows).await?;
-        let rows = p.club_memberships.iter().map(|(u, c, r)| vec![Int(*u), Int(*c), Text(r.to_string()), Bool(true)]);
-        self.insert_rows("club_memberships (user_id, club_id, role, is_active)", rows).await?;
-        let rows = p.courts.iter().map(|(id, club, name, surface, indoor, price)| {
-            vec![Int(*id), Int(*club), Text(name.clone()), Text(surface.to_string()), Bool(*indoor), Bool(true), Bool(false), Money(*price)]
-        });
+        self.insert_rows(
+            "clubs (id, organization_id, name, slug, timezone, is_active)",
+            rows,
+        )
+        .await?;
+        let rows = p
+            .club_memberships
+            .iter()
+            .map(|(u, c, r)| vec![Int(*u), Int(*c), Text(r.to_string()), Bool(true)]);
+        self.insert_rows("club_memberships (user_id, club_id, role, is_active)", rows)
+            .await?;
+        let rows = p
+            .courts
+            .iter()
+            .map(|(id, club, name, surface, indoor, price)| {
+                vec![
+                    Int(*id),
+                    Int(*club),
+                    Text(name.clone()),
+                    Text(surface.to_string()),
+                    Bool(*indoor),
+                    Bool(true),
+                    Bool(false),
+                    Money(*price),
+                ]
+            });
         self.insert_rows(
             "courts (id, club_id, name, surface, is_indoor, is_active, is_maintenance, price_per_hour)",
             rows,
         )
         .await?;
-        let rows = p.schedules.iter().map(|(club, day, o, c)| vec![Int(*club), Int(i64::from(*day)), Time(*o), Time(*c), Bool(true)]);
-        self.insert_rows("club_schedules (club_id, weekday, opens_at, closes_at, is_active)", rows).await?;
+        let rows = p.schedules.iter().map(|(club, day, o, c)| {
+            vec![
+                Int(*club),
+                Int(i64::from(*day)),
+                Time(*o),
+                Time(*c),
+                Bool(true),
+            ]
+        });
+        self.insert_rows(
+            "club_schedules (club_id, weekday, opens_at, closes_at, is_active)",
+            rows,
+        )
+        .await?;
 
         let mut total = 0;
         let mut batch = Vec::new();
@@ -369,20 +501,22 @@ impl Store {
             reservations_for_day(&mut rng, &p, &players, options.today, date, &mut batch);
             if batch.len() >= 20_000 || date == last {
                 total += batch.len();
-                let rows = batch.drain(..).map(|(court, club, creator, date, start, end, status, price)| {
-                    vec![
-                        Int(club),
-                        Int(court),
-                        Int(creator),
-                        Date(date),
-                        Time(start),
-                        Time(end),
-                        Text(status.as_str().to_string()),
-                        Money(price),
-                        Timestamp(now),
-                        Timestamp(now),
-                    ]
-                });
+                let rows = batch.drain(..).map(
+                    |(court, club, creator, date, start, end, status, price)| {
+                        vec![
+                            Int(club),
+                            Int(court),
+                            Int(creator),
+                            Date(date),
+                            Time(start),
+                            Time(end),
+                            Text(status.as_str().to_string()),
+                            Money(price),
+                            Timestamp(now),
+                            Timestamp(now),
+                        ]
+                    },
+                );
                 self.insert_rows(
                     "reservations (club_id, court_id, created_by_id, date, start_time, end_time, status, price, created_at, updated_at)",
                     rows,
@@ -417,15 +551,22 @@ impl Store {
     }
 
     /// Multi-row INSERTs in one transaction, in chunks under both engines' bind limits.
-    async fn insert_rows(&self, target: &str, rows: impl Iterator<Item = Vec<Value>>) -> Result<(), StoreError> {
+    async fn insert_rows(
+        &self,
+        target: &str,
+        rows: impl Iterator<Item = Vec<Value>>,
+    ) -> Result<(), StoreError> {
         let rows: Vec<Vec<Value>> = rows.collect();
-        let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
+        let Some(width) = rows.first().map(Vec::len) else {
+            return Ok(());
+        };
         let chunk = 30_000 / width;
         match &self.db {
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 for part in rows.chunks(chunk) {
-                    let mut b: QueryBuilder<sqlx::Postgres> = QueryBuilder::new(format!("INSERT INTO {target} "));
+                    let mut b: QueryBuilder<sqlx::Postgres> =
+                        QueryBuilder::new(format!("INSERT INTO {target} "));
                     b.push_values(part, |mut sep, row| push_row!(sep, row, true));
                     b.build().execute(&mut *tx).await?;
                 }
@@ -434,7 +575,8 @@ impl Store {
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
                 for part in rows.chunks(chunk) {
-                    let mut b: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new(format!("INSERT INTO {target} "));
+                    let mut b: QueryBuilder<sqlx::Sqlite> =
+                        QueryBuilder::new(format!("INSERT INTO {target} "));
                     b.push_values(part, |mut sep, row| push_row!(sep, row, false));
                     b.build().execute(&mut *tx).await?;
                 }

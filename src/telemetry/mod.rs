@@ -40,12 +40,18 @@ impl RequestStats {
 
     /// Records where a cached value came from (kind name, outcome).
     pub fn record_cache(&self, kind: &'static str, outcome: crate::cache::Outcome) {
-        self.cache_outcomes.lock().expect("cache outcomes lock").push((kind, outcome));
+        self.cache_outcomes
+            .lock()
+            .expect("cache outcomes lock")
+            .push((kind, outcome));
     }
 
     /// Cache outcomes so far, in order.
     pub fn cache_outcomes(&self) -> Vec<(&'static str, crate::cache::Outcome)> {
-        self.cache_outcomes.lock().expect("cache outcomes lock").clone()
+        self.cache_outcomes
+            .lock()
+            .expect("cache outcomes lock")
+            .clone()
     }
 
     /// Marks the request as made by a superuser (who may see cache diagnostics).

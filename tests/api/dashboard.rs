@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{Datelike, NaiveDate};
 use serde_json::{json, Value};
 
-use crate::{helpers::{RawReservation, TestApp}, on_both_backends};
+use crate::{
+    helpers::{RawReservation, TestApp},
+    on_both_backends,
+};
 
 const DASHBOARD: &str = "query($club: ID!, $period: Period!, $date: Date) { dashboard(clubId: $club, period: $period, date: $date) { \
     from to period club { id } \
@@ -24,8 +27,13 @@ fn money(cents: i64) -> String {
 }
 
 fn close(actual: &Value, expected: f64, what: &str) {
-    let actual = actual.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {actual}"));
-    assert!((actual - expected).abs() < 1e-9, "{what}: got {actual}, expected {expected}");
+    let actual = actual
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {actual}"));
+    assert!(
+        (actual - expected).abs() < 1e-9,
+        "{what}: got {actual}, expected {expected}"
+    );
 }
 
 struct Club {
@@ -40,12 +48,18 @@ async fn load(app: &TestApp, club: i64) -> Club {
         *open_by_weekday.entry(row[0].parse::<u32>().unwrap()).or_insert(0) += minutes(&row[2]) - minutes(&row[1]);
     }
     let courts = app
-        .text_rows(&format!("SELECT CAST(id AS TEXT) FROM courts WHERE club_id = {club} AND is_active ORDER BY id"))
+        .text_rows(&format!(
+            "SELECT CAST(id AS TEXT) FROM courts WHERE club_id = {club} AND is_active ORDER BY id"
+        ))
         .await
         .into_iter()
         .map(|r| r[0].parse().unwrap())
         .collect();
-    Club { open_by_weekday, courts, reservations: app.raw_reservations(club).await }
+    Club {
+        open_by_weekday,
+        courts,
+        reservations: app.raw_reservations(club).await,
+    }
 }
 
 fn dates(from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
@@ -53,20 +67,48 @@ fn dates(from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
 }
 
 /// Checks one period's totals the slow, obvious way.
-fn check_period(club: &Club, stats: &Value, from: NaiveDate, to: NaiveDate, what: &str) -> (i64, i64, f64) {
+fn check_period(
+    club: &Club,
+    stats: &Value,
+    from: NaiveDate,
+    to: NaiveDate,
+    what: &str,
+) -> (i64, i64, f64) {
     let rows: Vec<&RawReservation> = club
         .reservations
         .iter()
-        .filter(|r| { let d: NaiveDate = r.date.parse().unwrap(); from <= d && d <= to })
+        .filter(|r| {
+            let d: NaiveDate = r.date.parse().unwrap();
+            from <= d && d <= to
+        })
         .collect();
     let count = |s: &str| rows.iter().filter(|r| r.status == s).count() as i64;
     let live: Vec<&&RawReservation> = rows.iter().filter(|r| r.status != "cancelled").collect();
-    let revenue: i64 = rows.iter().filter(|r| ["confirmed", "completed", "no_show"].contains(&r.status.as_str())).map(|r| r.cents).sum();
-    let booked: i64 = live.iter().map(|r| minutes(&r.end_time) - minutes(&r.start_time)).sum();
-    let open: i64 = dates(from, to).iter().map(|d| club.open_by_weekday.get(&d.weekday().number_from_monday()).copied().unwrap_or(0)).sum::<i64>()
+    let revenue: i64 = rows
+        .iter()
+        .filter(|r| ["confirmed", "completed", "no_show"].contains(&r.status.as_str()))
+        .map(|r| r.cents)
+        .sum();
+    let booked: i64 = live
+        .iter()
+        .map(|r| minutes(&r.end_time) - minutes(&r.start_time))
+        .sum();
+    let open: i64 = dates(from, to)
+        .iter()
+        .map(|d| {
+            club.open_by_weekday
+                .get(&d.weekday().number_from_monday())
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum::<i64>()
         * club.courts.len() as i64;
     let players: BTreeSet<i64> = live.iter().map(|r| r.created_by_id).collect();
-    assert_eq!(stats["reservations"], live.len() as i64, "{what} reservations");
+    assert_eq!(
+        stats["reservations"],
+        live.len() as i64,
+        "{what} reservations"
+    );
     assert_eq!(stats["pending"], count("pending"), "{what} pending");
     assert_eq!(stats["confirmed"], count("confirmed"), "{what} confirmed");
     assert_eq!(stats["completed"], count("completed"), "{what} completed");
@@ -75,25 +117,66 @@ fn check_period(club: &Club, stats: &Value, from: NaiveDate, to: NaiveDate, what
     assert_eq!(stats["revenue"], money(revenue), "{what} revenue");
     assert_eq!(stats["bookedMinutes"], booked, "{what} bookedMinutes");
     assert_eq!(stats["openMinutes"], open, "{what} openMinutes");
-    assert_eq!(stats["uniquePlayers"], players.len() as i64, "{what} uniquePlayers");
-    let occupancy = if open == 0 { 0.0 } else { booked as f64 / open as f64 };
-    close(&stats["occupancyRate"], occupancy, &format!("{what} occupancyRate"));
+    assert_eq!(
+        stats["uniquePlayers"],
+        players.len() as i64,
+        "{what} uniquePlayers"
+    );
+    let occupancy = if open == 0 {
+        0.0
+    } else {
+        booked as f64 / open as f64
+    };
+    close(
+        &stats["occupancyRate"],
+        occupancy,
+        &format!("{what} occupancyRate"),
+    );
     (live.len() as i64, revenue, occupancy)
 }
 
 fn pct(current: f64, previous: f64) -> Value {
-    if previous == 0.0 { Value::Null } else { json!((current - previous) / previous * 100.0) }
+    if previous == 0.0 {
+        Value::Null
+    } else {
+        json!((current - previous) / previous * 100.0)
+    }
 }
 
-async fn check_dashboard(app: &TestApp, token: &str, period: &str, anchor: NaiveDate, from: NaiveDate, to: NaiveDate, prev_from: NaiveDate, prev_to: NaiveDate) {
+async fn check_dashboard(
+    app: &TestApp,
+    token: &str,
+    period: &str,
+    anchor: NaiveDate,
+    from: NaiveDate,
+    to: NaiveDate,
+    prev_from: NaiveDate,
+    prev_to: NaiveDate,
+) {
     let club = load(app, 1).await;
-    let reply = app.graphql(Some(token), DASHBOARD, json!({"club": "1", "period": period, "date": anchor.to_string()})).await;
+    let reply = app
+        .graphql(
+            Some(token),
+            DASHBOARD,
+            json!({"club": "1", "period": period, "date": anchor.to_string()}),
+        )
+        .await;
     let dashboard = &reply.ok()["dashboard"];
-    assert!(reply.sql_statements() <= 3, "dashboard ran {} statements", reply.sql_statements());
+    assert!(
+        reply.sql_statements() <= 3,
+        "dashboard ran {} statements",
+        reply.sql_statements()
+    );
     assert_eq!(dashboard["from"], from.to_string());
     assert_eq!(dashboard["to"], to.to_string());
     let (cur_n, cur_rev, cur_occ) = check_period(&club, &dashboard["current"], from, to, "current");
-    let (prev_n, prev_rev, prev_occ) = check_period(&club, &dashboard["previous"], prev_from, prev_to, "previous");
+    let (prev_n, prev_rev, prev_occ) = check_period(
+        &club,
+        &dashboard["previous"],
+        prev_from,
+        prev_to,
+        "previous",
+    );
     for (field, expected) in [
         ("reservationsPct", pct(cur_n as f64, prev_n as f64)),
         ("revenuePct", pct(cur_rev as f64, prev_rev as f64)),
@@ -104,67 +187,206 @@ async fn check_dashboard(app: &TestApp, token: &str, period: &str, anchor: Naive
             v => close(&dashboard["change"][field], v.as_f64().unwrap(), field),
         }
     }
-    let in_period: Vec<&RawReservation> = club.reservations.iter().filter(|r| { let d: NaiveDate = r.date.parse().unwrap(); from <= d && d <= to }).collect();
+    let in_period: Vec<&RawReservation> = club
+        .reservations
+        .iter()
+        .filter(|r| {
+            let d: NaiveDate = r.date.parse().unwrap();
+            from <= d && d <= to
+        })
+        .collect();
     // Courts: every active court, in order.
     let courts = dashboard["courts"].as_array().unwrap();
     assert_eq!(courts.len(), club.courts.len());
-    let court_open: i64 = dates(from, to).iter().map(|d| club.open_by_weekday.get(&d.weekday().number_from_monday()).copied().unwrap_or(0)).sum();
+    let court_open: i64 = dates(from, to)
+        .iter()
+        .map(|d| {
+            club.open_by_weekday
+                .get(&d.weekday().number_from_monday())
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum();
     for (entry, court) in courts.iter().zip(&club.courts) {
         assert_eq!(entry["court"]["id"], court.to_string());
-        let live: Vec<_> = in_period.iter().filter(|r| r.court_id == *court && r.status != "cancelled").collect();
-        let booked: i64 = live.iter().map(|r| minutes(&r.end_time) - minutes(&r.start_time)).sum();
-        let revenue: i64 = in_period.iter().filter(|r| r.court_id == *court && ["confirmed", "completed", "no_show"].contains(&r.status.as_str())).map(|r| r.cents).sum();
+        let live: Vec<_> = in_period
+            .iter()
+            .filter(|r| r.court_id == *court && r.status != "cancelled")
+            .collect();
+        let booked: i64 = live
+            .iter()
+            .map(|r| minutes(&r.end_time) - minutes(&r.start_time))
+            .sum();
+        let revenue: i64 = in_period
+            .iter()
+            .filter(|r| {
+                r.court_id == *court
+                    && ["confirmed", "completed", "no_show"].contains(&r.status.as_str())
+            })
+            .map(|r| r.cents)
+            .sum();
         assert_eq!(entry["reservations"], live.len() as i64);
         assert_eq!(entry["bookedMinutes"], booked);
         assert_eq!(entry["revenue"], money(revenue));
-        close(&entry["occupancyRate"], if court_open == 0 { 0.0 } else { booked as f64 / court_open as f64 }, "court occupancy");
+        close(
+            &entry["occupancyRate"],
+            if court_open == 0 {
+                0.0
+            } else {
+                booked as f64 / court_open as f64
+            },
+            "court occupancy",
+        );
     }
     // Daily: every date of the period.
     let daily = dashboard["daily"].as_array().unwrap();
     assert_eq!(daily.len(), dates(from, to).len());
     for (entry, date) in daily.iter().zip(dates(from, to)) {
         assert_eq!(entry["date"], date.to_string());
-        let day: Vec<_> = in_period.iter().filter(|r| r.date == date.to_string()).collect();
+        let day: Vec<_> = in_period
+            .iter()
+            .filter(|r| r.date == date.to_string())
+            .collect();
         let live: Vec<_> = day.iter().filter(|r| r.status != "cancelled").collect();
-        assert_eq!(entry["reservations"], live.len() as i64, "reservations on {date}");
-        let revenue: i64 = day.iter().filter(|r| ["confirmed", "completed", "no_show"].contains(&r.status.as_str())).map(|r| r.cents).sum();
+        assert_eq!(
+            entry["reservations"],
+            live.len() as i64,
+            "reservations on {date}"
+        );
+        let revenue: i64 = day
+            .iter()
+            .filter(|r| ["confirmed", "completed", "no_show"].contains(&r.status.as_str()))
+            .map(|r| r.cents)
+            .sum();
         assert_eq!(entry["revenue"], money(revenue));
-        let open = club.open_by_weekday.get(&date.weekday().number_from_monday()).copied().unwrap_or(0) * club.courts.len() as i64;
-        let booked: i64 = live.iter().map(|r| minutes(&r.end_time) - minutes(&r.start_time)).sum();
-        close(&entry["occupancyRate"], if open == 0 { 0.0 } else { booked as f64 / open as f64 }, "daily occupancy");
+        let open = club
+            .open_by_weekday
+            .get(&date.weekday().number_from_monday())
+            .copied()
+            .unwrap_or(0)
+            * club.courts.len() as i64;
+        let booked: i64 = live
+            .iter()
+            .map(|r| minutes(&r.end_time) - minutes(&r.start_time))
+            .sum();
+        close(
+            &entry["occupancyRate"],
+            if open == 0 {
+                0.0
+            } else {
+                booked as f64 / open as f64
+            },
+            "daily occupancy",
+        );
     }
     // Peak hours: start hours with reservations, ascending.
     let mut hours: BTreeMap<i64, i64> = BTreeMap::new();
     for r in in_period.iter().filter(|r| r.status != "cancelled") {
-        *hours.entry(r.start_time[0..2].parse().unwrap()).or_insert(0) += 1;
+        *hours
+            .entry(r.start_time[0..2].parse().unwrap())
+            .or_insert(0) += 1;
     }
-    let expected: Vec<Value> = hours.into_iter().map(|(hour, n)| json!({"hour": hour, "reservations": n})).collect();
+    let expected: Vec<Value> = hours
+        .into_iter()
+        .map(|(hour, n)| json!({"hour": hour, "reservations": n}))
+        .collect();
     assert_eq!(dashboard["peakHours"], Value::Array(expected));
 }
 
-on_both_backends!(dashboard_matches_an_independent_recomputation_for_every_period, |app| {
-    let token = app.token("manager@demo.padel").await;
-    let today = app.today;
-    let month_from = today.with_day(1).unwrap();
-    let next_month = if today.month() == 12 { NaiveDate::from_ymd_opt(today.year() + 1, 1, 1) } else { NaiveDate::from_ymd_opt(today.year(), today.month() + 1, 1) }.unwrap();
-    let prev_to = month_from.pred_opt().unwrap();
-    check_dashboard(&app, &token, "MONTH", today, month_from, next_month.pred_opt().unwrap(), prev_to.with_day(1).unwrap(), prev_to).await;
-    let monday = today - chrono::Days::new(u64::from(today.weekday().num_days_from_monday()));
-    check_dashboard(&app, &token, "WEEK", today, monday, monday + chrono::Days::new(6), monday - chrono::Days::new(7), monday - chrono::Days::new(1)).await;
-    let day = today - chrono::Days::new(3);
-    check_dashboard(&app, &token, "DAY", day, day, day, day.pred_opt().unwrap(), day.pred_opt().unwrap()).await;
-    let y = today.year();
-    let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
-    check_dashboard(&app, &token, "YEAR", today, ymd(y, 1, 1), ymd(y, 12, 31), ymd(y - 1, 1, 1), ymd(y - 1, 12, 31)).await;
-});
-
-on_both_backends!(dashboard_defaults_to_this_month_and_needs_a_manager, |app| {
-    let owner = app.token("owner@demo.padel").await;
-    let reply = app.graphql(Some(&owner), "{ dashboard(clubId: 2) { period from } }", json!({})).await;
-    assert_eq!(reply.ok()["dashboard"]["period"], "MONTH");
-    assert_eq!(reply.data()["dashboard"]["from"], app.today.with_day(1).unwrap().to_string());
-    for (email, code) in [("staff@demo.padel", "FORBIDDEN"), ("player@demo.padel", "FORBIDDEN"), ("member@demo.padel", "NOT_FOUND"), ("owner2@demo.padel", "NOT_FOUND")] {
-        let token = app.token(email).await;
-        assert_eq!(app.graphql(Some(&token), "{ dashboard(clubId: 1) { from } }", json!({})).await.code(), code, "{email}");
+on_both_backends!(
+    dashboard_matches_an_independent_recomputation_for_every_period,
+    |app| {
+        let token = app.token("manager@demo.padel").await;
+        let today = app.today;
+        let month_from = today.with_day(1).unwrap();
+        let next_month = if today.month() == 12 {
+            NaiveDate::from_ymd_opt(today.year() + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(today.year(), today.month() + 1, 1)
+        }
+        .unwrap();
+        let prev_to = month_from.pred_opt().unwrap();
+        check_dashboard(
+            &app,
+            &token,
+            "MONTH",
+            today,
+            month_from,
+            next_month.pred_opt().unwrap(),
+            prev_to.with_day(1).unwrap(),
+            prev_to,
+        )
+        .await;
+        let monday = today - chrono::Days::new(u64::from(today.weekday().num_days_from_monday()));
+        check_dashboard(
+            &app,
+            &token,
+            "WEEK",
+            today,
+            monday,
+            monday + chrono::Days::new(6),
+            monday - chrono::Days::new(7),
+            monday - chrono::Days::new(1),
+        )
+        .await;
+        let day = today - chrono::Days::new(3);
+        check_dashboard(
+            &app,
+            &token,
+            "DAY",
+            day,
+            day,
+            day,
+            day.pred_opt().unwrap(),
+            day.pred_opt().unwrap(),
+        )
+        .await;
+        let y = today.year();
+        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        check_dashboard(
+            &app,
+            &token,
+            "YEAR",
+            today,
+            ymd(y, 1, 1),
+            ymd(y, 12, 31),
+            ymd(y - 1, 1, 1),
+            ymd(y - 1, 12, 31),
+        )
+        .await;
     }
-});
+);
+
+on_both_backends!(
+    dashboard_defaults_to_this_month_and_needs_a_manager,
+    |app| {
+        let owner = app.token("owner@demo.padel").await;
+        let reply = app
+            .graphql(
+                Some(&owner),
+                "{ dashboard(clubId: 2) { period from } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(reply.ok()["dashboard"]["period"], "MONTH");
+        assert_eq!(
+            reply.data()["dashboard"]["from"],
+            app.today.with_day(1).unwrap().to_string()
+        );
+        for (email, code) in [
+            ("staff@demo.padel", "FORBIDDEN"),
+            ("player@demo.padel", "FORBIDDEN"),
+            ("member@demo.padel", "NOT_FOUND"),
+            ("owner2@demo.padel", "NOT_FOUND"),
+        ] {
+            let token = app.token(email).await;
+            assert_eq!(
+                app.graphql(Some(&token), "{ dashboard(clubId: 1) { from } }", json!({}))
+                    .await
+                    .code(),
+                code,
+                "{email}"
+            );
+        }
+    }
+);

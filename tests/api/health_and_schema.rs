@@ -6,11 +6,18 @@ use crate::on_both_backends;
 
 #[test]
 fn schema_graphql_equals_what_the_binary_prints() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_padel-bff")).arg("schema").output().expect("run padel-bff schema");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_padel-bff"))
+        .arg("schema")
+        .output()
+        .expect("run padel-bff schema");
     assert!(output.status.success());
     let printed = String::from_utf8(output.stdout).unwrap();
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap();
-    assert_eq!(printed, committed, "schema.graphql is stale: run `cargo run -- schema > schema.graphql`");
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap();
+    assert_eq!(
+        printed, committed,
+        "schema.graphql is stale: run `cargo run -- schema > schema.graphql`"
+    );
     assert_eq!(printed, padel_bff::graphql::sdl());
     for contract in [
         "dashboard(clubId: ID!, period: Period! = MONTH, date: Date): ClubDashboard!",
@@ -24,16 +31,37 @@ fn schema_graphql_equals_what_the_binary_prints() {
 }
 
 on_both_backends!(health_and_readiness_answer_json, |app| {
-    let health = app.client.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
-    assert_eq!(health.json::<serde_json::Value>().await.unwrap()["status"], "ok");
-    let ready = app.client.get(format!("{}/readyz", app.address)).send().await.unwrap();
+    assert_eq!(
+        health.json::<serde_json::Value>().await.unwrap()["status"],
+        "ok"
+    );
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
-    assert_eq!(ready.json::<serde_json::Value>().await.unwrap()["checks"]["database"], "ok");
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap()["checks"]["database"],
+        "ok"
+    );
 });
 
 on_both_backends!(graphiql_is_served_with_the_demo_owner_token, |app| {
-    let page = app.client.get(format!("{}/graphql", app.address)).send().await.unwrap();
+    let page = app
+        .client
+        .get(format!("{}/graphql", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("graphiql"), "not a GraphiQL page");
@@ -42,14 +70,26 @@ on_both_backends!(graphiql_is_served_with_the_demo_owner_token, |app| {
 
 on_both_backends!(parse_and_validation_errors_carry_codes_and_no_500, |app| {
     let token = app.token("owner@demo.padel").await;
-    let reply = app.graphql(Some(&token), "{ authContext { ", json!({})).await;
+    let reply = app
+        .graphql(Some(&token), "{ authContext { ", json!({}))
+        .await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.code(), "GRAPHQL_PARSE_FAILED");
-    let reply = app.graphql(Some(&token), "{ authContext { noSuchField } }", json!({})).await;
+    let reply = app
+        .graphql(Some(&token), "{ authContext { noSuchField } }", json!({}))
+        .await;
     assert_eq!(reply.code(), "GRAPHQL_VALIDATION_FAILED");
-    let reply = app.graphql(Some(&token), "query($d: Date!) { courtAvailability(clubId: 1, date: $d) { date } }", json!({"d": "2026-02-30"})).await;
+    let reply = app
+        .graphql(
+            Some(&token),
+            "query($d: Date!) { courtAvailability(clubId: 1, date: $d) { date } }",
+            json!({"d": "2026-02-30"}),
+        )
+        .await;
     assert_eq!(reply.code(), "BAD_USER_INPUT", "{}", reply.body);
-    let reply = app.graphql(None, "{ __schema { queryType { name } } }", json!({})).await;
+    let reply = app
+        .graphql(None, "{ __schema { queryType { name } } }", json!({}))
+        .await;
     assert_eq!(reply.ok()["__schema"]["queryType"]["name"], "QueryRoot");
     let body_too_large = "x".repeat(300 * 1024);
     let reply = app.graphql(Some(&token), &body_too_large, json!({})).await;

@@ -1,13 +1,19 @@
 //! The test harness: a real gateway on a free port over a fresh database (Postgres or SQLite)
 //! seeded with demo data, a real HTTP client, and raw SQL access for independent checks.
 
-use std::{sync::atomic::{AtomicU32, Ordering}, time::Duration};
+use std::{
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
 
 use padel_bff::{
     auth::TokenAuthority,
     config::Settings,
     startup::Application,
-    store::{seed::{Scale, SeedOptions}, Store},
+    store::{
+        seed::{Scale, SeedOptions},
+        Store,
+    },
 };
 use serde_json::{json, Value};
 use sqlx::{PgPool, SqlitePool};
@@ -68,25 +74,61 @@ pub struct TestApp {
     tokens: TokenAuthority,
     database: String,
     cleanup: Option<String>,
+    owns_database: bool,
+    env: Vec<(String, String)>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn base_postgres_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-fn settings_for(url: &str) -> Settings {
-    let vars = vec![
+fn settings_for(url: &str, env: &[(String, String)]) -> Settings {
+    let mut vars = vec![
         ("DATABASE_URL".to_string(), url.to_string()),
         ("BFF_LISTEN".to_string(), "127.0.0.1:0".to_string()),
-        ("BFF__DATABASE__SEED_DEMO_ON_EMPTY".to_string(), "false".to_string()),
+        (
+            "BFF__DATABASE__SEED_DEMO_ON_EMPTY".to_string(),
+            "false".to_string(),
+        ),
     ];
-    Settings::load_from(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")), &vars).expect("test settings")
+    vars.extend(env.iter().cloned());
+    Settings::load_from(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
+        &vars,
+    )
+    .expect("test settings")
+}
+
+/// The shared Redis of the machine (tests use their own key prefix on it).
+pub fn shared_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!(
+        "bfftest{}x{}x{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand_suffix()
+    )
 }
 
 /// Starts a gateway over a fresh, migrated, demo-seeded database.
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// Like [`spawn_app`] with extra environment (e.g. `REDIS_URL`, `BFF__CACHE__…`).
+pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     if std::env::var("TEST_LOG").is_ok() {
         padel_bff::telemetry::init_logging(&padel_bff::config::LogSettings {
             level: "info".into(),
@@ -97,46 +139,91 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     let name = format!("bff_test_{}_{}_{}", std::process::id(), n, rand_suffix());
     let (url, cleanup) = match backend {
         Backend::Postgres => {
-            let admin = PgPool::connect(&base_postgres_url()).await.expect("Postgres reachable (TEST_DATABASE_URL)");
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
+            let admin = PgPool::connect(&base_postgres_url())
+                .await
+                .expect("Postgres reachable (TEST_DATABASE_URL)");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .expect("create test database");
             admin.close().await;
             let base = base_postgres_url();
-            let url = format!("{}/{name}", &base[..base.rfind('/').expect("url has a database")]);
+            let url = format!(
+                "{}/{name}",
+                &base[..base.rfind('/').expect("url has a database")]
+            );
             (url, Some(name.clone()))
         }
         Backend::Sqlite => {
             let dir = std::env::temp_dir().join("padel-bff-tests");
             std::fs::create_dir_all(&dir).unwrap();
-            (format!("sqlite://{}", dir.join(format!("{name}.db")).display()), None)
+            (
+                format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
+                None,
+            )
         }
     };
-    let settings = settings_for(&url);
+    let settings = settings_for(&url, &env);
     let store = Store::connect(&settings).await.expect("connect");
     store.migrate().await.expect("migrate");
     let today = chrono::Utc::now().date_naive();
-    store.seed(SeedOptions { scale: Scale::Demo, seed: 7, today }).await.expect("seed");
+    store
+        .seed(SeedOptions {
+            scale: Scale::Demo,
+            seed: 7,
+            today,
+        })
+        .await
+        .expect("seed");
+    let mut app = start(backend, &url, settings, store, env).await;
+    app.cleanup = cleanup;
+    app.owns_database = true;
+    app
+}
+
+async fn start(
+    backend: Backend,
+    url: &str,
+    settings: Settings,
+    store: Store,
+    env: Vec<(String, String)>,
+) -> TestApp {
     let tokens = TokenAuthority::new(&settings.auth);
-    let app = Application::build_with_store(settings, store).await.expect("build app");
+    let app = Application::build_with_store(settings, store)
+        .await
+        .expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
     let raw = match backend {
-        Backend::Postgres => RawDb::Postgres(PgPool::connect(&url).await.unwrap()),
-        Backend::Sqlite => RawDb::Sqlite(SqlitePool::connect(&url).await.unwrap()),
+        Backend::Postgres => RawDb::Postgres(PgPool::connect(url).await.unwrap()),
+        Backend::Sqlite => RawDb::Sqlite(SqlitePool::connect(url).await.unwrap()),
     };
     TestApp {
         backend,
         address,
-        client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
         raw,
-        today,
+        today: chrono::Utc::now().date_naive(),
         tokens,
-        database: url,
-        cleanup,
+        database: url.to_string(),
+        cleanup: None,
+        owns_database: false,
+        env,
+        stop: Some(stop),
     }
 }
 
 fn rand_suffix() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
 }
 
 /// A response: HTTP status, headers and JSON body.
@@ -153,20 +240,96 @@ impl Reply {
     }
     /// The first error's `extensions.code`, or "" without errors.
     pub fn code(&self) -> &str {
-        self.body["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+        self.body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("")
     }
+    /// The cache outcome of the first entry of `kind` in `extensions.cache`.
+    pub fn cache_outcome(&self, kind: &str) -> String {
+        self.body["extensions"]["cache"]
+            .as_array()
+            .and_then(|entries| entries.iter().find(|e| e["kind"] == kind))
+            .and_then(|e| e["outcome"].as_str())
+            .unwrap_or("")
+            .to_string()
+    }
+
     /// SQL statements the request ran.
     pub fn sql_statements(&self) -> u32 {
-        self.headers["x-sql-statements"].to_str().unwrap().parse().unwrap()
+        self.headers["x-sql-statements"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
     /// Panics with the body when the response has errors.
     pub fn ok(&self) -> &Value {
-        assert!(self.body.get("errors").is_none(), "unexpected errors: {}", self.body);
+        assert!(
+            self.body.get("errors").is_none(),
+            "unexpected errors: {}",
+            self.body
+        );
         self.data()
     }
 }
 
 impl TestApp {
+    /// Another gateway over the same database (a second replica), with extra environment.
+    pub async fn replica(&self, env: &[(&str, &str)]) -> TestApp {
+        let mut all = self.env.clone();
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let settings = settings_for(&self.database, &all);
+        let store = Store::connect(&settings).await.expect("connect replica");
+        start(self.backend, &self.database, settings, store, all).await
+    }
+
+    /// Stops this gateway (its in-flight requests finish).
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Flushes every cache entry through the management API (after raw SQL changes).
+    pub async fn flush_cache(&self) {
+        let token = self.token("admin@demo.padel").await;
+        let response = self
+            .client
+            .post(format!("{}/api/management/cache/flush", self.address))
+            .bearer_auth(token)
+            .json(&json!({"all": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    /// GET of a management endpoint as the superuser.
+    pub async fn management(&self, path: &str) -> Value {
+        let token = self.token("admin@demo.padel").await;
+        let response = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.unwrap()
+    }
+
+    /// The Postgres database name of this app.
+    pub fn database_name(&self) -> String {
+        self.database.rsplit('/').next().unwrap().to_string()
+    }
+
+    /// Runs a statement as the Postgres administrator (outside the app's database).
+    pub async fn admin(&self, sql: &str) {
+        let admin = PgPool::connect(&base_postgres_url()).await.unwrap();
+        sqlx::query(sql).execute(&admin).await.expect(sql);
+        admin.close().await;
+    }
+
     /// A fresh token for a seeded user.
     pub async fn token(&self, email: &str) -> String {
         let id = self.user_id(email).await;
@@ -175,7 +338,8 @@ impl TestApp {
 
     /// A user's id by email.
     pub async fn user_id(&self, email: &str) -> i64 {
-        self.scalar_i64(&format!("SELECT id FROM users WHERE email = '{email}'")).await
+        self.scalar_i64(&format!("SELECT id FROM users WHERE email = '{email}'"))
+            .await
     }
 
     /// Signs a token for any subject id (for unknown-user tests).
@@ -185,7 +349,10 @@ impl TestApp {
 
     /// POSTs a GraphQL operation with an optional bearer token.
     pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Reply {
-        let mut request = self.client.post(format!("{}/graphql", self.address)).json(&json!({ "query": query, "variables": variables }));
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.address))
+            .json(&json!({ "query": query, "variables": variables }));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -193,7 +360,11 @@ impl TestApp {
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.json().await.unwrap_or(Value::Null);
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Runs a statement on the raw database.
@@ -219,10 +390,14 @@ impl TestApp {
         use sqlx::Row;
         match &self.raw {
             RawDb::Postgres(p) => sqlx::query(sql).fetch_all(p).await.map(|rows| {
-                rows.iter().map(|r| (0..r.len()).map(|i| r.get::<String, _>(i)).collect()).collect()
+                rows.iter()
+                    .map(|r| (0..r.len()).map(|i| r.get::<String, _>(i)).collect())
+                    .collect()
             }),
             RawDb::Sqlite(p) => sqlx::query(sql).fetch_all(p).await.map(|rows| {
-                rows.iter().map(|r| (0..r.len()).map(|i| r.get::<String, _>(i)).collect()).collect()
+                rows.iter()
+                    .map(|r| (0..r.len()).map(|i| r.get::<String, _>(i)).collect())
+                    .collect()
             }),
         }
         .expect(sql)
@@ -245,14 +420,24 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        self.stop();
+        if !self.owns_database {
+            return;
+        }
         if let Some(name) = self.cleanup.take() {
             let base = base_postgres_url();
             // A thread of its own: Drop cannot await, and the test's runtime may be shutting down.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     if let Ok(admin) = PgPool::connect(&base).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await;
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&admin)
+                                .await;
                     }
                 });
             })

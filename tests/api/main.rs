@@ -5,6 +5,7 @@ mod helpers;
 mod access;
 mod auth;
 mod availability;
+mod cache;
 mod dashboard;
 mod health_and_schema;
 mod reservations;

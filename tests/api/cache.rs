@@ -1,0 +1,532 @@
+//! The two-tier cache with real Redis: tiers, replicas, invalidation, single flight, Redis
+//! failures (on private redis-server processes), stale-if-error and tenant safety.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{shared_redis_url, spawn_app_with, unique_prefix, Backend, TestApp};
+
+const AVAILABILITY: &str = "query($club: ID!, $date: Date!) { courtAvailability(clubId: $club, date: $date, slotMinutes: 60) { courts { court { id } slots { start available } } } }";
+
+/// A redis-server of the test's own, on a free port, that the test may kill or freeze.
+struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = PrivateRedis { port, child: None };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "private redis did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal("-CONT");
+        }
+        self.kill();
+    }
+}
+
+async fn with_redis(url: &str, prefix: &str) -> TestApp {
+    spawn_app_with(
+        Backend::Postgres,
+        &[("REDIS_URL", url), ("BFF__CACHE__KEY_PREFIX", prefix)],
+    )
+    .await
+}
+
+/// Polls until the gateway's L1 is serving (it waits for the invalidation channel).
+async fn wait_for_l1(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.management("/api/management/cache/status").await["l1"]["active"] != true {
+        assert!(Instant::now() < deadline, "L1 never became active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn slot_free(reply: &crate::helpers::Reply, court: &str, start: &str) -> bool {
+    reply.data()["courtAvailability"]["courts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["court"]["id"] == court)
+        .and_then(|c| {
+            c["slots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["start"] == start)
+        })
+        .map(|s| s["available"] == true)
+        .expect("slot listed")
+}
+
+fn far_weekday(app: &TestApp) -> String {
+    use chrono::Datelike;
+    let mut date = app.today + chrono::Duration::days(100);
+    while date.weekday().number_from_monday() > 5 {
+        date = date.succ_opt().unwrap();
+    }
+    date.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_come_from_l1_then_l2_on_another_replica() {
+    let prefix = unique_prefix();
+    let a = with_redis(&shared_redis_url(), &prefix).await;
+    let b = a.replica(&[]).await;
+    wait_for_l1(&a).await;
+    wait_for_l1(&b).await;
+    let token = a.token("player@demo.padel").await;
+    let vars = json!({"club": "1", "date": far_weekday(&a)});
+    let first = a.graphql(Some(&token), AVAILABILITY, vars.clone()).await;
+    assert_eq!(first.cache_outcome("courtAvailability"), "miss");
+    let again = a.graphql(Some(&token), AVAILABILITY, vars.clone()).await;
+    assert_eq!(again.cache_outcome("courtAvailability"), "l1Hit");
+    assert_eq!(again.sql_statements(), 0, "an L1 hit runs no SQL");
+    // The L2 fill is written in the background: poll briefly.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let on_b = b.graphql(Some(&token), AVAILABILITY, vars.clone()).await;
+        if on_b.cache_outcome("courtAvailability") == "l2Hit" {
+            assert_eq!(on_b.data(), first.data());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica B never hit L2: {}",
+            on_b.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_through_one_replica_is_seen_through_the_other_and_nothing_else_is_evicted() {
+    let prefix = unique_prefix();
+    let a = with_redis(&shared_redis_url(), &prefix).await;
+    let b = a.replica(&[]).await;
+    wait_for_l1(&a).await;
+    wait_for_l1(&b).await;
+    let player = a.token("player@demo.padel").await;
+    let date = far_weekday(&a);
+    let next_day = (chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").unwrap()
+        + chrono::Duration::days(1))
+    .to_string();
+    // Warm B: club 1 on the date and the next day, club 2 on the date.
+    for (club, day) in [("1", &date), ("1", &next_day), ("2", &date)] {
+        b.graphql(
+            Some(&player),
+            AVAILABILITY,
+            json!({"club": club, "date": day}),
+        )
+        .await;
+        let warm = b
+            .graphql(
+                Some(&player),
+                AVAILABILITY,
+                json!({"club": club, "date": day}),
+            )
+            .await;
+        assert_eq!(warm.cache_outcome("courtAvailability"), "l1Hit");
+        assert!(slot_free(
+            &warm,
+            if club == "1" { "1" } else { "6" },
+            "18:00"
+        ));
+    }
+    let booked = a
+        .graphql(Some(&player), "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }", json!({"d": date}))
+        .await;
+    booked.ok();
+    let returned = Instant::now();
+    loop {
+        let on_b = b
+            .graphql(
+                Some(&player),
+                AVAILABILITY,
+                json!({"club": "1", "date": date}),
+            )
+            .await;
+        if !slot_free(&on_b, "1", "18:00") {
+            println!(
+                "replica B fresh {:?} after the mutation returned",
+                returned.elapsed()
+            );
+            break;
+        }
+        assert!(
+            returned.elapsed() < Duration::from_secs(5),
+            "replica B still serves the old slots"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (club, day) in [("1", &next_day), ("2", &date)] {
+        let unrelated = b
+            .graphql(
+                Some(&player),
+                AVAILABILITY,
+                json!({"club": club, "date": day}),
+            )
+            .await;
+        assert_eq!(
+            unrelated.cache_outcome("courtAvailability"),
+            "l1Hit",
+            "club {club} on {day} was evicted"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_identical_cold_requests_cause_one_load() {
+    let prefix = unique_prefix();
+    let app = std::sync::Arc::new(with_redis(&shared_redis_url(), &prefix).await);
+    wait_for_l1(&app).await;
+    let token = app.token("player@demo.padel").await;
+    // Sign-in and club layout cached first, so only the availability load is in question.
+    app.graphql(Some(&token), "{ club(id: 1) { name } }", json!({}))
+        .await
+        .ok();
+    let date = far_weekday(&app);
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (app, token, date) = (app.clone(), token.clone(), date.clone());
+        tasks.push(tokio::spawn(async move {
+            app.graphql(
+                Some(&token),
+                AVAILABILITY,
+                json!({"club": "1", "date": date}),
+            )
+            .await
+        }));
+    }
+    let mut statements = 0;
+    for task in tasks {
+        let reply = task.await.unwrap();
+        reply.ok();
+        statements += reply.sql_statements();
+    }
+    assert_eq!(
+        statements, 1,
+        "100 cold requests ran {statements} SQL statements"
+    );
+    let status = app.management("/api/management/cache/status").await;
+    let kind = status["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "courtAvailability")
+        .unwrap()
+        .clone();
+    assert_eq!(kind["stats"]["misses"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_values_are_never_served_to_another_tenant() {
+    let prefix = unique_prefix();
+    let app = with_redis(&shared_redis_url(), &prefix).await;
+    let owner = app.token("owner@demo.padel").await;
+    let outsider = app.token("owner2@demo.padel").await;
+    let date = far_weekday(&app);
+    for _ in 0..2 {
+        app.graphql(
+            Some(&owner),
+            AVAILABILITY,
+            json!({"club": "1", "date": date}),
+        )
+        .await
+        .ok();
+        app.graphql(Some(&owner), "{ dashboard(clubId: 1) { from } }", json!({}))
+            .await
+            .ok();
+    }
+    let reply = app
+        .graphql(
+            Some(&outsider),
+            AVAILABILITY,
+            json!({"club": "1", "date": date}),
+        )
+        .await;
+    assert_eq!(reply.code(), "NOT_FOUND");
+    assert!(reply.data().is_null());
+    let reply = app
+        .graphql(
+            Some(&outsider),
+            "{ dashboard(clubId: 1) { from } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(reply.code(), "NOT_FOUND");
+    // Their own context is theirs, though the owner's is cached.
+    let reply = app
+        .graphql(
+            Some(&outsider),
+            "{ authContext { user { email } organizations { organization { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        reply.ok()["authContext"]["user"]["email"],
+        "owner2@demo.padel"
+    );
+    assert_eq!(
+        reply.data()["authContext"]["organizations"],
+        json!([{"organization": {"id": "2"}}])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_frozen_fails_no_request_and_recovers() {
+    let mut redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let app = with_redis(&redis.url(), &prefix).await;
+    wait_for_l1(&app).await;
+    let token = app.token("player@demo.padel").await;
+    let date = far_weekday(&app);
+    let ask = |d: String| {
+        let token = token.clone();
+        let app = &app;
+        async move {
+            app.graphql(Some(&token), AVAILABILITY, json!({"club": "1", "date": d}))
+                .await
+        }
+    };
+    ask(date.clone()).await.ok();
+    let ready = |app: &TestApp| {
+        let url = format!("{}/readyz", app.address);
+        let client = app.client.clone();
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(ready(&app).await["status"], "ready");
+
+    // Killed: every request still answers; readiness says degraded.
+    redis.kill();
+    for i in 0..30 {
+        let reply = ask(
+            (chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").unwrap()
+                + chrono::Duration::days(i % 5))
+            .to_string(),
+        )
+        .await;
+        reply.ok();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(&app).await["status"] != "degraded" {
+        assert!(Instant::now() < deadline, "readyz never said degraded");
+        ask(date.clone()).await.ok();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Back: L2 in use again within 30 s (an L2 hit after an L1 flush).
+    redis.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = ask(date.clone()).await;
+        reply.ok();
+        if ready(&app).await["status"] == "ready" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway never recovered Redis: {}",
+            ready(&app).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Frozen (SIGSTOP: accepts connections, never answers): still no failed request.
+    redis.signal("-STOP");
+    let started = Instant::now();
+    for i in 0..20 {
+        let reply = ask(
+            (chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").unwrap()
+                + chrono::Duration::days(10 + i))
+            .to_string(),
+        )
+        .await;
+        reply.ok();
+    }
+    println!(
+        "20 requests with a frozen Redis took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(ready(&app).await["status"], "degraded");
+    redis.signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ready(&app).await["status"] != "ready" {
+        assert!(
+            Instant::now() < deadline,
+            "gateway never recovered from the freeze"
+        );
+        ask(date.clone()).await.ok();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_invalidation_channel_flushes_l1_and_keeps_data_fresh() {
+    let redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let a = with_redis(&redis.url(), &prefix).await;
+    let b = a.replica(&[]).await;
+    wait_for_l1(&a).await;
+    wait_for_l1(&b).await;
+    let player = a.token("player@demo.padel").await;
+    let date = far_weekday(&a);
+    b.graphql(
+        Some(&player),
+        AVAILABILITY,
+        json!({"club": "1", "date": date}),
+    )
+    .await
+    .ok();
+    // Kill every pub/sub connection (both replicas'); they resubscribe and flush L1.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    a.graphql(Some(&player), "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }", json!({"d": date}))
+        .await
+        .ok();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let on_b = b
+            .graphql(
+                Some(&player),
+                AVAILABILITY,
+                json!({"club": "1", "date": date}),
+            )
+            .await;
+        if !slot_free(&on_b, "1", "18:00") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B served stale slots after losing its channel"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for_l1(&b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_availability_is_served_while_the_database_is_unreachable() {
+    let app = spawn_app_with(
+        Backend::Postgres,
+        &[
+            ("BFF__CACHE__COURT_AVAILABILITY__TTL", "1s"),
+            ("BFF__CACHE__TTL_JITTER", "0"),
+        ],
+    )
+    .await;
+    let token = app.token("player@demo.padel").await;
+    let date = far_weekday(&app);
+    let fresh = app
+        .graphql(
+            Some(&token),
+            AVAILABILITY,
+            json!({"club": "1", "date": date}),
+        )
+        .await;
+    fresh.ok();
+    // Make the database refuse this gateway: no new connections, existing ones terminated.
+    let database = app.database_name();
+    app.admin(&format!(
+        "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
+    ))
+    .await;
+    app.admin(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}' AND pid <> pg_backend_pid()")).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let stale = app
+        .graphql(
+            Some(&token),
+            AVAILABILITY,
+            json!({"club": "1", "date": date}),
+        )
+        .await;
+    assert_eq!(
+        stale.cache_outcome("courtAvailability"),
+        "staleIfError",
+        "{}",
+        stale.body
+    );
+    assert_eq!(stale.data(), fresh.data());
+    // Something never cached fails cleanly instead.
+    let other = app
+        .graphql(
+            Some(&token),
+            AVAILABILITY,
+            json!({"club": "2", "date": date}),
+        )
+        .await;
+    assert_eq!(other.code(), "INTERNAL_SERVER_ERROR");
+    app.admin(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
+        .await;
+}

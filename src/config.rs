@@ -27,6 +27,48 @@ pub struct Settings {
     pub log: LogSettings,
     /// The two-tier cache.
     pub cache: CacheSettings,
+    /// Traces, metrics and request logging.
+    pub telemetry: TelemetrySettings,
+}
+
+/// Tracing and metrics settings; the standard `OTEL_*` variables win over these.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `service.name` (`OTEL_SERVICE_NAME` wins).
+    pub service_name: String,
+    /// OTLP collector base URL (`OTEL_EXPORTER_OTLP_ENDPOINT` wins); empty and unset: no export.
+    pub otlp_endpoint: String,
+    /// `grpc` or `http/protobuf` (`OTEL_EXPORTER_OTLP_PROTOCOL` wins).
+    pub otlp_protocol: String,
+    /// Fraction of new traces sampled (`OTEL_TRACES_SAMPLER`/`_ARG` win); callers' decisions are kept.
+    pub sampler_ratio: f64,
+    /// Spans waiting for export at most; more are dropped rather than slowing requests.
+    pub export_queue_size: usize,
+    /// How often queued spans are sent.
+    #[serde(deserialize_with = "duration")]
+    pub export_interval: Duration,
+    /// How often metrics are pushed over OTLP.
+    #[serde(deserialize_with = "duration")]
+    pub metrics_interval: Duration,
+    /// `io`: spans for fields that resolve entities or run operations (leaves are timed by the
+    /// field histogram only); `all`: a span for every field; `none`: no field spans.
+    pub field_spans: String,
+    /// Executions of one statement shape in one request (outside DataLoader batches) that count
+    /// as a suspected N+1.
+    pub n_plus_one_threshold: u32,
+    /// Requests slower than this log a warning with their slowest fields.
+    #[serde(deserialize_with = "duration")]
+    pub slow_default: Duration,
+    /// Threshold for `dashboard`.
+    #[serde(deserialize_with = "duration")]
+    pub slow_dashboard: Duration,
+    /// Threshold for `authContext`.
+    #[serde(deserialize_with = "duration")]
+    pub slow_auth_context: Duration,
+    /// Threshold for `courtAvailability`.
+    #[serde(deserialize_with = "duration")]
+    pub slow_court_availability: Duration,
 }
 
 /// Two-tier cache settings: moka in process (L1), Redis between replicas (L2).
@@ -284,6 +326,18 @@ impl Settings {
         }
         if self.cache.key_prefix.is_empty() || self.cache.key_prefix.contains(char::is_whitespace) {
             return key_error("cache.key_prefix", "must be non-empty without spaces");
+        }
+        if !matches!(self.telemetry.field_spans.as_str(), "io" | "all" | "none") {
+            return key_error("telemetry.field_spans", "must be io, all or none");
+        }
+        if !matches!(
+            self.telemetry.otlp_protocol.as_str(),
+            "grpc" | "http/protobuf"
+        ) {
+            return key_error("telemetry.otlp_protocol", "must be grpc or http/protobuf");
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sampler_ratio) {
+            return key_error("telemetry.sampler_ratio", "must be between 0 and 1");
         }
         let redis = &self.cache.redis_url;
         if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {

@@ -14,8 +14,13 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init_logging(&settings.log);
-    match cli.run(settings).await {
+    let telemetry = telemetry::init(&settings);
+    let result = cli.run(settings).await;
+    // Flush queued spans before exiting.
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .ok();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -20,6 +20,7 @@ use crate::{
         seed::{Scale, SeedOptions, DEMO_OWNER_EMAIL},
         Backend, Store,
     },
+    telemetry::{graphql::FieldSpans, metrics::Instruments, monitoring::Monitoring},
 };
 
 /// A bound, ready-to-run gateway. Tests build it on port 0 and read [`Application::port`].
@@ -82,10 +83,21 @@ impl Application {
                 }
             });
         }
+        let registry = prometheus::Registry::new();
+        let instruments = Instruments::new(
+            crate::telemetry::meter_provider(&settings, &registry)?,
+            &cache,
+            &store,
+        );
+        let store = store.with_instruments(instruments.clone());
         let state = AppState {
+            instruments,
+            registry,
+            monitoring: Arc::new(Monitoring::default()),
             cache,
             schema: build_schema(SchemaOptions {
                 introspection: settings.server.introspection,
+                field_spans: FieldSpans::parse(&settings.telemetry.field_spans),
             }),
             tokens: TokenAuthority::new(&settings.auth),
             settings: Arc::new(settings),
@@ -120,6 +132,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let grace = self.state.settings.server.shutdown_grace;
         let store = self.state.store.clone();
+        let instruments = self.state.instruments.clone();
         let stop = Arc::new(tokio::sync::Notify::new());
         let router = crate::http::router(self.state);
         let serve = axum::serve(self.listener, router).with_graceful_shutdown({
@@ -142,6 +155,7 @@ impl Application {
             }
         };
         store.close().await;
+        instruments.shutdown();
         result
     }
 }

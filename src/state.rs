@@ -3,10 +3,15 @@
 use std::sync::Arc;
 
 use crate::{
-    auth::TokenAuthority, cache::Cache, config::Settings, graphql::BffSchema, store::Store,
+    auth::TokenAuthority,
+    cache::Cache,
+    config::Settings,
+    graphql::BffSchema,
+    store::Store,
+    telemetry::{metrics::Instruments, monitoring::Monitoring},
 };
 
-/// Shared state: settings, the store, the schema and the token authority.
+/// Shared state: settings, the store, the cache, the schema, the token authority, telemetry.
 #[derive(Clone)]
 pub struct AppState {
     /// Loaded settings.
@@ -19,6 +24,12 @@ pub struct AppState {
     pub schema: BffSchema,
     /// Verifies bearer tokens.
     pub tokens: TokenAuthority,
+    /// Metric instruments (OTLP and `/metrics`).
+    pub instruments: Arc<Instruments>,
+    /// The registry `/metrics` renders.
+    pub registry: prometheus::Registry,
+    /// Per-operation statistics for the monitoring API.
+    pub monitoring: Arc<Monitoring>,
     /// The demo owner's id when running on demo data in development (GraphiQL pre-fills a token).
     pub demo_owner_id: Option<i64>,
 }

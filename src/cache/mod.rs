@@ -31,6 +31,7 @@ use std::{
 use rand::Rng;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::OnceCell;
+use tracing::Instrument;
 
 pub use keys::{tags, CacheKey, Kind};
 pub use metrics::{CacheMetrics, KindStats};
@@ -54,6 +55,20 @@ pub enum Outcome {
     StaleIfError,
     /// The cache is disabled.
     Bypass,
+}
+
+impl Outcome {
+    /// The wire name (as in `extensions.cache`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::L1Hit => "l1Hit",
+            Outcome::L2Hit => "l2Hit",
+            Outcome::Miss => "miss",
+            Outcome::StaleWhileRevalidate => "staleWhileRevalidate",
+            Outcome::StaleIfError => "staleIfError",
+            Outcome::Bypass => "bypass",
+        }
+    }
 }
 
 /// A stored value with its freshness and the generations of the tags it was derived from.
@@ -175,6 +190,44 @@ impl Cache {
     /// Load errors are returned (and never cached), except that an expired value within its
     /// kind's `stale_if_error` age is served instead.
     pub async fn get_or_load<V, E, F, Fut>(
+        &self,
+        key: CacheKey,
+        tags: Vec<String>,
+        load: F,
+    ) -> Result<(V, Outcome), E>
+    where
+        V: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        let span = tracing::debug_span!(
+            "cache.lookup",
+            otel.name = %format!("cache {}", key.kind.name()),
+            cache.kind = key.kind.name(),
+            cache.tier = tracing::field::Empty,
+            cache.outcome = tracing::field::Empty,
+        );
+        let result = self.lookup(key, tags, load).instrument(span.clone()).await;
+        match &result {
+            Ok((_, outcome)) => {
+                let tier = match outcome {
+                    Outcome::L1Hit => "l1",
+                    Outcome::L2Hit => "l2",
+                    Outcome::StaleWhileRevalidate | Outcome::StaleIfError => "stale",
+                    Outcome::Miss | Outcome::Bypass => "store",
+                };
+                span.record("cache.tier", tier);
+                span.record("cache.outcome", outcome.name());
+            }
+            Err(_) => {
+                span.record("cache.outcome", "error");
+            }
+        }
+        result
+    }
+
+    async fn lookup<V, E, F, Fut>(
         &self,
         key: CacheKey,
         tags: Vec<String>,

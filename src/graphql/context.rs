@@ -16,7 +16,7 @@ use crate::{
     error::{ApiError, ApiResult},
     reads,
     store::{ClubLayout, ClubRow, Store},
-    telemetry::RequestStats,
+    telemetry::{metrics::Instruments, RequestStats},
 };
 
 /// Everything a resolver may need about the request it serves.
@@ -29,6 +29,10 @@ pub struct RequestContext {
     pub loaders: Loaders,
     /// Counters reported with the response.
     pub stats: Arc<RequestStats>,
+    /// Where fields and SQL record their timings (absent in bare tests).
+    pub instruments: Option<Arc<Instruments>>,
+    /// The HTTP request span, to record the caller's id on once known.
+    pub http_span: tracing::Span,
     credentials: Credentials,
     principal: OnceCell<Principal>,
 }
@@ -50,10 +54,18 @@ pub fn club_scope(club: &ClubRow) -> ClubScope {
 
 impl RequestContext {
     /// A context for one request.
-    pub fn new(store: &Store, cache: &Cache, credentials: Credentials) -> Self {
-        let stats = Arc::new(RequestStats::default());
+    pub fn new(
+        store: &Store,
+        cache: &Cache,
+        credentials: Credentials,
+        instruments: Option<Arc<Instruments>>,
+        n_plus_one_threshold: u32,
+    ) -> Self {
+        let stats = Arc::new(RequestStats::new(n_plus_one_threshold));
         let store = store.for_request(stats.clone());
         RequestContext {
+            instruments,
+            http_span: tracing::Span::current(),
             loaders: loaders(store.clone()),
             store,
             cache: cache.clone(),
@@ -90,9 +102,9 @@ impl RequestContext {
                     return Err(ApiError::Unauthenticated("unknown or inactive user".into()));
                 }
                 let principal = Principal::from(record);
-                if principal.user.is_superuser {
-                    self.stats.set_superuser();
-                }
+                self.stats
+                    .set_user(principal.user.id, principal.user.is_superuser);
+                self.http_span.record("user.id", principal.user.id);
                 self.loaders
                     .feed_many(
                         principal

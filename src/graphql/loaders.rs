@@ -4,6 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::dataloader::Loader;
+use tracing::Instrument;
 
 use crate::{
     error::StoreError,
@@ -45,13 +46,26 @@ impl StoreLoader {
 pub type Loaders =
     async_graphql::dataloader::DataLoader<StoreLoader, async_graphql::dataloader::HashMapCache>;
 
-/// Builds the per-request DataLoader.
+/// Builds the per-request DataLoader. Batches run on their own tasks, inside the span of the
+/// field that started them.
 pub fn loaders(store: Store) -> Loaders {
     async_graphql::dataloader::DataLoader::with_cache(
-        StoreLoader::new(store),
-        tokio::spawn,
+        StoreLoader::new(store.in_batch()),
+        |batch| tokio::spawn(batch.instrument(tracing::Span::current())),
         async_graphql::dataloader::HashMapCache::default(),
     )
+}
+
+/// A span and a batch-size measurement around one batch.
+async fn batch<T, F: std::future::Future<Output = T>>(
+    store: &Store,
+    entity: &'static str,
+    keys: usize,
+    load: F,
+) -> T {
+    store.record_batch(entity, keys);
+    let span = tracing::debug_span!("dataloader.batch", otel.name = %format!("dataloader {entity}"), graphql.dataloader.entity = entity, graphql.dataloader.batch_size = keys);
+    load.instrument(span).await
 }
 
 /// Loader errors must be `Clone`.
@@ -66,7 +80,13 @@ impl Loader<UserId> for StoreLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[UserId]) -> Result<HashMap<UserId, UserRow>, LoadError> {
-        let rows = self.store.users_by_ids(&ids(keys, |k| k.0)).await?;
+        let rows = batch(
+            &self.store,
+            "user",
+            keys.len(),
+            self.store.users_by_ids(&ids(keys, |k| k.0)),
+        )
+        .await?;
         Ok(rows.into_iter().map(|r| (UserId(r.id), r)).collect())
     }
 }
@@ -79,7 +99,13 @@ impl Loader<OrganizationId> for StoreLoader {
         &self,
         keys: &[OrganizationId],
     ) -> Result<HashMap<OrganizationId, OrganizationRow>, LoadError> {
-        let rows = self.store.organizations_by_ids(&ids(keys, |k| k.0)).await?;
+        let rows = batch(
+            &self.store,
+            "organization",
+            keys.len(),
+            self.store.organizations_by_ids(&ids(keys, |k| k.0)),
+        )
+        .await?;
         Ok(rows
             .into_iter()
             .map(|r| (OrganizationId(r.id), r))
@@ -92,7 +118,13 @@ impl Loader<ClubId> for StoreLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[ClubId]) -> Result<HashMap<ClubId, ClubRow>, LoadError> {
-        let rows = self.store.clubs_by_ids(&ids(keys, |k| k.0)).await?;
+        let rows = batch(
+            &self.store,
+            "club",
+            keys.len(),
+            self.store.clubs_by_ids(&ids(keys, |k| k.0)),
+        )
+        .await?;
         Ok(rows.into_iter().map(|r| (ClubId(r.id), r)).collect())
     }
 }
@@ -102,7 +134,13 @@ impl Loader<CourtId> for StoreLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[CourtId]) -> Result<HashMap<CourtId, CourtRow>, LoadError> {
-        let rows = self.store.courts_by_ids(&ids(keys, |k| k.0)).await?;
+        let rows = batch(
+            &self.store,
+            "court",
+            keys.len(),
+            self.store.courts_by_ids(&ids(keys, |k| k.0)),
+        )
+        .await?;
         Ok(rows.into_iter().map(|r| (CourtId(r.id), r)).collect())
     }
 }
@@ -115,7 +153,13 @@ impl Loader<CourtsOfClub> for StoreLoader {
         &self,
         keys: &[CourtsOfClub],
     ) -> Result<HashMap<CourtsOfClub, Vec<CourtRow>>, LoadError> {
-        let rows = self.store.courts_by_clubs(&ids(keys, |k| k.0)).await?;
+        let rows = batch(
+            &self.store,
+            "courts_of_club",
+            keys.len(),
+            self.store.courts_by_clubs(&ids(keys, |k| k.0)),
+        )
+        .await?;
         let mut map: HashMap<CourtsOfClub, Vec<CourtRow>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         for row in rows {
@@ -133,10 +177,13 @@ impl Loader<ClubsOfOrganization> for StoreLoader {
         &self,
         keys: &[ClubsOfOrganization],
     ) -> Result<HashMap<ClubsOfOrganization, Vec<ClubRow>>, LoadError> {
-        let rows = self
-            .store
-            .clubs_by_organizations(&ids(keys, |k| k.0))
-            .await?;
+        let rows = batch(
+            &self.store,
+            "clubs_of_organization",
+            keys.len(),
+            self.store.clubs_by_organizations(&ids(keys, |k| k.0)),
+        )
+        .await?;
         let mut map: HashMap<ClubsOfOrganization, Vec<ClubRow>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         for row in rows {

@@ -38,6 +38,8 @@ pub type BffSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 pub struct SchemaOptions {
     /// Answer `__schema`/`__type`.
     pub introspection: bool,
+    /// Which fields get spans.
+    pub field_spans: crate::telemetry::graphql::FieldSpans,
 }
 
 fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
@@ -50,7 +52,9 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
 
 /// Builds the schema.
 pub fn build_schema(options: SchemaOptions) -> BffSchema {
-    let builder = builder();
+    let builder = builder().extension(crate::telemetry::graphql::Telemetry {
+        field_spans: options.field_spans,
+    });
     let builder = if options.introspection {
         builder
     } else {

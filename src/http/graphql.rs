@@ -1,5 +1,8 @@
-//! The GraphQL endpoint: builds the request context, executes, assigns error codes, and marks
-//! responses private.
+//! The GraphQL endpoint: builds the request context, executes, assigns error codes, records the
+//! request (summary log line, slow-request warning, metrics, monitoring) and marks responses
+//! private.
+
+use std::time::Instant;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
@@ -8,11 +11,13 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{Html, IntoResponse, Response},
 };
+use opentelemetry::KeyValue;
 
 use crate::{
     config::Profile,
     graphql::{assign_error_codes, context::RequestContext},
     state::AppState,
+    telemetry::{monitoring::RequestRecord, RequestStats},
 };
 
 /// Header carrying the number of SQL statements a request ran (when `debug_headers` is on).
@@ -63,10 +68,13 @@ async fn execute(
     headers: &HeaderMap,
     request: async_graphql::Request,
 ) -> Response {
+    let started = Instant::now();
     let context = RequestContext::new(
         &state.store,
         &state.cache,
         state.tokens.credentials(headers),
+        Some(state.instruments.clone()),
+        state.settings.telemetry.n_plus_one_threshold,
     );
     let stats = context.stats.clone();
     let mut response = state.schema.execute(request.data(context)).await;
@@ -85,6 +93,18 @@ async fn execute(
             .extensions
             .insert("cache".to_string(), async_graphql::Value::List(outcomes));
     }
+    let codes: Vec<String> = response
+        .errors
+        .iter()
+        .map(|e| {
+            e.extensions
+                .as_ref()
+                .and_then(|x| x.get("code"))
+                .map(|c| c.to_string().trim_matches('"').to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    record(state, &stats, started, &codes);
     let mut http = GraphQLResponse::from(response).into_response();
     let headers = http.headers_mut();
     headers.insert(
@@ -98,4 +118,109 @@ async fn execute(
         );
     }
     http
+}
+
+/// The monitoring key of an operation: its name, or its root fields when anonymous.
+fn operation_key(stats: &RequestStats) -> String {
+    match stats.operation() {
+        Some((_, name)) if !name.is_empty() => name,
+        _ => {
+            let mut roots = stats.root_fields();
+            roots.sort();
+            roots.dedup();
+            if roots.is_empty() {
+                "anonymous".into()
+            } else {
+                roots.join("+")
+            }
+        }
+    }
+}
+
+/// Summary line, slow-request warning, metrics and monitoring for one GraphQL request.
+fn record(state: &AppState, stats: &RequestStats, started: Instant, codes: &[String]) {
+    let duration = started.elapsed();
+    let operation = operation_key(stats);
+    let outcomes = stats.cache_outcomes();
+    let hits = outcomes
+        .iter()
+        .filter(|(_, o)| {
+            !matches!(
+                o,
+                crate::cache::Outcome::Miss | crate::cache::Outcome::Bypass
+            )
+        })
+        .count();
+    let cache: Vec<String> = outcomes
+        .iter()
+        .map(|(k, o)| {
+            format!(
+                "{k}:{}",
+                serde_json::to_value(o)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    let n_plus_one = stats.n_plus_one();
+    let status = if codes.is_empty() { "ok" } else { "error" };
+    tracing::Span::current().record("graphql.operation.name", operation.as_str());
+    tracing::info!(
+        graphql.operation = %operation,
+        status,
+        error.codes = %codes.join(","),
+        duration_ms = duration.as_secs_f64() * 1000.0,
+        sql_statements = stats.sql_statements(),
+        cache = %cache.join(","),
+        user.id = stats.user_id(),
+        "graphql request finished"
+    );
+    let telemetry = &state.settings.telemetry;
+    let roots = stats.root_fields();
+    let threshold = [
+        ("dashboard", telemetry.slow_dashboard),
+        ("authContext", telemetry.slow_auth_context),
+        ("courtAvailability", telemetry.slow_court_availability),
+    ]
+    .iter()
+    .filter(|(field, _)| roots.iter().any(|r| r == field))
+    .map(|(_, t)| *t)
+    .min()
+    .unwrap_or(telemetry.slow_default);
+    if duration > threshold {
+        let slowest: Vec<String> = stats
+            .slowest_fields()
+            .iter()
+            .map(|(path, d)| format!("{path}={:.1}ms", d.as_secs_f64() * 1000.0))
+            .collect();
+        tracing::warn!(
+            graphql.operation = %operation,
+            duration_ms = duration.as_secs_f64() * 1000.0,
+            threshold_ms = threshold.as_secs_f64() * 1000.0,
+            slowest_fields = %slowest.join(", "),
+            "slow graphql request"
+        );
+    }
+    let instruments = &state.instruments;
+    instruments.sql_per_operation.record(
+        u64::from(stats.sql_statements()),
+        &[KeyValue::new("graphql.operation.name", operation.clone())],
+    );
+    for code in codes {
+        instruments
+            .errors
+            .add(1, &[KeyValue::new("error.code", code.clone())]);
+    }
+    state.monitoring.record(
+        &operation,
+        RequestRecord {
+            duration,
+            failed: !codes.is_empty(),
+            cache_lookups: outcomes.len() as u64,
+            cache_hits: hits as u64,
+            sql_statements: u64::from(stats.sql_statements()),
+            n_plus_one: n_plus_one.len() as u64,
+        },
+    );
 }

@@ -12,7 +12,10 @@ use serde_json::json;
 use crate::{auth::Credentials, cache::Kind, reads, state::AppState};
 
 /// Answers with an error body unless the bearer is an active superuser.
-async fn require_superuser(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+pub(crate) async fn require_superuser(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
     let deny = |status: StatusCode, code: &str, message: &str| {
         (
             status,

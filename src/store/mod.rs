@@ -14,6 +14,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     PgPool, SqlitePool,
 };
+use tracing::{field::Empty, Instrument};
 
 pub use models::*;
 
@@ -25,7 +26,7 @@ use crate::{
         ReservationStatus,
     },
     error::StoreError,
-    telemetry::RequestStats,
+    telemetry::{metrics::Instruments, RequestStats},
 };
 
 /// Which database engine a store talks to.
@@ -48,17 +49,69 @@ enum Db {
 pub struct Store {
     db: Db,
     stats: Option<Arc<RequestStats>>,
+    instruments: Option<Arc<Instruments>>,
+    in_batch: bool,
 }
 
-/// Runs `$body` with `$pool` bound to whichever pool the store has, counting one statement.
+/// Runs one statement: `$body` with `$pool` bound to whichever pool the store has, counted in the
+/// request, inside a `db` span, timed into `db.client.operation.duration`.
 macro_rules! on_pool {
-    ($store:expr, |$pool:ident| $body:expr) => {{
-        $store.count_statement();
-        match &$store.db {
-            Db::Postgres($pool) => $body,
-            Db::Sqlite($pool) => $body,
+    ($store:expr, $sql:expr, |$pool:ident| $body:expr) => {{
+        let sql: &'static str = $sql;
+        let span = $store.statement(sql);
+        let started = std::time::Instant::now();
+        let result = async {
+            match &$store.db {
+                Db::Postgres($pool) => $body,
+                Db::Sqlite($pool) => $body,
+            }
         }
+        .instrument(span.clone())
+        .await;
+        $store.finish_statement(
+            sql,
+            &span,
+            started,
+            result.as_ref().ok().map(|r| RowCount::rows(r)),
+            result.is_ok(),
+        );
+        result
     }};
+}
+
+/// Rows a statement returned, for the span's `db.response.returned_rows`.
+trait RowCount {
+    fn rows(&self) -> Option<u64>;
+}
+
+impl<T> RowCount for Vec<T> {
+    fn rows(&self) -> Option<u64> {
+        Some(self.len() as u64)
+    }
+}
+
+impl<T> RowCount for Option<T> {
+    fn rows(&self) -> Option<u64> {
+        Some(u64::from(self.is_some()))
+    }
+}
+
+impl RowCount for () {
+    fn rows(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl RowCount for i64 {
+    fn rows(&self) -> Option<u64> {
+        Some(1)
+    }
+}
+
+impl RowCount for ReservationRow {
+    fn rows(&self) -> Option<u64> {
+        Some(1)
+    }
 }
 
 /// Picks the statement text of the store's dialect.
@@ -113,14 +166,114 @@ impl Store {
                     .await?,
             )
         };
-        Ok(Store { db, stats: None })
+        Ok(Store {
+            db,
+            stats: None,
+            instruments: None,
+            in_batch: false,
+        })
     }
 
     /// A copy whose statements are counted in `stats`.
     pub fn for_request(&self, stats: Arc<RequestStats>) -> Store {
         Store {
-            db: self.db.clone(),
             stats: Some(stats),
+            ..self.clone()
+        }
+    }
+
+    /// A copy that records statement durations into `instruments`.
+    pub fn with_instruments(&self, instruments: Arc<Instruments>) -> Store {
+        Store {
+            instruments: Some(instruments),
+            ..self.clone()
+        }
+    }
+
+    /// A copy for a DataLoader batch: its statements are the batching, not an N+1.
+    pub fn in_batch(&self) -> Store {
+        Store {
+            in_batch: true,
+            ..self.clone()
+        }
+    }
+
+    /// Records the size of a DataLoader batch.
+    pub fn record_batch(&self, entity: &'static str, keys: usize) {
+        if let Some(instruments) = &self.instruments {
+            instruments.dataloader_batch.record(
+                keys as u64,
+                &[opentelemetry::KeyValue::new(
+                    "graphql.dataloader.entity",
+                    entity,
+                )],
+            );
+        }
+    }
+
+    /// Connections in the pool: (open, idle).
+    pub fn pool_usage(&self) -> (u64, u64) {
+        match &self.db {
+            Db::Postgres(pool) => (u64::from(pool.size()), pool.num_idle() as u64),
+            Db::Sqlite(pool) => (u64::from(pool.size()), pool.num_idle() as u64),
+        }
+    }
+
+    fn system(&self) -> &'static str {
+        match self.db {
+            Db::Postgres(_) => "postgresql",
+            Db::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Counts a statement (and checks it for N+1) and opens its span.
+    fn statement(&self, sql: &'static str) -> tracing::Span {
+        if let Some(stats) = &self.stats {
+            if let Some(path) = stats.record_sql_statement(sql, self.in_batch) {
+                tracing::warn!(graphql.field.path = %path, db.query.text = sql, "suspected N+1: one statement repeated within a request outside a DataLoader batch");
+                if let Some(instruments) = &self.instruments {
+                    instruments.n_plus_one.add(
+                        1,
+                        &[opentelemetry::KeyValue::new("graphql.field.path", path)],
+                    );
+                }
+            }
+        }
+        let operation = operation_name(sql);
+        tracing::debug_span!(
+            "db.statement",
+            otel.name = operation,
+            otel.kind = "client",
+            db.system.name = self.system(),
+            db.operation.name = operation,
+            db.query.text = sql,
+            db.response.returned_rows = Empty,
+            otel.status_code = Empty,
+        )
+    }
+
+    fn finish_statement(
+        &self,
+        sql: &'static str,
+        span: &tracing::Span,
+        started: std::time::Instant,
+        rows: Option<Option<u64>>,
+        ok: bool,
+    ) {
+        if let Some(rows) = rows.flatten() {
+            span.record("db.response.returned_rows", rows);
+        }
+        if !ok {
+            span.record("otel.status_code", "ERROR");
+        }
+        if let Some(instruments) = &self.instruments {
+            instruments.sql_duration.record(
+                started.elapsed().as_secs_f64(),
+                &[
+                    opentelemetry::KeyValue::new("db.system.name", self.system()),
+                    opentelemetry::KeyValue::new("db.operation.name", operation_name(sql)),
+                ],
+            );
         }
     }
 
@@ -129,12 +282,6 @@ impl Store {
         match self.db {
             Db::Postgres(_) => Backend::Postgres,
             Db::Sqlite(_) => Backend::Sqlite,
-        }
-    }
-
-    fn count_statement(&self) {
-        if let Some(stats) = &self.stats {
-            stats.record_sql_statement();
         }
     }
 
@@ -149,7 +296,7 @@ impl Store {
 
     /// Cheap round trip for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(self, |pool| sqlx::query("SELECT 1")
+        on_pool!(self, "SELECT 1", |pool| sqlx::query("SELECT 1")
             .execute(pool)
             .await
             .map(drop))?;
@@ -166,31 +313,30 @@ impl Store {
 
     /// Whether no organization exists yet (a fresh database).
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
-        let count: i64 = on_pool!(self, |pool| sqlx::query_scalar(
-            "SELECT COUNT(*) FROM organizations"
-        )
-        .fetch_one(pool)
-        .await)?;
+        const SQL: &str = "SELECT COUNT(*) FROM organizations";
+        let count: i64 = on_pool!(self, SQL, |pool| sqlx::query_scalar(SQL)
+            .fetch_one(pool)
+            .await)?;
         Ok(count == 0)
     }
 
     /// Ids of active clubs of active organizations (for the cache warm-up).
     pub async fn active_club_ids(&self) -> Result<Vec<i64>, StoreError> {
-        Ok(on_pool!(self, |pool| {
-            sqlx::query_scalar(
-            "SELECT c.id FROM clubs c JOIN organizations o ON o.id = c.organization_id WHERE c.is_active AND o.is_active ORDER BY c.id"
-        )
-        .fetch_all(pool)
-        .await
-        })?)
+        const SQL: &str =
+            "SELECT c.id FROM clubs c JOIN organizations o ON o.id = c.organization_id WHERE c.is_active AND o.is_active ORDER BY c.id";
+        Ok(on_pool!(self, SQL, |pool| sqlx::query_scalar(SQL)
+            .fetch_all(pool)
+            .await)?)
     }
 
     /// A user with all active memberships, or `None` for an unknown id.
     pub async fn principal(&self, user_id: i64) -> Result<Option<PrincipalRecord>, StoreError> {
-        let rows: Vec<PrincipalRow> = on_pool!(self, |pool| sqlx::query_as(queries::PRINCIPAL)
-            .bind(user_id)
-            .fetch_all(pool)
-            .await)?;
+        let rows: Vec<PrincipalRow> = on_pool!(self, queries::PRINCIPAL, |pool| sqlx::query_as(
+            queries::PRINCIPAL
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await)?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
@@ -235,12 +381,12 @@ impl Store {
 
     /// A user by email.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(
-            queries::USER_BY_EMAIL
-        )
-        .bind(email)
-        .fetch_optional(pool)
-        .await)?)
+        Ok(on_pool!(self, queries::USER_BY_EMAIL, |pool| {
+            sqlx::query_as(queries::USER_BY_EMAIL)
+                .bind(email)
+                .fetch_optional(pool)
+                .await
+        })?)
     }
 
     /// Organizations by id.
@@ -309,23 +455,43 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        self.count_statement();
-        let rows = match &self.db {
-            Db::Postgres(pool) => sqlx::query_as(sql).bind(ids).fetch_all(pool).await,
+        let span = self.statement(sql);
+        let started = std::time::Instant::now();
+        let rows: Result<Vec<T>, sqlx::Error> = match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_as(sql)
+                    .bind(ids)
+                    .fetch_all(pool)
+                    .instrument(span.clone())
+                    .await
+            }
             Db::Sqlite(pool) => {
                 let json = serde_json::to_string(ids).expect("integers serialize");
-                sqlx::query_as(sql).bind(json).fetch_all(pool).await
+                sqlx::query_as(sql)
+                    .bind(json)
+                    .fetch_all(pool)
+                    .instrument(span.clone())
+                    .await
             }
         };
+        self.finish_statement(
+            sql,
+            &span,
+            started,
+            rows.as_ref().ok().map(|r| RowCount::rows(r)),
+            rows.is_ok(),
+        );
         Ok(rows?)
     }
 
     /// A club with every court and its active schedule, in one statement.
     pub async fn club_layout(&self, club_id: i64) -> Result<Option<ClubLayout>, StoreError> {
-        let rows: Vec<LayoutRow> = on_pool!(self, |pool| sqlx::query_as(queries::CLUB_LAYOUT)
-            .bind(club_id)
-            .fetch_all(pool)
-            .await)?;
+        let rows: Vec<LayoutRow> = on_pool!(self, queries::CLUB_LAYOUT, |pool| sqlx::query_as(
+            queries::CLUB_LAYOUT
+        )
+        .bind(club_id)
+        .fetch_all(pool)
+        .await)?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
@@ -365,13 +531,13 @@ impl Store {
         club_id: i64,
         date: NaiveDate,
     ) -> Result<Vec<BusyRow>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(
-            queries::BUSY_INTERVALS
-        )
-        .bind(club_id)
-        .bind(date)
-        .fetch_all(pool)
-        .await)?)
+        Ok(on_pool!(self, queries::BUSY_INTERVALS, |pool| {
+            sqlx::query_as(queries::BUSY_INTERVALS)
+                .bind(club_id)
+                .bind(date)
+                .fetch_all(pool)
+                .await
+        })?)
     }
 
     /// Reservations of a club on a date (every status), optionally only one creator's, filtered
@@ -384,12 +550,14 @@ impl Store {
         statuses: Option<&[ReservationStatus]>,
     ) -> Result<Vec<ReservationRow>, StoreError> {
         let rows: Vec<ReservationRow> =
-            on_pool!(self, |pool| sqlx::query_as(queries::RESERVATIONS_ON)
-                .bind(club_id)
-                .bind(date)
-                .bind(created_by)
-                .fetch_all(pool)
-                .await)?;
+            on_pool!(self, queries::RESERVATIONS_ON, |pool| sqlx::query_as(
+                queries::RESERVATIONS_ON
+            )
+            .bind(club_id)
+            .bind(date)
+            .bind(created_by)
+            .fetch_all(pool)
+            .await)?;
         Ok(match statuses {
             Some(statuses) => rows
                 .into_iter()
@@ -401,12 +569,12 @@ impl Store {
 
     /// A reservation by id.
     pub async fn reservation(&self, id: i64) -> Result<Option<ReservationRow>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(
-            queries::RESERVATION_BY_ID
-        )
-        .bind(id)
-        .fetch_optional(pool)
-        .await)?)
+        Ok(on_pool!(self, queries::RESERVATION_BY_ID, |pool| {
+            sqlx::query_as(queries::RESERVATION_BY_ID)
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+        })?)
     }
 
     /// The reservation a user created with an idempotency key.
@@ -415,13 +583,15 @@ impl Store {
         user_id: i64,
         key: &str,
     ) -> Result<Option<ReservationRow>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(
-            queries::RESERVATION_BY_IDEMPOTENCY_KEY
-        )
-        .bind(user_id)
-        .bind(key)
-        .fetch_optional(pool)
-        .await)?)
+        Ok(on_pool!(
+            self,
+            queries::RESERVATION_BY_IDEMPOTENCY_KEY,
+            |pool| sqlx::query_as(queries::RESERVATION_BY_IDEMPOTENCY_KEY)
+                .bind(user_id)
+                .bind(key)
+                .fetch_optional(pool)
+                .await
+        )?)
     }
 
     /// Inserts a reservation; the database refuses overlaps and reused keys atomically.
@@ -435,7 +605,7 @@ impl Store {
             queries::INSERT_RESERVATION.0,
             queries::INSERT_RESERVATION.1
         );
-        on_pool!(self, |pool| sqlx::query_as(sql)
+        on_pool!(self, sql, |pool| sqlx::query_as(sql)
             .bind(new.club_id)
             .bind(new.court_id)
             .bind(new.created_by_id)
@@ -457,13 +627,13 @@ impl Store {
         id: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<ReservationRow>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(
-            queries::CANCEL_RESERVATION
-        )
-        .bind(id)
-        .bind(now)
-        .fetch_optional(pool)
-        .await)?)
+        Ok(on_pool!(self, queries::CANCEL_RESERVATION, |pool| {
+            sqlx::query_as(queries::CANCEL_RESERVATION)
+                .bind(id)
+                .bind(now)
+                .fetch_optional(pool)
+                .await
+        })?)
     }
 
     /// Puts a court in or out of maintenance.
@@ -472,13 +642,13 @@ impl Store {
         court_id: i64,
         in_maintenance: bool,
     ) -> Result<Option<CourtRow>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(
-            queries::SET_COURT_MAINTENANCE
-        )
-        .bind(court_id)
-        .bind(in_maintenance)
-        .fetch_optional(pool)
-        .await)?)
+        Ok(on_pool!(self, queries::SET_COURT_MAINTENANCE, |pool| {
+            sqlx::query_as(queries::SET_COURT_MAINTENANCE)
+                .bind(court_id)
+                .bind(in_maintenance)
+                .fetch_optional(pool)
+                .await
+        })?)
     }
 
     /// Changes the organization a user works in.
@@ -487,22 +657,24 @@ impl Store {
         user_id: i64,
         organization_id: i64,
     ) -> Result<(), StoreError> {
-        on_pool!(self, |pool| sqlx::query(queries::SET_CURRENT_ORGANIZATION)
-            .bind(user_id)
-            .bind(organization_id)
-            .execute(pool)
-            .await
-            .map(drop))?;
+        on_pool!(self, queries::SET_CURRENT_ORGANIZATION, |pool| sqlx::query(
+            queries::SET_CURRENT_ORGANIZATION
+        )
+        .bind(user_id)
+        .bind(organization_id)
+        .execute(pool)
+        .await
+        .map(drop))?;
         Ok(())
     }
 
     /// The whole `role_permissions` table as (role, permission) pairs.
     pub async fn role_permissions(&self) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(
-            queries::ROLE_PERMISSIONS
-        )
-        .fetch_all(pool)
-        .await)?)
+        Ok(on_pool!(self, queries::ROLE_PERMISSIONS, |pool| {
+            sqlx::query_as(queries::ROLE_PERMISSIONS)
+                .fetch_all(pool)
+                .await
+        })?)
     }
 
     /// Grouped reservation counts for a dashboard: `previous.from ..= current.to`.
@@ -517,7 +689,7 @@ impl Store {
             queries::DASHBOARD_PG.as_str(),
             queries::DASHBOARD_SQLITE.as_str()
         );
-        let rows: Vec<DashboardRow> = on_pool!(self, |pool| sqlx::query_as(sql)
+        let rows: Vec<DashboardRow> = on_pool!(self, sql, |pool| sqlx::query_as(sql)
             .bind(club_id)
             .bind(previous.from)
             .bind(current.from)
@@ -525,6 +697,23 @@ impl Store {
             .fetch_all(pool)
             .await)?;
         Ok(rows.into_iter().filter_map(to_aggregate).collect())
+    }
+}
+
+/// `db.operation.name` of a statement: its first keyword (a CTE counts as SELECT).
+fn operation_name(sql: &str) -> &'static str {
+    let first = sql
+        .trim_start()
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    match first.as_str() {
+        "SELECT" | "WITH" => "SELECT",
+        "INSERT" => "INSERT",
+        "UPDATE" => "UPDATE",
+        "DELETE" => "DELETE",
+        _ => "OTHER",
     }
 }
 

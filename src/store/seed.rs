@@ -399,7 +399,7 @@ impl Store {
         let mut rng = StdRng::seed_from_u64(options.seed);
         let (back, ahead) = match options.scale {
             Scale::Demo => (60, 60),
-            Scale::Large => (700, 30),
+            Scale::Large => (800, 30),
         };
         let players = players_by_club(&p);
         let now = Utc::now();

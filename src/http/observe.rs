@@ -1,0 +1,155 @@
+//! Per-request observation at the HTTP edge: the request id (from `x-request-id` or generated,
+//! echoed back), the W3C trace context of the caller (continued when spans are exported), the
+//! HTTP server span every log line of the request sits in, the trace id header, and the request
+//! duration histogram.
+
+use std::time::Instant;
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue},
+    middleware::Next,
+    response::Response,
+};
+use opentelemetry::{propagation::Extractor, trace::TraceContextExt, KeyValue};
+use rand::Rng;
+use tracing::{field::Empty, Instrument};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{state::AppState, telemetry};
+
+/// Header with the request id, read and echoed.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Header with the trace id of the request's trace.
+pub const TRACE_ID_HEADER: &str = "x-trace-id";
+
+/// Routes reported as `http.route` (anything else is "other", keeping metric labels bounded).
+const ROUTES: &[&str] = &[
+    "/graphql",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/api/management/cache/status",
+    "/api/management/cache/flush",
+    "/api/management/cache/warmup",
+    "/api/management/performance",
+    "/api/bff/monitoring/stats",
+    "/api/bff/monitoring/summary",
+    "/api/bff/monitoring/reset",
+    "/api/bff/monitoring/health",
+];
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// A caller's request id when it is sane (visible ASCII, at most 128 bytes), else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(String::from)
+        .unwrap_or_else(|| format!("{:032x}", rand::rng().random::<u128>()))
+}
+
+/// The trace id of an incoming `traceparent` (used for log correlation when not exporting).
+fn incoming_trace_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (_version, trace_id) = (parts.next()?, parts.next()?);
+    (trace_id.len() == 32
+        && trace_id.bytes().all(|b| b.is_ascii_hexdigit())
+        && trace_id != "0".repeat(32))
+    .then(|| trace_id.to_ascii_lowercase())
+}
+
+/// The middleware.
+pub(crate) async fn observe(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_string();
+    let path = request.uri().path().to_string();
+    let route = ROUTES
+        .iter()
+        .find(|r| **r == path)
+        .copied()
+        .unwrap_or("other");
+    let request_id = request_id(request.headers());
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = route,
+        url.path = %path,
+        http.response.status_code = Empty,
+        otel.status_code = Empty,
+        request_id = %request_id,
+        trace_id = Empty,
+        user.id = Empty,
+        graphql.operation.name = Empty,
+    );
+    let trace_id = if telemetry::exporting() {
+        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(request.headers()))
+        });
+        let _ = span.set_parent(parent);
+        let id = span.context().span().span_context().trace_id();
+        (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
+    } else {
+        incoming_trace_id(request.headers())
+    };
+    if let Some(trace_id) = &trace_id {
+        span.record("trace_id", trace_id.as_str());
+    }
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    state.instruments.http_duration.record(
+        started.elapsed().as_secs_f64(),
+        &[
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("http.route", route),
+            KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+        ],
+    );
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID_HEADER, value);
+    }
+    if let Some(value) = trace_id.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        headers.insert(TRACE_ID_HEADER, value);
+    }
+    response
+}
+
+/// GET /metrics: Prometheus text exposition of every instrument.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    use prometheus::Encoder;
+    let mut body = Vec::new();
+    let encoder = prometheus::TextEncoder::new();
+    if let Err(error) = encoder.encode(&state.registry.gather(), &mut body) {
+        tracing::error!(error = %error, "encoding metrics failed");
+    }
+    let mut response = Response::new(axum::body::Body::from(body));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}

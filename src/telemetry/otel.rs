@@ -1,0 +1,159 @@
+//! OpenTelemetry providers: traces and metrics over OTLP (gRPC or HTTP/protobuf), configured by
+//! the standard `OTEL_*` variables or by `[telemetry]`. Without an endpoint nothing is exported and
+//! no exporter runs.
+
+use std::time::Duration;
+
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::{
+    metrics::{PeriodicReader, SdkMeterProvider},
+    trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider},
+    Resource,
+};
+
+use crate::config::TelemetrySettings;
+
+/// Where and how to export, resolved from the environment first, then the config.
+#[derive(Debug, Clone)]
+pub(crate) struct Export {
+    /// Endpoint given in config (the exporter reads `OTEL_EXPORTER_OTLP_*ENDPOINT` itself).
+    configured_endpoint: Option<String>,
+    protocol: Protocol,
+}
+
+/// The export target, or `None` when no endpoint is configured anywhere.
+pub(crate) fn export(settings: &TelemetrySettings) -> Option<Export> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let from_env =
+        env("OTEL_EXPORTER_OTLP_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"));
+    let configured_endpoint =
+        (!settings.otlp_endpoint.is_empty()).then(|| settings.otlp_endpoint.clone());
+    if from_env.is_none() && configured_endpoint.is_none() {
+        return None;
+    }
+    let protocol = match env("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .unwrap_or_else(|| settings.otlp_protocol.clone())
+        .as_str()
+    {
+        "http/protobuf" | "http" => Protocol::HttpBinary,
+        _ => Protocol::Grpc,
+    };
+    Some(Export {
+        configured_endpoint: if from_env.is_some() {
+            None
+        } else {
+            configured_endpoint
+        },
+        protocol,
+    })
+}
+
+fn resource(settings: &TelemetrySettings) -> Resource {
+    // `Resource::builder()` reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; the configured
+    // name applies only when the environment gives none.
+    let builder = Resource::builder();
+    if std::env::var("OTEL_SERVICE_NAME").is_ok() {
+        builder.build()
+    } else {
+        builder
+            .with_service_name(settings.service_name.clone())
+            .build()
+    }
+}
+
+/// HTTP endpoints given in config are base URLs; signals live under `/v1/{signal}`.
+fn signal_endpoint(export: &Export, signal: &str) -> Option<String> {
+    let base = export.configured_endpoint.as_ref()?;
+    Some(match export.protocol {
+        Protocol::HttpBinary => format!("{}/v1/{signal}", base.trim_end_matches('/')),
+        _ => base.clone(),
+    })
+}
+
+/// The tracer provider: batch export with a bounded queue (spans beyond it are dropped, never
+/// waited for), sampling from `OTEL_TRACES_SAMPLER`/`_ARG` or the configured ratio.
+pub(crate) fn tracer_provider(
+    settings: &TelemetrySettings,
+    export: &Export,
+) -> anyhow::Result<SdkTracerProvider> {
+    let timeout = Duration::from_secs(5);
+    let exporter = match export.protocol {
+        Protocol::HttpBinary => {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_timeout(timeout);
+            if let Some(endpoint) = signal_endpoint(export, "traces") {
+                builder = builder.with_endpoint(endpoint);
+            }
+            builder.build()?
+        }
+        _ => {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_timeout(timeout);
+            if let Some(endpoint) = signal_endpoint(export, "traces") {
+                builder = builder.with_endpoint(endpoint);
+            }
+            builder.build()?
+        }
+    };
+    let batch = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(settings.export_queue_size)
+                .with_scheduled_delay(settings.export_interval)
+                .build(),
+        )
+        .build();
+    let mut builder = SdkTracerProvider::builder()
+        .with_span_processor(batch)
+        .with_resource(resource(settings));
+    if std::env::var("OTEL_TRACES_SAMPLER").is_err() {
+        builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            settings.sampler_ratio,
+        ))));
+    }
+    Ok(builder.build())
+}
+
+/// The meter provider: always a Prometheus reader (for `/metrics`), plus an OTLP reader when an
+/// endpoint is configured.
+pub(crate) fn meter_provider(
+    settings: &TelemetrySettings,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<SdkMeterProvider> {
+    let prometheus = opentelemetry_prometheus::exporter()
+        .with_registry(registry.clone())
+        .scope_info_enabled(false)
+        .build()?;
+    let mut builder = SdkMeterProvider::builder()
+        .with_reader(prometheus)
+        .with_resource(resource(settings));
+    if let Some(export) = export(settings) {
+        let exporter = match export.protocol {
+            Protocol::HttpBinary => {
+                let mut b = opentelemetry_otlp::MetricExporter::builder()
+                    .with_http()
+                    .with_protocol(Protocol::HttpBinary);
+                if let Some(endpoint) = signal_endpoint(&export, "metrics") {
+                    b = b.with_endpoint(endpoint);
+                }
+                b.build()?
+            }
+            _ => {
+                let mut b = opentelemetry_otlp::MetricExporter::builder().with_tonic();
+                if let Some(endpoint) = signal_endpoint(&export, "metrics") {
+                    b = b.with_endpoint(endpoint);
+                }
+                b.build()?
+            }
+        };
+        builder = builder.with_reader(
+            PeriodicReader::builder(exporter)
+                .with_interval(settings.metrics_interval)
+                .build(),
+        );
+    }
+    Ok(builder.build())
+}

@@ -318,6 +318,11 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// The database URL of this app.
+    pub fn database_url(&self) -> String {
+        self.database.clone()
+    }
+
     /// The Postgres database name of this app.
     pub fn database_name(&self) -> String {
         self.database.rsplit('/').next().unwrap().to_string()

@@ -8,4 +8,6 @@ mod availability;
 mod cache;
 mod dashboard;
 mod health_and_schema;
+mod n_plus_one;
+mod observability;
 mod reservations;

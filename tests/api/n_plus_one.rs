@@ -1,0 +1,93 @@
+//! The N+1 detector against a deliberately unbatched resolver that exists only in this test.
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Object, Schema};
+use padel_bff::{
+    auth::Credentials,
+    cache::Cache,
+    graphql::{context::RequestContext, QueryRoot},
+    telemetry::graphql::{FieldSpans, Telemetry},
+};
+
+use crate::helpers::{spawn_app, Backend};
+
+#[derive(Default)]
+struct Unbatched;
+
+#[Object]
+impl Unbatched {
+    /// Loads each reservation with its own statement: the pattern DataLoaders exist to avoid.
+    async fn reservations_one_by_one(
+        &self,
+        ctx: &Context<'_>,
+        ids: Vec<i64>,
+    ) -> async_graphql::Result<i32> {
+        let request = ctx.data_unchecked::<RequestContext>();
+        let mut found = 0;
+        for id in ids {
+            if request
+                .store
+                .reservation(id)
+                .await
+                .map_err(|e| async_graphql::Error::new(e.to_string()))?
+                .is_some()
+            {
+                found += 1;
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[derive(MergedObject, Default)]
+struct TestQuery(QueryRoot, Unbatched);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_detector_names_the_unbatched_field_and_spares_dataloader_batches() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let settings = padel_bff::config::Settings::load_from(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
+        &[("DATABASE_URL".into(), app_database(&app))],
+    )
+    .unwrap();
+    let store = padel_bff::store::Store::connect(&settings).await.unwrap();
+    let cache = Cache::new(&settings.cache);
+    let schema = Schema::build(
+        TestQuery::default(),
+        async_graphql::EmptyMutation,
+        EmptySubscription,
+    )
+    .extension(Telemetry {
+        field_spans: FieldSpans::Io,
+    })
+    .finish();
+    let owner = app.user_id("owner@demo.padel").await;
+
+    let context = RequestContext::new(&store, &cache, Credentials::User(owner), None, 3);
+    let stats = context.stats.clone();
+    let response = schema
+        .execute(
+            async_graphql::Request::new("{ reservationsOneByOne(ids: [1, 2, 3, 4, 5]) }")
+                .data(context),
+        )
+        .await;
+    assert!(response.errors.is_empty(), "{:?}", response.errors);
+    let suspected = stats.n_plus_one();
+    assert_eq!(suspected.len(), 1, "{suspected:?}");
+    assert_eq!(suspected[0].0, "reservationsOneByOne");
+    assert!(suspected[0].1.contains("FROM reservations WHERE id = $1"));
+
+    // The batched way: 200 entities through DataLoaders is not an N+1.
+    let date = app.today + chrono::Duration::days(1);
+    let context = RequestContext::new(&store, &cache, Credentials::User(owner), None, 3);
+    let stats = context.stats.clone();
+    let query = format!("{{ reservations(clubId: 1, date: \"{date}\") {{ court {{ club {{ name }} }} createdBy {{ email }} }} }}");
+    let response = schema
+        .execute(async_graphql::Request::new(query).data(context))
+        .await;
+    assert!(response.errors.is_empty(), "{:?}", response.errors);
+    assert!(stats.n_plus_one().is_empty(), "{:?}", stats.n_plus_one());
+}
+
+fn app_database(app: &crate::helpers::TestApp) -> String {
+    app.database_url()
+}

@@ -1,0 +1,628 @@
+//! Observability end to end: the real binary exporting to a real OTLP receiver (gRPC and
+//! HTTP/protobuf, built from the official protobuf definitions), `/metrics`, the monitoring API,
+//! request ids, the N+1 detector, and the one-version rule for OpenTelemetry crates.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use opentelemetry_proto::tonic::{
+    collector::{
+        metrics::v1::{
+            metrics_service_server::{MetricsService, MetricsServiceServer},
+            ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+        },
+        trace::v1::{
+            trace_service_server::{TraceService, TraceServiceServer},
+            ExportTraceServiceRequest, ExportTraceServiceResponse,
+        },
+    },
+    common::v1::any_value::Value as AnyValue,
+    trace::v1::Span,
+};
+use serde_json::json;
+
+use crate::on_both_backends;
+
+/// What the receiver got: spans, and the debug text of every request (searched for secrets).
+#[derive(Clone, Default)]
+struct Received {
+    spans: Arc<Mutex<Vec<Span>>>,
+    raw: Arc<Mutex<String>>,
+}
+
+impl Received {
+    fn take_trace_request(&self, request: ExportTraceServiceRequest) {
+        self.raw.lock().unwrap().push_str(&format!("{request:?}"));
+        let mut spans = self.spans.lock().unwrap();
+        for resource in request.resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.take_trace_request(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.raw
+            .lock()
+            .unwrap()
+            .push_str(&format!("{:?}", request.into_inner()));
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+async fn grpc_receiver() -> (String, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let received = Received::default();
+    let server = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(received.clone()))
+        .add_service(MetricsServiceServer::new(received.clone()))
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+    tokio::spawn(server);
+    (address, received)
+}
+
+async fn http_receiver() -> (String, Received) {
+    use prost::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let received = Received::default();
+    let traces = received.clone();
+    let metrics = received.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                traces.take_trace_request(
+                    ExportTraceServiceRequest::decode(body).expect("OTLP/HTTP protobuf"),
+                );
+                axum::http::StatusCode::OK
+            }),
+        )
+        .route(
+            "/v1/metrics",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                metrics.raw.lock().unwrap().push_str(&format!(
+                    "{:?}",
+                    ExportMetricsServiceRequest::decode(body).expect("protobuf")
+                ));
+                axum::http::StatusCode::OK
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, received)
+}
+
+/// The real binary, serving the embedded demo database, with extra environment.
+struct Gateway {
+    child: std::process::Child,
+    address: String,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Gateway {
+    async fn start(env: &[(&str, &str)]) -> Gateway {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("padel-bff-otel-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_padel-bff"));
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "BFF_CONFIG_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+            )
+            .env("BFF_LISTEN", format!("127.0.0.1:{port}"))
+            .env("BFF__DATABASE__SQLITE_PATH", dir.join("bff.db"))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("start padel-bff");
+        let address = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while client
+            .get(format!("{address}/healthz"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "gateway did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Gateway {
+            child,
+            address,
+            _dir: TempDir(dir),
+        }
+    }
+
+    /// SIGTERM, then wait for the process to exit (it flushes queued spans first).
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "gateway did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn owner_token() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // The demo owner is user 2 in the seeded data.
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "2", "iat": now, "exp": now + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(
+            padel_bff::config::DEVELOPMENT_JWT_SECRET.as_bytes(),
+        ),
+    )
+    .unwrap()
+}
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_SPAN: &str = "00f067aa0ba902b7";
+const SECRET_DATE: &str = "2031-07-09";
+
+async fn traced_request(gateway: &Gateway, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/graphql", gateway.address))
+        .bearer_auth(token)
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_SPAN}-01"))
+        .header("x-request-id", "req-otel-1")
+        .json(&json!({
+            "operationName": "OwnerScreen",
+            "query": "query OwnerScreen($club: ID!, $date: Date!) { courtAvailability(clubId: $club, date: $date) { courts { court { name club { name } } availableCount } } }",
+            "variables": {"club": "1", "date": SECRET_DATE},
+        }))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+        .map(|v| match v {
+            AnyValue::StringValue(s) => s.clone(),
+            AnyValue::IntValue(i) => i.to_string(),
+            AnyValue::BoolValue(b) => b.to_string(),
+            AnyValue::DoubleValue(d) => d.to_string(),
+            other => format!("{other:?}"),
+        })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The checks shared by both protocols.
+fn check_trace(received: &Received, token: &str) {
+    let spans = received.spans.lock().unwrap().clone();
+    assert!(!spans.is_empty(), "no spans exported");
+    let ours: Vec<&Span> = spans
+        .iter()
+        .filter(|s| hex(&s.trace_id) == TRACE_ID)
+        .collect();
+    assert!(
+        ours.len() >= 4,
+        "expected the request's spans in the caller's trace, got {:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let by_id: HashMap<String, &Span> = ours.iter().map(|s| (hex(&s.span_id), *s)).collect();
+    let http = ours
+        .iter()
+        .find(|s| attribute(s, "http.request.method").is_some())
+        .expect("an HTTP server span");
+    assert_eq!(
+        hex(&http.parent_span_id),
+        PARENT_SPAN,
+        "the HTTP span continues the caller's span"
+    );
+    assert_eq!(attribute(http, "http.route").as_deref(), Some("/graphql"));
+    assert_eq!(
+        attribute(http, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(attribute(http, "request_id").as_deref(), Some("req-otel-1"));
+    let operation = ours
+        .iter()
+        .find(|s| s.name == "query OwnerScreen")
+        .expect("an operation span");
+    assert_eq!(
+        attribute(operation, "graphql.operation.name").as_deref(),
+        Some("OwnerScreen")
+    );
+    assert_eq!(
+        attribute(operation, "graphql.operation.type").as_deref(),
+        Some("query")
+    );
+    let field = ours
+        .iter()
+        .find(|s| attribute(s, "graphql.field.path").as_deref() == Some("courtAvailability"))
+        .expect("a root field span");
+    assert_eq!(
+        attribute(field, "graphql.field.name").as_deref(),
+        Some("courtAvailability")
+    );
+    assert!(attribute(field, "graphql.field.parent_type").is_some());
+    let sql = ours
+        .iter()
+        .find(|s| attribute(s, "db.query.text").is_some_and(|q| q.contains("reservations")))
+        .expect("a SQL span");
+    assert_eq!(attribute(sql, "db.system.name").as_deref(), Some("sqlite"));
+    assert_eq!(
+        attribute(sql, "db.operation.name").as_deref(),
+        Some("SELECT")
+    );
+    assert!(
+        ours.iter().any(
+            |s| attribute(s, "cache.kind").is_some() && attribute(s, "cache.outcome").is_some()
+        ),
+        "a cache lookup span"
+    );
+    // SQL → … → field → operation → HTTP.
+    let mut chain = vec![sql.name.clone()];
+    let mut current = *sql;
+    while let Some(parent) = by_id.get(&hex(&current.parent_span_id)) {
+        chain.push(parent.name.clone());
+        current = parent;
+    }
+    let position = |name: &str| {
+        chain
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("{name} missing from the parent chain {chain:?}"))
+    };
+    let (f, o, h) = (
+        position(&field.name),
+        position("query OwnerScreen"),
+        position(&http.name),
+    );
+    assert!(f < o && o < h, "parent chain out of order: {chain:?}");
+    // Nothing of the variables or the token leaves the process.
+    let raw = received.raw.lock().unwrap();
+    assert!(!raw.contains(SECRET_DATE), "a variable value was exported");
+    assert!(!raw.contains(token), "the bearer token was exported");
+    assert!(
+        !raw.contains(&token[token.len() - 20..]),
+        "part of the bearer token was exported"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_export_continues_the_callers_trace_and_flushes_on_shutdown() {
+    let (endpoint, received) = grpc_receiver().await;
+    // A long export interval: only the shutdown flush can deliver the spans.
+    let mut gateway = Gateway::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_SERVICE_NAME", "padel-bff-test"),
+        ("BFF__TELEMETRY__EXPORT_INTERVAL", "60s"),
+    ])
+    .await;
+    let token = owner_token();
+    let response = traced_request(&gateway, &token).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-trace-id"], TRACE_ID);
+    assert_eq!(response.headers()["x-request-id"], "req-otel-1");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body.get("errors").is_none(), "{body}");
+    gateway.terminate();
+    check_trace(&received, &token);
+    assert!(
+        received.raw.lock().unwrap().contains("padel-bff-test"),
+        "OTEL_SERVICE_NAME is the service.name"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_export_carries_the_same_trace() {
+    let (endpoint, received) = http_receiver().await;
+    let gateway = Gateway::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+    ])
+    .await;
+    let token = owner_token();
+    assert_eq!(traced_request(&gateway, &token).await.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !received
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| attribute(s, "http.request.method").is_some())
+    {
+        assert!(Instant::now() < deadline, "no spans arrived over OTLP/HTTP");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    check_trace(&received, &token);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_collector_never_fails_a_request() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gateway = Gateway::start(&[(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        &format!("http://127.0.0.1:{closed}"),
+    )])
+    .await;
+    let token = owner_token();
+    for _ in 0..20 {
+        let response = traced_request(&gateway, &token).await;
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body.get("errors").is_none(), "{body}");
+    }
+}
+
+#[test]
+fn cargo_lock_holds_one_version_of_each_opentelemetry_crate() {
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock")).unwrap();
+    let mut versions: HashMap<String, Vec<String>> = HashMap::new();
+    let mut name = None;
+    for line in lock.lines() {
+        if let Some(n) = line.strip_prefix("name = ") {
+            name = Some(n.trim_matches('"').to_string());
+        } else if let (Some(v), Some(n)) = (line.strip_prefix("version = "), name.take()) {
+            if n.starts_with("opentelemetry") || n == "tracing-opentelemetry" {
+                versions
+                    .entry(n)
+                    .or_default()
+                    .push(v.trim_matches('"').to_string());
+            }
+        }
+    }
+    assert!(versions.contains_key("opentelemetry"));
+    for (crate_name, found) in &versions {
+        assert_eq!(found.len(), 1, "{crate_name} appears in versions {found:?}");
+    }
+}
+
+fn metric_value(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+on_both_backends!(
+    metrics_parse_as_prometheus_text_and_move_with_requests,
+    |app| {
+        let token = app.token("owner@demo.padel").await;
+        let get_metrics = || async {
+            let response = app
+                .client
+                .get(format!("{}/metrics", app.address))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        };
+        let query = "query Screen { authContext { user { email } } }";
+        app.graphql(Some(&token), query, json!({})).await.ok();
+        let before = get_metrics().await;
+        for _ in 0..3 {
+            app.graphql(Some(&token), query, json!({})).await.ok();
+        }
+        app.graphql(None, query, json!({})).await;
+        let after = get_metrics().await;
+        for line in after
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("not a sample line: {line}"));
+            assert!(value.parse::<f64>().is_ok(), "bad value in {line}");
+            let name_end = series.find('{').unwrap_or(series.len());
+            assert!(
+                series[..name_end]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                "bad metric name in {line}"
+            );
+        }
+        let ops = |t: &str| {
+            metric_value(
+                t,
+                "graphql_server_operation_duration_seconds_count",
+                "graphql_operation_name=\"Screen\"",
+            )
+        };
+        assert_eq!(ops(&after) - ops(&before), 4.0);
+        let unauthenticated = |t: &str| {
+            metric_value(
+                t,
+                "graphql_server_errors_total",
+                "error_code=\"UNAUTHENTICATED\"",
+            )
+        };
+        assert_eq!(unauthenticated(&after) - unauthenticated(&before), 1.0);
+        for family in [
+            "http_server_request_duration_seconds_bucket",
+            "graphql_server_field_duration_seconds_bucket",
+            "db_client_operation_duration_seconds_count",
+            "graphql_server_operation_db_statements",
+            "bff_cache_requests_total",
+            "db_client_connection_count",
+        ] {
+            assert!(after.contains(family), "{family} missing from /metrics");
+        }
+    }
+);
+
+on_both_backends!(monitoring_numbers_equal_the_requests_made, |app| {
+    let admin = app.token("admin@demo.padel").await;
+    let owner = app.token("owner@demo.padel").await;
+    let monitoring = |path: &'static str| {
+        let (client, address, admin) = (app.client.clone(), app.address.clone(), admin.clone());
+        async move {
+            let response = client
+                .get(format!("{address}{path}"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let mut slowest_client_ms: f64 = 0.0;
+    for i in 0..12 {
+        let started = Instant::now();
+        let club = if i % 4 == 0 { "424242" } else { "1" };
+        app.graphql(
+            Some(&owner),
+            "query Counted($c: ID!) { club(id: $c) { name } }",
+            json!({"c": club}),
+        )
+        .await;
+        slowest_client_ms = slowest_client_ms.max(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let stats = monitoring("/api/bff/monitoring/stats?operation=Counted").await;
+    let op = &stats["operations"][0];
+    assert_eq!(op["operation"], "Counted");
+    assert_eq!(op["count"], 12);
+    assert_eq!(op["errors"], 3);
+    assert!((op["errorRate"].as_f64().unwrap() - 0.25).abs() < 1e-9);
+    let (p50, p95, p99, max) = (
+        op["medianMs"].as_f64().unwrap(),
+        op["p95Ms"].as_f64().unwrap(),
+        op["p99Ms"].as_f64().unwrap(),
+        op["maxMs"].as_f64().unwrap(),
+    );
+    assert!(
+        op["minMs"].as_f64().unwrap() <= p50 && p50 <= p95 && p95 <= p99 && p99 <= max,
+        "{op}"
+    );
+    assert!(
+        max <= slowest_client_ms,
+        "server-side max {max} ms above what the client saw ({slowest_client_ms} ms)"
+    );
+    let summary = monitoring("/api/bff/monitoring/summary").await;
+    assert!(summary["requests"].as_u64().unwrap() >= 12);
+    let health = app
+        .client
+        .get(format!("{}/api/bff/monitoring/health", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let performance = monitoring("/api/management/performance").await;
+    let score = performance["score"].as_i64().unwrap();
+    assert!((0..=100).contains(&score));
+    assert!(
+        performance["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "error_rate"),
+        "25 % errors must be reported: {performance}"
+    );
+    // Superusers only.
+    let denied = app
+        .client
+        .get(format!("{}/api/bff/monitoring/stats", app.address))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let reset = app
+        .client
+        .post(format!("{}/api/bff/monitoring/reset", app.address))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 200);
+    assert_eq!(
+        monitoring("/api/bff/monitoring/stats").await["operations"],
+        json!([])
+    );
+});
+
+on_both_backends!(every_response_carries_a_request_id, |app| {
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "abc-123");
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"].len(), 32);
+});

@@ -1,0 +1,401 @@
+//! The load benchmark: drives the real gateway binary over HTTP and reports req/s, p50, p99 and
+//! p99.9 per scenario, as a table and as JSON, with every scenario measured in the same run so
+//! ratios hold on a noisy machine.
+//!
+//! ```sh
+//! cargo bench --bench load            # Postgres + Redis, seeded at --scale large on first use
+//! ```
+//!
+//! Environment: `BENCH_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/bff_large, seeded
+//! with `--scale large` when empty), `BENCH_REDIS_URL` (redis://127.0.0.1:6379), `BENCH_SECONDS`
+//! (5 per scenario), `BENCH_CONNECTIONS` (16), `BENCH_ONLY` (comma-separated scenario prefixes),
+//! `BENCH_JSON` (target/bench-load.json). The server is pinned to CPU 0 and this client to CPU 1
+//! when `taskset` exists. Throughput runs are closed-loop over a fixed number of connections; the
+//! latency run (`l1-hit@50%`) is open-loop at a fixed rate and measures from each request's
+//! intended send time, so a stall is charged to every request it delayed (no coordinated
+//! omission). Without `--bench` (as under `cargo test --all-targets`) it only checks its own
+//! statistics code.
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+
+const SECRET: &str = "padel-bff-development-secret-do-not-use-in-production";
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn token(user: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": user.to_string(), "iat": now, "exp": now + 86_400}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A gateway process for a group of scenarios.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(database: &str, redis: &str, extra: &[(&str, String)]) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let binary = env!("CARGO_BIN_EXE_padel-bff");
+        let pinned = Command::new("taskset").arg("--version").stdout(Stdio::null()).status().is_ok();
+        let mut command = if pinned {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0", binary]);
+            c
+        } else {
+            Command::new(binary)
+        };
+        command
+            .arg("serve")
+            .env("BFF_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
+            .env("DATABASE_URL", database)
+            .env("REDIS_URL", redis)
+            .env("BFF_LISTEN", format!("127.0.0.1:{port}"))
+            .env("BFF__CACHE__KEY_PREFIX", format!("bench{}", std::process::id()))
+            .env("BFF__DATABASE__MAX_CONNECTIONS", "16")
+            .env("RUST_LOG", "error")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdout(Stdio::null());
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("start gateway");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "gateway did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500)); // Redis subscription, L1 on
+        Server { child, base }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request a scenario sends; `i` varies it.
+type MakeRequest = Arc<dyn Fn(&reqwest::Client, &str, u64) -> reqwest::RequestBuilder + Send + Sync>;
+
+fn graphql(query: &'static str, token: String, variables: impl Fn(u64) -> Value + Send + Sync + 'static) -> MakeRequest {
+    Arc::new(move |client, base, i| {
+        client.post(format!("{base}/graphql")).bearer_auth(&token).json(&json!({ "query": query, "variables": variables(i) }))
+    })
+}
+
+/// Latency summary of one run.
+#[derive(Debug, Clone)]
+struct Result {
+    scenario: String,
+    requests: u64,
+    errors: u64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+}
+
+fn percentile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index] as f64 / 1000.0
+}
+
+fn summarize(scenario: &str, mut latencies_us: Vec<u64>, errors: u64, elapsed: Duration) -> Result {
+    latencies_us.sort_unstable();
+    Result {
+        scenario: scenario.to_string(),
+        requests: latencies_us.len() as u64,
+        errors,
+        rps: latencies_us.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile(&latencies_us, 0.50),
+        p99_ms: percentile(&latencies_us, 0.99),
+        p999_ms: percentile(&latencies_us, 0.999),
+    }
+}
+
+async fn ok(response: reqwest::Result<reqwest::Response>) -> bool {
+    match response {
+        Ok(r) if r.status().is_success() => match r.bytes().await {
+            Ok(body) => !body.windows(9).any(|w| w == b"\"errors\":"),
+            Err(_) => false,
+        },
+        _ => false,
+    }
+}
+
+/// Closed loop: `connections` workers send back to back for `seconds`.
+async fn closed_loop(name: &str, base: &str, make: MakeRequest, connections: usize, seconds: f64) -> Result {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
+    for i in 0..connections as u64 * 4 {
+        let _ = ok(make(&client, base, i).send().await).await; // warm connections and caches
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..connections as u64 {
+        let (client, make, base) = (client.clone(), make.clone(), base.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut i = worker;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                if !ok(make(&client, &base, i).send().await).await {
+                    errors += 1;
+                }
+                latencies.push(sent.elapsed().as_micros() as u64);
+                i += connections as u64;
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await.unwrap();
+        all.extend(latencies);
+        errors += e;
+    }
+    summarize(name, all, errors, started.elapsed())
+}
+
+/// Open loop at `rate` req/s: latency runs from each request's intended send time.
+async fn fixed_rate(name: &str, base: &str, make: MakeRequest, rate: f64, seconds: f64) -> Result {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let total = (rate * seconds) as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let intended = started + interval * i as u32;
+        tokio::time::sleep_until(intended.into()).await;
+        let (client, make, base) = (client.clone(), make.clone(), base.to_string());
+        tasks.push(tokio::spawn(async move {
+            let good = ok(make(&client, &base, i).send().await).await;
+            (intended.elapsed().as_micros() as u64, good)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latency, good) = task.await.unwrap();
+        latencies.push(latency);
+        if !good {
+            errors += 1;
+        }
+    }
+    summarize(name, latencies, errors, started.elapsed())
+}
+
+fn pin_client_to_cpu1() {
+    let _ = Command::new("taskset").args(["-p", "-c", "1", &std::process::id().to_string()]).stdout(Stdio::null()).status();
+}
+
+fn ensure_seeded(database: &str) {
+    let binary = env!("CARGO_BIN_EXE_padel-bff");
+    let base = [("BFF_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config")), ("DATABASE_URL", database)];
+    let status = Command::new(binary).arg("migrate").envs(base).stdout(Stdio::null()).status().expect("migrate");
+    assert!(status.success(), "migrating {database} failed (does the database exist?)");
+    let seeded = Command::new(binary).args(["seed", "--scale", "large"]).envs(base).output().expect("seed");
+    let stderr = String::from_utf8_lossy(&seeded.stderr);
+    if seeded.status.success() {
+        println!("{}", String::from_utf8_lossy(&seeded.stdout).trim());
+    } else if !stderr.contains("already holds data") {
+        panic!("seeding failed: {stderr}");
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        let r = summarize("self-check", vec![3000, 1000, 2000, 4000], 0, Duration::from_secs(1));
+        assert_eq!((r.p50_ms, r.p99_ms, r.rps), (2.0, 4.0, 4.0));
+        println!("load bench: statistics self-check ok (run `cargo bench --bench load` to measure)");
+        return;
+    }
+    let database = env("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bff_large");
+    let redis = env("BENCH_REDIS_URL", "redis://127.0.0.1:6379");
+    let seconds: f64 = env("BENCH_SECONDS", "5").parse().unwrap();
+    let connections: usize = env("BENCH_CONNECTIONS", "16").parse().unwrap();
+    let only: Vec<String> = env("BENCH_ONLY", "").split(',').filter(|s| !s.is_empty()).map(String::from).collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
+    ensure_seeded(&database);
+    pin_client_to_cpu1();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let results = runtime.block_on(async move {
+        let admin = token(1);
+        let today = chrono::Utc::now().date_naive();
+        let dashboard = move |fixed: bool| {
+            graphql(
+                "query($c: ID!) { dashboard(clubId: $c, period: MONTH) { current { reservations revenue occupancyRate } courts { court { name } occupancyRate } daily { date reservations } peakHours { hour reservations } } }",
+                token(1),
+                move |i| json!({ "c": if fixed { 1 } else { i % 40 + 1 } }),
+            )
+        };
+        let auth = move |_fixed: bool| {
+            graphql(
+                "{ authContext { user { email } currentOrganization { name } organizations { role organization { name } } clubs { role club { name } } permissions } }",
+                token(2),
+                |_| json!({}),
+            )
+        };
+        let availability = move |fixed: bool| {
+            graphql(
+                "query($c: ID!, $d: Date!) { courtAvailability(clubId: $c, date: $d) { courts { court { name } availableCount slots { start available } } } }",
+                token(1),
+                move |i| {
+                    let (club, day) = if fixed { (1, 0) } else { (i % 40 + 1, (i / 40) % 14) };
+                    json!({ "c": club, "d": (today + chrono::Days::new(day)).to_string() })
+                },
+            )
+        };
+        let mut results = Vec::new();
+
+        // Default server: floors, L1 hits, the fixed-rate latency run and the mixed workload.
+        {
+            let server = Server::start(&database, &redis, &[]);
+            let base = server.base.clone();
+            if wanted("floor-http") {
+                let healthz: MakeRequest = Arc::new(|c, b, _| c.get(format!("{b}/healthz")));
+                results.push(closed_loop("floor-http", &base, healthz, connections, seconds).await);
+            }
+            if wanted("floor-graphql") {
+                let trivial: MakeRequest = Arc::new(|c, b, _| c.post(format!("{b}/graphql")).json(&json!({"query": "{ __typename }"})));
+                results.push(closed_loop("floor-graphql", &base, trivial, connections, seconds).await);
+            }
+            let mut l1_availability_rps = None;
+            for (name, make) in [("l1-hit dashboard", dashboard(true)), ("l1-hit authContext", auth(true)), ("l1-hit courtAvailability", availability(true))] {
+                if wanted(name) {
+                    let r = closed_loop(name, &base, make, connections, seconds).await;
+                    if name.ends_with("courtAvailability") {
+                        l1_availability_rps = Some(r.rps);
+                    }
+                    results.push(r);
+                }
+            }
+            if let Some(max) = l1_availability_rps.filter(|_| wanted("l1-hit@50%")) {
+                results.push(fixed_rate("l1-hit@50% courtAvailability", &base, availability(true), max * 0.5, seconds).await);
+            }
+            if wanted("mixed") {
+                let reads = [dashboard(false), auth(false), availability(false)];
+                let admin = admin.clone();
+                let mixed: MakeRequest = Arc::new(move |c, b, i| {
+                    if i % 20 == 7 {
+                        // 5 % bookings, each on a distinct free slot (court, day, hour) past the seeded calendar.
+                        let n = i / 20;
+                        let court = n % 300 + 1;
+                        let hour = 9 + (n / 300) % 13;
+                        let day = today + chrono::Days::new(400 + n / (300 * 13));
+                        c.post(format!("{b}/graphql")).bearer_auth(&admin).json(&json!({
+                            "query": "mutation($i: CreateReservationInput!) { createReservation(input: $i) { id } }",
+                            "variables": {"i": {"courtId": court, "date": day.to_string(), "start": format!("{hour:02}:00"), "end": format!("{:02}:00", hour + 1)}},
+                        }))
+                    } else {
+                        reads[(i % 3) as usize](c, b, i)
+                    }
+                });
+                results.push(closed_loop("mixed (5% bookings)", &base, mixed, connections, seconds).await);
+            }
+        }
+        // L1 disabled: every hit is an L2 hit.
+        if wanted("l2-hit") {
+            let server = Server::start(&database, &redis, &[("BFF__CACHE__L1_ENABLED", "false".into())]);
+            for (name, make) in [("l2-hit dashboard", dashboard(true)), ("l2-hit authContext", auth(true)), ("l2-hit courtAvailability", availability(true))] {
+                results.push(closed_loop(name, &server.base, make, connections, seconds).await);
+            }
+        }
+        // Cache disabled: every request reads the large database.
+        if wanted("miss") {
+            let server = Server::start(&database, &redis, &[("BFF__CACHE__ENABLED", "false".into())]);
+            for (name, make) in [("miss dashboard", dashboard(false)), ("miss authContext", auth(false)), ("miss courtAvailability", availability(false))] {
+                results.push(closed_loop(name, &server.base, make, connections, seconds).await);
+            }
+        }
+        // Tracing cost: spans exported to a live receiver (default field spans, then every field)
+        // and to a closed port, against the same L1-hit workload with tracing off.
+        if wanted("tracing") {
+            let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let sink_port = sink.local_addr().unwrap().port();
+            std::thread::spawn(move || {
+                // A minimal OTLP/HTTP sink: accept, read, answer 200.
+                use std::io::{Read, Write};
+                for stream in sink.incoming().flatten() {
+                    std::thread::spawn(move || {
+                        let mut stream = stream;
+                        let mut buffer = vec![0u8; 1 << 20];
+                        while let Ok(n) = stream.read(&mut buffer) {
+                            if n == 0 || stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            for (name, extra) in [
+                ("tracing off", vec![]),
+                ("tracing on (io spans)", vec![("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{sink_port}")), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into())]),
+                ("tracing on (all fields)", vec![("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{sink_port}")), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()), ("BFF__TELEMETRY__FIELD_SPANS", "all".into())]),
+                ("tracing to a closed port", vec![("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{closed}"))]),
+            ] {
+                let server = Server::start(&database, &redis, &extra);
+                results.push(closed_loop(name, &server.base, availability(true), connections, seconds).await);
+            }
+        }
+        results
+    });
+    print_results(&results, connections, seconds);
+}
+
+fn print_results(results: &[Result], connections: usize, seconds: f64) {
+    println!("\n{:<34} {:>10} {:>9} {:>9} {:>9} {:>8}", "scenario", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors");
+    for r in results {
+        println!("{:<34} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>8}", r.scenario, r.rps, r.p50_ms, r.p99_ms, r.p999_ms, r.errors);
+    }
+    let rps = |name: &str| results.iter().find(|r| r.scenario == name).map(|r| r.rps);
+    let mut ratios = serde_json::Map::new();
+    if let Some(floor) = rps("floor-graphql") {
+        for op in ["dashboard", "authContext", "courtAvailability"] {
+            if let Some(hit) = rps(&format!("l1-hit {op}")) {
+                println!("l1-hit {op} / floor-graphql = {:.2}", hit / floor);
+                ratios.insert(format!("l1-hit {op} / floor-graphql"), json!(hit / floor));
+            }
+        }
+    }
+    if let (Some(off), Some(on)) = (rps("tracing off"), rps("tracing on (io spans)")) {
+        println!("tracing cost (io spans): {:.1} % of throughput", (1.0 - on / off) * 100.0);
+        ratios.insert("tracing cost io spans".into(), json!(1.0 - on / off));
+    }
+    if let (Some(off), Some(on)) = (rps("tracing off"), rps("tracing on (all fields)")) {
+        println!("tracing cost (all fields): {:.1} % of throughput", (1.0 - on / off) * 100.0);
+        ratios.insert("tracing cost all fields".into(), json!(1.0 - on / off));
+    }
+    let json = json!({
+        "connections": connections,
+        "seconds_per_scenario": seconds,
+        "results": results.iter().map(|r| json!({"scenario": r.scenario, "requests": r.requests, "errors": r.errors, "rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "p999_ms": r.p999_ms})).collect::<Vec<_>>(),
+        "ratios": ratios,
+    });
+    let path = env("BENCH_JSON", concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-load.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    println!("JSON: {path}");
+}

@@ -31,7 +31,10 @@ fn env(name: &str, default: &str) -> String {
 }
 
 fn token(user: i64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &json!({"sub": user.to_string(), "iat": now, "exp": now + 86_400}),
@@ -48,9 +51,17 @@ struct Server {
 
 impl Server {
     fn start(database: &str, redis: &str, extra: &[(&str, String)]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let binary = env!("CARGO_BIN_EXE_padel-bff");
-        let pinned = Command::new("taskset").arg("--version").stdout(Stdio::null()).status().is_ok();
+        let pinned = Command::new("taskset")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok();
         let mut command = if pinned {
             let mut c = Command::new("taskset");
             c.args(["-c", "0", binary]);
@@ -60,11 +71,17 @@ impl Server {
         };
         command
             .arg("serve")
-            .env("BFF_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
+            .env(
+                "BFF_CONFIG_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+            )
             .env("DATABASE_URL", database)
             .env("REDIS_URL", redis)
             .env("BFF_LISTEN", format!("127.0.0.1:{port}"))
-            .env("BFF__CACHE__KEY_PREFIX", format!("bench{}", std::process::id()))
+            .env(
+                "BFF__CACHE__KEY_PREFIX",
+                format!("bench{}", std::process::id()),
+            )
             .env("BFF__DATABASE__MAX_CONNECTIONS", "16")
             .env("RUST_LOG", "error")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -92,11 +109,19 @@ impl Drop for Server {
 }
 
 /// One request a scenario sends; `i` varies it.
-type MakeRequest = Arc<dyn Fn(&reqwest::Client, &str, u64) -> reqwest::RequestBuilder + Send + Sync>;
+type MakeRequest =
+    Arc<dyn Fn(&reqwest::Client, &str, u64) -> reqwest::RequestBuilder + Send + Sync>;
 
-fn graphql(query: &'static str, token: String, variables: impl Fn(u64) -> Value + Send + Sync + 'static) -> MakeRequest {
+fn graphql(
+    query: &'static str,
+    token: String,
+    variables: impl Fn(u64) -> Value + Send + Sync + 'static,
+) -> MakeRequest {
     Arc::new(move |client, base, i| {
-        client.post(format!("{base}/graphql")).bearer_auth(&token).json(&json!({ "query": query, "variables": variables(i) }))
+        client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(&token)
+            .json(&json!({ "query": query, "variables": variables(i) }))
     })
 }
 
@@ -144,8 +169,17 @@ async fn ok(response: reqwest::Result<reqwest::Response>) -> bool {
 }
 
 /// Closed loop: `connections` workers send back to back for `seconds`.
-async fn closed_loop(name: &str, base: &str, make: MakeRequest, connections: usize, seconds: f64) -> Result {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
+async fn closed_loop(
+    name: &str,
+    base: &str,
+    make: MakeRequest,
+    connections: usize,
+    seconds: f64,
+) -> Result {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
     for i in 0..connections as u64 * 4 {
         let _ = ok(make(&client, base, i).send().await).await; // warm connections and caches
     }
@@ -181,7 +215,10 @@ async fn closed_loop(name: &str, base: &str, make: MakeRequest, connections: usi
 
 /// Open loop at `rate` req/s: latency runs from each request's intended send time.
 async fn fixed_rate(name: &str, base: &str, make: MakeRequest, rate: f64, seconds: f64) -> Result {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
     let total = (rate * seconds) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let started = Instant::now();
@@ -208,15 +245,36 @@ async fn fixed_rate(name: &str, base: &str, make: MakeRequest, rate: f64, second
 }
 
 fn pin_client_to_cpu1() {
-    let _ = Command::new("taskset").args(["-p", "-c", "1", &std::process::id().to_string()]).stdout(Stdio::null()).status();
+    let _ = Command::new("taskset")
+        .args(["-p", "-c", "1", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status();
 }
 
 fn ensure_seeded(database: &str) {
     let binary = env!("CARGO_BIN_EXE_padel-bff");
-    let base = [("BFF_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config")), ("DATABASE_URL", database)];
-    let status = Command::new(binary).arg("migrate").envs(base).stdout(Stdio::null()).status().expect("migrate");
-    assert!(status.success(), "migrating {database} failed (does the database exist?)");
-    let seeded = Command::new(binary).args(["seed", "--scale", "large"]).envs(base).output().expect("seed");
+    let base = [
+        (
+            "BFF_CONFIG_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        ),
+        ("DATABASE_URL", database),
+    ];
+    let status = Command::new(binary)
+        .arg("migrate")
+        .envs(base)
+        .stdout(Stdio::null())
+        .status()
+        .expect("migrate");
+    assert!(
+        status.success(),
+        "migrating {database} failed (does the database exist?)"
+    );
+    let seeded = Command::new(binary)
+        .args(["seed", "--scale", "large"])
+        .envs(base)
+        .output()
+        .expect("seed");
     let stderr = String::from_utf8_lossy(&seeded.stderr);
     if seeded.status.success() {
         println!("{}", String::from_utf8_lossy(&seeded.stdout).trim());
@@ -227,20 +285,38 @@ fn ensure_seeded(database: &str) {
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
-        let r = summarize("self-check", vec![3000, 1000, 2000, 4000], 0, Duration::from_secs(1));
+        let r = summarize(
+            "self-check",
+            vec![3000, 1000, 2000, 4000],
+            0,
+            Duration::from_secs(1),
+        );
         assert_eq!((r.p50_ms, r.p99_ms, r.rps), (2.0, 4.0, 4.0));
-        println!("load bench: statistics self-check ok (run `cargo bench --bench load` to measure)");
+        println!(
+            "load bench: statistics self-check ok (run `cargo bench --bench load` to measure)"
+        );
         return;
     }
-    let database = env("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bff_large");
+    let database = env(
+        "BENCH_DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/bff_large",
+    );
     let redis = env("BENCH_REDIS_URL", "redis://127.0.0.1:6379");
     let seconds: f64 = env("BENCH_SECONDS", "5").parse().unwrap();
     let connections: usize = env("BENCH_CONNECTIONS", "16").parse().unwrap();
-    let only: Vec<String> = env("BENCH_ONLY", "").split(',').filter(|s| !s.is_empty()).map(String::from).collect();
+    let only: Vec<String> = env("BENCH_ONLY", "")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
     ensure_seeded(&database);
     pin_client_to_cpu1();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let results = runtime.block_on(async move {
         let admin = token(1);
         let today = chrono::Utc::now().date_naive();
@@ -367,9 +443,15 @@ fn main() {
 }
 
 fn print_results(results: &[Result], connections: usize, seconds: f64) {
-    println!("\n{:<34} {:>10} {:>9} {:>9} {:>9} {:>8}", "scenario", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors");
+    println!(
+        "\n{:<34} {:>10} {:>9} {:>9} {:>9} {:>8}",
+        "scenario", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"
+    );
     for r in results {
-        println!("{:<34} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>8}", r.scenario, r.rps, r.p50_ms, r.p99_ms, r.p999_ms, r.errors);
+        println!(
+            "{:<34} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>8}",
+            r.scenario, r.rps, r.p50_ms, r.p99_ms, r.p999_ms, r.errors
+        );
     }
     let rps = |name: &str| results.iter().find(|r| r.scenario == name).map(|r| r.rps);
     let mut ratios = serde_json::Map::new();
@@ -382,11 +464,17 @@ fn print_results(results: &[Result], connections: usize, seconds: f64) {
         }
     }
     if let (Some(off), Some(on)) = (rps("tracing off"), rps("tracing on (io spans)")) {
-        println!("tracing cost (io spans): {:.1} % of throughput", (1.0 - on / off) * 100.0);
+        println!(
+            "tracing cost (io spans): {:.1} % of throughput",
+            (1.0 - on / off) * 100.0
+        );
         ratios.insert("tracing cost io spans".into(), json!(1.0 - on / off));
     }
     if let (Some(off), Some(on)) = (rps("tracing off"), rps("tracing on (all fields)")) {
-        println!("tracing cost (all fields): {:.1} % of throughput", (1.0 - on / off) * 100.0);
+        println!(
+            "tracing cost (all fields): {:.1} % of throughput",
+            (1.0 - on / off) * 100.0
+        );
         ratios.insert("tracing cost all fields".into(), json!(1.0 - on / off));
     }
     let json = json!({
@@ -395,7 +483,10 @@ fn print_results(results: &[Result], connections: usize, seconds: f64) {
         "results": results.iter().map(|r| json!({"scenario": r.scenario, "requests": r.requests, "errors": r.errors, "rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "p999_ms": r.p999_ms})).collect::<Vec<_>>(),
         "ratios": ratios,
     });
-    let path = env("BENCH_JSON", concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-load.json"));
+    let path = env(
+        "BENCH_JSON",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-load.json"),
+    );
     std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     println!("JSON: {path}");
 }

@@ -29,6 +29,32 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// Traces, metrics and request logging.
     pub telemetry: TelemetrySettings,
+    /// Query limits.
+    pub limits: LimitSettings,
+}
+
+/// Limits every GraphQL document must stay within (`QUERY_TOO_COMPLEX` otherwise).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Deepest field nesting.
+    pub max_depth: usize,
+    /// Deepest fragment/selection recursion the engine follows.
+    pub max_recursive_depth: usize,
+    /// Complexity budget (fields cost 1, list fields are weighted by their expected size).
+    pub max_complexity: usize,
+    /// Aliased fields in a document.
+    pub max_aliases: usize,
+    /// Root fields of an operation.
+    pub max_root_fields: usize,
+    /// Directives on one field.
+    pub max_directives_per_field: usize,
+    /// Directives in a document.
+    pub max_directives: usize,
+    /// Characters of the document.
+    pub max_document_chars: usize,
+    /// Tokens of the document.
+    pub max_document_tokens: usize,
 }
 
 /// Tracing and metrics settings; the standard `OTEL_*` variables win over these.
@@ -162,6 +188,8 @@ pub struct ServerSettings {
     pub introspection: bool,
     /// Add `x-sql-statements` to GraphQL responses (per-request SQL count).
     pub debug_headers: bool,
+    /// "Did you mean …?" hints in validation errors (they reveal the schema).
+    pub suggestions: bool,
 }
 
 /// Database settings.

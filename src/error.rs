@@ -60,6 +60,10 @@ pub enum ErrorCode {
     GraphqlParseFailed,
     /// The request is not valid against the schema.
     GraphqlValidationFailed,
+    /// The document is over a query limit (depth, complexity, aliases, size…).
+    QueryTooComplex,
+    /// A dependency (the database) is unavailable; retry later.
+    ServiceUnavailable,
 }
 
 impl ErrorCode {
@@ -74,6 +78,8 @@ impl ErrorCode {
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
             ErrorCode::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             ErrorCode::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            ErrorCode::QueryTooComplex => "QUERY_TOO_COMPLEX",
+            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
         }
     }
 }
@@ -97,6 +103,9 @@ pub enum ApiError {
     /// See [`ErrorCode::Conflict`].
     #[error("{0}")]
     Conflict(String),
+    /// See [`ErrorCode::ServiceUnavailable`].
+    #[error("{0}")]
+    ServiceUnavailable(String),
     /// See [`ErrorCode::InternalServerError`]; the cause is logged, never sent.
     #[error("internal server error")]
     Internal(std::sync::Arc<anyhow::Error>),
@@ -126,6 +135,7 @@ impl ApiError {
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::BadUserInput(_) => ErrorCode::BadUserInput,
             ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::ServiceUnavailable(_) => ErrorCode::ServiceUnavailable,
             ApiError::Internal(_) => ErrorCode::InternalServerError,
         }
     }
@@ -140,6 +150,10 @@ impl From<StoreError> for ApiError {
             StoreError::IdempotencyKeyTaken => {
                 ApiError::Conflict("idempotency key already used".into())
             }
+            StoreError::Database(error) if is_unavailable(&error) => {
+                tracing::warn!(error = %error, "database unavailable");
+                ApiError::ServiceUnavailable("the database is unavailable, retry later".into())
+            }
             other => ApiError::internal(other),
         }
     }
@@ -152,6 +166,22 @@ impl From<ApiError> for async_graphql::Error {
         }
         let code = error.code().as_str();
         async_graphql::Error::new(error.to_string()).extend_with(|_, ext| ext.set("code", code))
+    }
+}
+
+/// Whether a driver error means "cannot reach the database" rather than a bug.
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        // Postgres: admin shutdown, cannot connect now, too many connections, database gone.
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            Some("57P01" | "57P02" | "57P03" | "53300" | "3D000")
+        ),
+        _ => false,
     }
 }
 

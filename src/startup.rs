@@ -98,6 +98,8 @@ impl Application {
             schema: build_schema(SchemaOptions {
                 introspection: settings.server.introspection,
                 field_spans: FieldSpans::parse(&settings.telemetry.field_spans),
+                suggestions: settings.server.suggestions,
+                limits: settings.limits.clone(),
             }),
             tokens: TokenAuthority::new(&settings.auth),
             settings: Arc::new(settings),

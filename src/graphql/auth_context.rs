@@ -65,6 +65,7 @@ impl AuthContext {
     }
 
     /// Active memberships of active organizations, by organization name.
+    #[graphql(complexity = "10 * child_complexity")]
     async fn organizations(&self) -> Vec<OrganizationMembership> {
         self.0
             .organizations
@@ -77,6 +78,7 @@ impl AuthContext {
     }
 
     /// Active memberships of active clubs, by club name.
+    #[graphql(complexity = "10 * child_complexity")]
     async fn clubs(&self, ctx: &Context<'_>) -> ApiResult<Vec<ClubMembership>> {
         let roles: Vec<(i64, DomainClubRole)> = self
             .0

@@ -5,6 +5,7 @@ pub mod auth_context;
 pub mod availability;
 pub mod context;
 pub mod dashboard;
+pub mod limits;
 pub mod loaders;
 pub mod reservations;
 pub mod scalars;
@@ -34,12 +35,16 @@ pub struct MutationRoot(
 pub type BffSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 /// Schema settings that differ between profiles.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SchemaOptions {
     /// Answer `__schema`/`__type`.
     pub introspection: bool,
     /// Which fields get spans.
     pub field_spans: crate::telemetry::graphql::FieldSpans,
+    /// "Did you mean" hints in validation errors.
+    pub suggestions: bool,
+    /// Query limits.
+    pub limits: crate::config::LimitSettings,
 }
 
 fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
@@ -81,7 +86,12 @@ pub fn assign_error_codes(response: &mut async_graphql::Response) {
             continue;
         }
         let message = error.message.as_str();
-        let code = if message.contains("Invalid value for argument")
+        let code = if message.contains("Query is too complex")
+            || message.contains("Query is nested too deep")
+            || message.contains("recursive depth")
+        {
+            ErrorCode::QueryTooComplex
+        } else if message.contains("Invalid value for argument")
             || message.contains("Failed to parse")
             || message.contains("Invalid value for variable")
             || message.contains("Variable") && message.contains("of type")

@@ -85,6 +85,7 @@ impl ReservationQuery {
 
     /// A club's reservations on a date, every status unless `status` narrows them. STAFF and
     /// above see all; players see their own.
+    #[graphql(complexity = "50 * child_complexity")]
     async fn reservations(
         &self,
         ctx: &Context<'_>,

@@ -108,6 +108,7 @@ impl Organization {
         &self.0.slug
     }
     /// The organization's active clubs that the caller can see.
+    #[graphql(complexity = "10 * child_complexity")]
     async fn clubs(&self, ctx: &Context<'_>) -> ApiResult<Vec<Club>> {
         let request = request(ctx);
         let viewer = &request.principal().await?.viewer;
@@ -146,6 +147,7 @@ impl Club {
         Organization(self.0.organization())
     }
     /// Active courts (also retired ones with `includeInactive`), by id.
+    #[graphql(complexity = "10 * child_complexity")]
     async fn courts(
         &self,
         ctx: &Context<'_>,

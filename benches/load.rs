@@ -191,7 +191,8 @@ async fn closed_loop(
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
-            let mut i = worker;
+            // Past the warm-up's indices, so bookings never reuse a slot.
+            let mut i = 1_000_000 + worker;
             while Instant::now() < deadline {
                 let sent = Instant::now();
                 if !ok(make(&client, &base, i).send().await).await {

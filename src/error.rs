@@ -26,8 +26,11 @@ impl StoreError {
         if let sqlx::Error::Database(db) = &error {
             let constraint = db.constraint().unwrap_or_default();
             let message = db.message();
+            // A deadlock between two racing inserts (one waits on the other's exclusion entry,
+            // the other on its unique-key entry) aborts one of them: it lost the race.
             if constraint == "reservations_no_overlap"
                 || message.contains("reservations_no_overlap")
+                || db.code().as_deref() == Some("40P01")
             {
                 return StoreError::Overlap;
             }

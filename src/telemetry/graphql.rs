@@ -21,8 +21,8 @@ use crate::{cache::keys::fnv1a64, graphql::context::RequestContext};
 /// Which fields get a span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldSpans {
-    /// Fields returning objects or lists (where resolvers load data); leaves only feed the
-    /// histogram.
+    /// Root fields, where the operations run; their I/O (cache lookups, DataLoader batches,
+    /// SQL) has spans of its own. Other non-leaf fields feed the histogram only.
     Io,
     /// Every field.
     All,
@@ -172,13 +172,7 @@ impl Extension for TelemetryExtension {
         if info.is_for_introspection {
             return next.run(ctx, info).await;
         }
-        let request = ctx.data_opt::<RequestContext>();
         let is_root = info.path_node.parent.is_none();
-        if is_root {
-            if let Some(request) = request {
-                request.stats.add_root_field(info.name);
-            }
-        }
         let leaf = {
             let name = info
                 .return_type
@@ -189,49 +183,57 @@ impl Extension for TelemetryExtension {
                 .get(name)
                 .is_some_and(|t| t.is_leaf())
         };
+        // Leaves are reads of already loaded data: nothing to time or trace by default, and they
+        // are most of the fields (a day of slots is hundreds).
+        let want_span = match self.field_spans {
+            FieldSpans::All => true,
+            FieldSpans::Io => is_root,
+            FieldSpans::None => false,
+        };
+        if leaf && !is_root && !want_span {
+            return next.run(ctx, info).await;
+        }
+        let request = ctx.data_opt::<RequestContext>();
+        if is_root {
+            if let Some(request) = request {
+                request.stats.add_root_field(info.name);
+            }
+        }
         let parent_type = info.parent_type.to_string();
         let field_name = info.name.to_string();
-        let started = Instant::now();
-        let result = if leaf && !is_root {
-            let result = next.run(ctx, info).await;
-            if self.field_spans == FieldSpans::All {
-                tracing::debug!(graphql.field.name = %field_name, graphql.field.parent_type = %parent_type, "field resolved");
-            }
-            result
+        let path: Arc<str> = Arc::from(info.path_node.to_string());
+        let span = if want_span {
+            tracing::debug_span!(
+                "graphql.field",
+                otel.name = %format!("{parent_type}.{field_name}"),
+                graphql.field.path = %path,
+                graphql.field.parent_type = %parent_type,
+                graphql.field.name = %field_name,
+                otel.status_code = Empty,
+                otel.status_message = Empty,
+            )
         } else {
-            let path: Arc<str> = Arc::from(info.path_node.to_string());
-            let span = if self.field_spans == FieldSpans::None {
-                tracing::Span::none()
-            } else {
-                tracing::debug_span!(
-                    "graphql.field",
-                    otel.name = %format!("{parent_type}.{field_name}"),
-                    graphql.field.path = %path,
-                    graphql.field.parent_type = %parent_type,
-                    graphql.field.name = %field_name,
-                    otel.status_code = Empty,
-                    otel.status_message = Empty,
-                )
-            };
-            let result = FIELD_PATH
-                .scope(path.clone(), next.run(ctx, info).instrument(span.clone()))
-                .await;
-            if let Err(error) = &result {
-                mark_errors(&span, std::slice::from_ref(error));
-            }
-            if let Some(request) = request {
-                request.stats.record_field(&path, started.elapsed());
-            }
-            result
+            tracing::Span::none()
         };
-        if let Some(instruments) = request.and_then(|r| r.instruments.as_ref()) {
-            instruments.field_duration.record(
-                started.elapsed().as_secs_f64(),
-                &[
-                    KeyValue::new("graphql.field.parent_type", parent_type),
-                    KeyValue::new("graphql.field.name", field_name),
-                ],
-            );
+        let started = Instant::now();
+        let result = FIELD_PATH
+            .scope(path.clone(), next.run(ctx, info).instrument(span.clone()))
+            .await;
+        let took = started.elapsed();
+        if let Err(error) = &result {
+            mark_errors(&span, std::slice::from_ref(error));
+        }
+        if let Some(request) = request {
+            request.stats.record_field(&path, took);
+            if let Some(instruments) = &request.instruments {
+                instruments.field_duration.record(
+                    took.as_secs_f64(),
+                    &[
+                        KeyValue::new("graphql.field.parent_type", parent_type),
+                        KeyValue::new("graphql.field.name", field_name),
+                    ],
+                );
+            }
         }
         result
     }

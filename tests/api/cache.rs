@@ -530,3 +530,100 @@ async fn stale_availability_is_served_while_the_database_is_unreachable() {
     app.admin(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_fills_availability_and_dashboards_before_the_first_request() {
+    let app = crate::helpers::spawn_app(Backend::Sqlite).await;
+    let admin = app.token("admin@demo.padel").await;
+    let response = app
+        .client
+        .post(format!("{}/api/management/cache/warmup", app.address))
+        .bearer_auth(&admin)
+        .json(&json!({"clubIds": [1], "days": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["warmed"],
+        1 + 2 + 3,
+        "layout, 2 days of availability, 3 dashboards"
+    );
+    let manager = app.token("manager@demo.padel").await;
+    let today = padel_bff::reads::today_at("Europe/Madrid").to_string();
+    let reply = app
+        .graphql(
+            Some(&manager),
+            "query($d: Date!) { courtAvailability(clubId: 1, date: $d, slotMinutes: 90) { date } }",
+            json!({"d": today}),
+        )
+        .await;
+    assert_eq!(
+        reply.cache_outcome("courtAvailability"),
+        "l1Hit",
+        "{}",
+        reply.body
+    );
+    let reply = app
+        .graphql(
+            Some(&manager),
+            "{ dashboard(clubId: 1, period: WEEK) { from } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(reply.cache_outcome("dashboard"), "l1Hit", "{}", reply.body);
+    // Only superusers may warm up.
+    let denied = app
+        .client
+        .post(format!("{}/api/management/cache/warmup", app.address))
+        .bearer_auth(&manager)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_dashboard_is_served_while_one_refresh_runs() {
+    let app = crate::helpers::spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("BFF__CACHE__DASHBOARD__TTL", "1s"),
+            ("BFF__CACHE__DASHBOARD__STALE_WHILE_REVALIDATE", "30s"),
+            ("BFF__CACHE__TTL_JITTER", "0"),
+        ],
+    )
+    .await;
+    let manager = app.token("manager@demo.padel").await;
+    let query = "{ dashboard(clubId: 1, period: DAY) { current { reservations } } }";
+    assert_eq!(
+        app.graphql(Some(&manager), query, json!({}))
+            .await
+            .cache_outcome("dashboard"),
+        "miss"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let stale = app.graphql(Some(&manager), query, json!({})).await;
+    assert_eq!(
+        stale.cache_outcome("dashboard"),
+        "staleWhileRevalidate",
+        "{}",
+        stale.body
+    );
+    // The background refresh lands; the next read is a fresh hit.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = app.graphql(Some(&manager), query, json!({})).await;
+        if reply.cache_outcome("dashboard") == "l1Hit" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refresh never landed: {}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

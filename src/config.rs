@@ -190,6 +190,8 @@ pub struct ServerSettings {
     pub debug_headers: bool,
     /// "Did you mean …?" hints in validation errors (they reveal the schema).
     pub suggestions: bool,
+    /// Origins browsers may call from (`*`: any; empty: none).
+    pub cors_origins: Vec<String>,
 }
 
 /// Database settings.

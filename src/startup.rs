@@ -83,6 +83,7 @@ impl Application {
                 }
             });
         }
+        spawn_database_invalidations(&store, &cache).await;
         let registry = prometheus::Registry::new();
         let instruments = Instruments::new(
             crate::telemetry::meter_provider(&settings, &registry)?,
@@ -160,6 +161,39 @@ impl Application {
         instruments.shutdown();
         result
     }
+}
+
+/// Applies the cache tags Postgres triggers publish when data changes behind the gateway's back.
+/// A lost connection may have lost notifications: everything is invalidated then.
+async fn spawn_database_invalidations(store: &Store, cache: &Cache) {
+    let mut listener = match store.invalidation_listener().await {
+        Ok(Some(listener)) => listener,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(error = %error, "cannot listen for database invalidations; external changes wait for TTLs");
+            return;
+        }
+    };
+    let (cache, store) = (cache.clone(), store.clone());
+    tokio::spawn(async move {
+        while !store.is_closed() {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    cache
+                        .invalidate(&[notification.payload().to_string()])
+                        .await
+                }
+                Ok(None) => {
+                    tracing::warn!("database invalidation channel reconnected: invalidating every cached value");
+                    cache.flush_all().await;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "database invalidation channel failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -26,22 +26,29 @@ pub const SQL_STATEMENTS_HEADER: &str = "x-sql-statements";
 /// POST /graphql.
 pub(crate) async fn post_graphql(
     State(state): State<AppState>,
+    request_id: Option<axum::Extension<super::RequestId>>,
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
-    execute(&state, &headers, request.into_inner()).await
+    let request_id = request_id.map(|r| r.0 .0).unwrap_or_default();
+    execute(&state, &headers, &request_id, request.into_inner()).await
 }
 
 /// GET /graphql: a query in the URL runs; otherwise the GraphiQL IDE.
 pub(crate) async fn get_graphql(State(state): State<AppState>, request: Request) -> Response {
     if request.uri().query().is_some_and(|q| q.contains("query=")) {
         let headers = request.headers().clone();
+        let request_id = request
+            .extensions()
+            .get::<super::RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
         return match <GraphQLRequest as axum::extract::FromRequest<AppState>>::from_request(
             request, &state,
         )
         .await
         {
-            Ok(graphql) => execute(&state, &headers, graphql.into_inner()).await,
+            Ok(graphql) => execute(&state, &headers, &request_id, graphql.into_inner()).await,
             Err(rejection) => rejection.into_response(),
         };
     }
@@ -66,6 +73,7 @@ pub(crate) async fn get_graphql(State(state): State<AppState>, request: Request)
 async fn execute(
     state: &AppState,
     headers: &HeaderMap,
+    request_id: &str,
     request: async_graphql::Request,
 ) -> Response {
     let started = Instant::now();
@@ -79,6 +87,19 @@ async fn execute(
     let stats = context.stats.clone();
     let mut response = state.schema.execute(request.data(context)).await;
     assign_error_codes(&mut response);
+    for error in &mut response.errors {
+        let internal = error
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            .is_some_and(|c| c.to_string().contains("INTERNAL_SERVER_ERROR"));
+        if internal {
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("requestId", request_id);
+        }
+    }
     if state.settings.profile == Profile::Development || stats.is_superuser() {
         let outcomes: Vec<async_graphql::Value> = stats
             .cache_outcomes()

@@ -9,16 +9,46 @@ mod monitoring;
 mod observe;
 
 pub use graphql::SQL_STATEMENTS_HEADER;
-pub use observe::{REQUEST_ID_HEADER, TRACE_ID_HEADER};
+pub use observe::{RequestId, REQUEST_ID_HEADER, TRACE_ID_HEADER};
 
 use axum::{
     http::StatusCode,
     routing::{get, post},
     Router,
 };
-use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
+use tower_http::{
+    catch_panic::CatchPanicLayer, cors::CorsLayer, limit::RequestBodyLimitLayer,
+    timeout::TimeoutLayer,
+};
 
 use crate::state::AppState;
+
+/// CORS from the allowlist: `*` allows any origin (development), an empty list none.
+fn cors(origins: &[String]) -> CorsLayer {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("traceparent"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-trace-id"),
+        ]);
+    if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(tower_http::cors::Any)
+    } else {
+        layer.allow_origin(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        )
+    }
+}
 
 /// The application's router, separate from serving so tests can drive it directly.
 pub fn router(state: AppState) -> Router {
@@ -45,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/bff/monitoring/summary", get(monitoring::summary))
         .route("/api/bff/monitoring/reset", post(monitoring::reset))
         .route("/api/bff/monitoring/health", get(monitoring::health))
+        .layer(CatchPanicLayer::custom(observe::panic_response))
         .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
@@ -54,5 +85,6 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             observe::observe,
         ))
+        .layer(cors(&server.cors_origins))
         .with_state(state)
 }

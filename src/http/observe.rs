@@ -23,6 +23,38 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Header with the trace id of the request's trace.
 pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
+/// Marks the response the panic handler built, so this middleware can add the request id.
+const PANIC_MARKER: &str = "x-bff-panic";
+
+/// The request id, available to handlers as a request extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The body every failed request gets: one generic error with the request id, nothing of the
+/// cause.
+pub(crate) fn internal_error_body(request_id: &str) -> String {
+    serde_json::json!({
+        "data": null,
+        "errors": [{ "message": "internal server error", "extensions": { "code": "INTERNAL_SERVER_ERROR", "requestId": request_id } }]
+    })
+    .to_string()
+}
+
+/// What a panic inside a handler answers (before the request id is known to it).
+pub(crate) fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked; answered INTERNAL_SERVER_ERROR");
+    let mut response = Response::new(axum::body::Body::from(internal_error_body("")));
+    *response.status_mut() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(PANIC_MARKER, HeaderValue::from_static("1"));
+    response
+}
+
 /// Routes reported as `http.route` (anything else is "other", keeping metric labels bounded).
 const ROUTES: &[&str] = &[
     "/graphql",
@@ -75,7 +107,7 @@ fn incoming_trace_id(headers: &HeaderMap) -> Option<String> {
 /// The middleware.
 pub(crate) async fn observe(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
@@ -114,7 +146,17 @@ pub(crate) async fn observe(
     if let Some(trace_id) = &trace_id {
         span.record("trace_id", trace_id.as_str());
     }
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
     let mut response = next.run(request).instrument(span.clone()).await;
+    if response.headers_mut().remove(PANIC_MARKER).is_some() {
+        tracing::error!(parent: &span, request_id = %request_id, "request failed with a panic");
+        *response.body_mut() = axum::body::Body::from(internal_error_body(&request_id));
+        response
+            .headers_mut()
+            .remove(axum::http::header::CONTENT_LENGTH);
+    }
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {

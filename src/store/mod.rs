@@ -294,6 +294,29 @@ impl Store {
         Ok(())
     }
 
+    /// On Postgres, a listener on the channel the invalidation triggers publish cache tags on
+    /// (migration 0003); `None` on SQLite.
+    pub async fn invalidation_listener(
+        &self,
+    ) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
+        match &self.db {
+            Db::Postgres(pool) => {
+                let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+                listener.listen("bff_invalidate").await?;
+                Ok(Some(listener))
+            }
+            Db::Sqlite(_) => Ok(None),
+        }
+    }
+
+    /// Whether the pool was closed (the application is stopping).
+    pub fn is_closed(&self) -> bool {
+        match &self.db {
+            Db::Postgres(pool) => pool.is_closed(),
+            Db::Sqlite(pool) => pool.is_closed(),
+        }
+    }
+
     /// Cheap round trip for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pool!(self, "SELECT 1", |pool| sqlx::query("SELECT 1")

@@ -217,3 +217,49 @@ on_both_backends!(
         );
     }
 );
+
+/// Polls a request until it answers `code` (changes behind the gateway arrive by NOTIFY).
+async fn until_code(app: &crate::helpers::TestApp, token: &str, query: &str, code: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let reply = app.graphql(Some(token), query, json!({})).await;
+        if reply.code() == code {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} instead of {code}: {}",
+            reply.code(),
+            reply.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivation_behind_the_gateways_back_ends_access_despite_the_cache() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await;
+    let token = app.token("manager@demo.padel").await;
+    let dashboard = "{ dashboard(clubId: 1) { from } }";
+    // Warm: the manager's context and the club are cached.
+    for _ in 0..2 {
+        app.graphql(Some(&token), dashboard, json!({})).await.ok();
+    }
+    let user = app.user_id("manager@demo.padel").await;
+    app.execute(&format!(
+        "UPDATE club_memberships SET is_active = FALSE WHERE user_id = {user} AND club_id = 1"
+    ))
+    .await;
+    until_code(&app, &token, dashboard, "NOT_FOUND").await;
+    app.execute(&format!(
+        "UPDATE users SET is_active = FALSE WHERE id = {user}"
+    ))
+    .await;
+    until_code(
+        &app,
+        &token,
+        "{ authContext { user { email } } }",
+        "UNAUTHENTICATED",
+    )
+    .await;
+}

@@ -185,10 +185,16 @@ fn check(principal: &Principal, club: &ClubRow, needed: ClubAccess) -> ApiResult
 
 /// Parses a GraphQL `ID` as a positive integer id; anything else is BAD_USER_INPUT.
 pub fn parse_id(id: &async_graphql::ID, what: &str) -> ApiResult<i64> {
-    id.parse::<i64>()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| ApiError::bad_input(format!("`{}` is not a valid {what} id", id.as_str())))
+    id.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+        // Echo short values only: hostile megabyte ids stay out of responses and logs.
+        let shown: String = id.as_str().chars().take(32).collect();
+        let ellipsis = if id.as_str().chars().count() > 32 {
+            "…"
+        } else {
+            ""
+        };
+        ApiError::bad_input(format!("`{shown}{ellipsis}` is not a valid {what} id"))
+    })
 }
 
 /// The request context of a resolver.

@@ -57,13 +57,25 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
 
 /// Builds the schema.
 pub fn build_schema(options: SchemaOptions) -> BffSchema {
-    let builder = builder().extension(crate::telemetry::graphql::Telemetry {
-        field_spans: options.field_spans,
-    });
+    let builder = builder()
+        .extension(limits::QueryLimits {
+            limits: options.limits.clone(),
+            introspection: options.introspection,
+        })
+        .extension(crate::telemetry::graphql::Telemetry {
+            field_spans: options.field_spans,
+        })
+        .limit_complexity(options.limits.max_complexity)
+        .limit_recursive_depth(options.limits.max_recursive_depth);
     let builder = if options.introspection {
         builder
     } else {
         builder.disable_introspection()
+    };
+    let builder = if options.suggestions {
+        builder
+    } else {
+        builder.disable_suggestions()
     };
     builder.finish()
 }
@@ -95,6 +107,8 @@ pub fn assign_error_codes(response: &mut async_graphql::Response) {
             || message.contains("Failed to parse")
             || message.contains("Invalid value for variable")
             || message.contains("Variable") && message.contains("of type")
+            || message.contains("Expected input type")
+            || !error.path.is_empty()
             || !request_level
         {
             ErrorCode::BadUserInput

@@ -98,10 +98,10 @@ on_both_backends!(idempotency_keys_return_the_first_reservation, |app| {
             .code(),
         "BAD_USER_INPUT"
     );
-    // Parallel retries with one key create one reservation.
+    // 50 parallel retries with one key create one reservation.
     let app = std::sync::Arc::new(app);
     let mut tasks = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..50 {
         let app = app.clone();
         let token = token.clone();
         let input = json!({"courtId": "2", "date": date, "start": "10:00", "end": "11:00", "idempotencyKey": "retry-storm"});

@@ -40,8 +40,7 @@ use crate::config::{CacheSettings, KindSettings};
 use redis_tier::RedisTier;
 
 /// Where a value came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Fresh value from the in-process tier.
     L1Hit,

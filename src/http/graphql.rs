@@ -15,6 +15,7 @@ use opentelemetry::KeyValue;
 
 use crate::{
     config::Profile,
+    error::ErrorCode,
     graphql::{assign_error_codes, context::RequestContext},
     state::AppState,
     telemetry::{monitoring::RequestRecord, RequestStats},
@@ -87,13 +88,9 @@ async fn execute(
     let stats = context.stats.clone();
     let mut response = state.schema.execute(request.data(context)).await;
     assign_error_codes(&mut response);
-    for error in &mut response.errors {
-        let internal = error
-            .extensions
-            .as_ref()
-            .and_then(|e| e.get("code"))
-            .is_some_and(|c| c.to_string().contains("INTERNAL_SERVER_ERROR"));
-        if internal {
+    let codes: Vec<&'static str> = response.errors.iter().map(error_code).collect();
+    for (error, code) in response.errors.iter_mut().zip(&codes) {
+        if *code == ErrorCode::InternalServerError.as_str() {
             error
                 .extensions
                 .get_or_insert_with(Default::default)
@@ -101,30 +98,15 @@ async fn execute(
         }
     }
     if state.settings.profile == Profile::Development || stats.is_superuser() {
-        let outcomes: Vec<async_graphql::Value> = stats
+        let outcomes = stats
             .cache_outcomes()
             .into_iter()
-            .map(|(kind, outcome)| {
-                let outcome = async_graphql::to_value(outcome).unwrap_or(async_graphql::Value::Null);
-                async_graphql::Value::from_json(serde_json::json!({ "kind": kind, "outcome": outcome.into_json().unwrap_or_default() }))
-                    .unwrap_or(async_graphql::Value::Null)
-            })
+            .map(|(kind, outcome)| async_graphql::value!({ "kind": kind, "outcome": outcome.name() }))
             .collect();
         response
             .extensions
             .insert("cache".to_string(), async_graphql::Value::List(outcomes));
     }
-    let codes: Vec<String> = response
-        .errors
-        .iter()
-        .map(|e| {
-            e.extensions
-                .as_ref()
-                .and_then(|x| x.get("code"))
-                .map(|c| c.to_string().trim_matches('"').to_string())
-                .unwrap_or_default()
-        })
-        .collect();
     record(state, &stats, started, &codes);
     let mut http = GraphQLResponse::from(response).into_response();
     let headers = http.headers_mut();
@@ -139,6 +121,20 @@ async fn execute(
         );
     }
     http
+}
+
+/// The `extensions.code` of an error (every error has one after `assign_error_codes`).
+fn error_code(error: &async_graphql::ServerError) -> &'static str {
+    let code = error.extensions.as_ref().and_then(|e| e.get("code"));
+    let text = match code {
+        Some(async_graphql::Value::String(code)) => code.as_str(),
+        _ => "",
+    };
+    ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .find(|c| *c == text)
+        .unwrap_or("")
 }
 
 /// The monitoring key of an operation: its name, or its root fields when anonymous.
@@ -159,7 +155,7 @@ fn operation_key(stats: &RequestStats) -> String {
 }
 
 /// Summary line, slow-request warning, metrics and monitoring for one GraphQL request.
-fn record(state: &AppState, stats: &RequestStats, started: Instant, codes: &[String]) {
+fn record(state: &AppState, stats: &RequestStats, started: Instant, codes: &[&'static str]) {
     let duration = started.elapsed();
     let operation = operation_key(stats);
     let outcomes = stats.cache_outcomes();
@@ -174,15 +170,7 @@ fn record(state: &AppState, stats: &RequestStats, started: Instant, codes: &[Str
         .count();
     let cache: Vec<String> = outcomes
         .iter()
-        .map(|(k, o)| {
-            format!(
-                "{k}:{}",
-                serde_json::to_value(o)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default()
-            )
-        })
+        .map(|(kind, outcome)| format!("{kind}:{}", outcome.name()))
         .collect();
     let n_plus_one = stats.n_plus_one();
     let status = if codes.is_empty() { "ok" } else { "error" };
@@ -231,7 +219,7 @@ fn record(state: &AppState, stats: &RequestStats, started: Instant, codes: &[Str
     for code in codes {
         instruments
             .errors
-            .add(1, &[KeyValue::new("error.code", code.clone())]);
+            .add(1, &[KeyValue::new("error.code", *code)]);
     }
     state.monitoring.record(
         &operation,

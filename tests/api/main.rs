@@ -11,4 +11,5 @@ mod hardening;
 mod health_and_schema;
 mod n_plus_one;
 mod observability;
+mod query_plans;
 mod reservations;

@@ -13,3 +13,4 @@ mod n_plus_one;
 mod observability;
 mod query_plans;
 mod reservations;
+mod tenant_sweep;

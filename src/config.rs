@@ -31,6 +31,29 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Query limits.
     pub limits: LimitSettings,
+    /// Rate limiting.
+    pub rate_limit: RateLimitSettings,
+}
+
+/// Token buckets per user and per client IP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Master switch.
+    pub enabled: bool,
+    /// Queries a user may send per second, sustained.
+    pub query_per_second: f64,
+    /// Queries a user may send at once.
+    pub query_burst: f64,
+    /// Mutations a user may send per second, sustained.
+    pub mutation_per_second: f64,
+    /// Mutations a user may send at once.
+    pub mutation_burst: f64,
+    /// An IP's buckets are this many times a user's (several users may share one address).
+    pub ip_factor: f64,
+    /// Take the client IP from the first `X-Forwarded-For` address (only behind a proxy that sets
+    /// it); otherwise the TCP peer address.
+    pub trust_forwarded_for: bool,
 }
 
 /// Limits every GraphQL document must stay within (`QUERY_TOO_COMPLEX` otherwise).
@@ -479,10 +502,17 @@ fn apply_env(table: &mut toml::Table, vars: &[(String, String)]) -> Result<(), C
     Ok(())
 }
 
-/// Environment values are strings; numbers and booleans are recognised so typed keys work.
+/// Environment values are strings; integers, decimals and booleans are recognised so typed keys
+/// work.
 fn env_value(value: &str) -> toml::Value {
     if let Ok(i) = value.parse::<i64>() {
         toml::Value::Integer(i)
+    } else if let Some(f) = value
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite() && value.contains('.'))
+    {
+        toml::Value::Float(f)
     } else if let Ok(b) = value.parse::<bool>() {
         toml::Value::Boolean(b)
     } else {

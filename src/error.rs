@@ -67,11 +67,14 @@ pub enum ErrorCode {
     QueryTooComplex,
     /// A dependency (the database) is unavailable; retry later.
     ServiceUnavailable,
+    /// Too many requests; retry after `Retry-After` seconds.
+    RateLimited,
 }
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::RateLimited,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
@@ -97,6 +100,7 @@ impl ErrorCode {
             ErrorCode::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             ErrorCode::QueryTooComplex => "QUERY_TOO_COMPLEX",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::RateLimited => "RATE_LIMITED",
         }
     }
 }

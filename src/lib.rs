@@ -6,6 +6,7 @@
 //! - [`http`]: the axum router: `/graphql`, GraphiQL, health and readiness.
 //! - [`auth`]: bearer-token verification and the signed-in principal.
 //! - [`cache`]: the two-tier cache (moka in process, Redis between replicas) and invalidation.
+//! - [`ratelimit`]: token buckets per user and client IP, shared through Redis.
 //! - [`reads`]: the hot operations' data, read through the cache.
 //! - [`graphql`]: the schema, one module per domain, DataLoaders, the per-request context.
 //! - [`domain`]: pure rules (periods, slots, dashboards, access, permissions, money); no I/O.
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod ratelimit;
 pub mod reads;
 pub mod startup;
 pub mod state;

@@ -95,6 +95,10 @@ impl Application {
             instruments,
             registry,
             monitoring: Arc::new(Monitoring::default()),
+            rate_limiter: Arc::new(crate::ratelimit::RateLimiter::new(
+                &settings.rate_limit,
+                &cache,
+            )),
             cache,
             schema: build_schema(SchemaOptions {
                 introspection: settings.server.introspection,
@@ -138,7 +142,11 @@ impl Application {
         let instruments = self.state.instruments.clone();
         let stop = Arc::new(tokio::sync::Notify::new());
         let router = crate::http::router(self.state);
-        let serve = axum::serve(self.listener, router).with_graceful_shutdown({
+        let serve = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown({
             let stop = stop.clone();
             async move { stop.notified().await }
         });

@@ -28,6 +28,8 @@ pub struct AppState {
     pub instruments: Arc<Instruments>,
     /// The registry `/metrics` renders.
     pub registry: prometheus::Registry,
+    /// Token buckets per user and client IP.
+    pub rate_limiter: Arc<crate::ratelimit::RateLimiter>,
     /// Per-operation statistics for the monitoring API.
     pub monitoring: Arc<Monitoring>,
     /// The demo owner's id when running on demo data in development (GraphiQL pre-fills a token).

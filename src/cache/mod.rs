@@ -180,6 +180,20 @@ impl Cache {
         (self.inner.l1.entry_count(), self.inner.l1.weighted_size())
     }
 
+    /// Takes a token from a bucket shared by every replica; `None` without a usable Redis.
+    pub async fn take_shared_token(
+        &self,
+        key: &str,
+        capacity: f64,
+        per_second: f64,
+    ) -> Option<(bool, u64)> {
+        self.inner
+            .redis
+            .as_ref()?
+            .take_token(key, capacity, per_second)
+            .await
+    }
+
     /// `None` without Redis; otherwise whether it is usable, and why not.
     pub fn redis_health(&self) -> Option<Result<(), String>> {
         self.inner.redis.as_ref().map(RedisTier::health)

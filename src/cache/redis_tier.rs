@@ -49,6 +49,29 @@ return out
 
 const MAX_MISSED: usize = 10_000;
 
+/// A token bucket on Redis's clock: refills continuously, takes one token, expires when full.
+const TOKEN_BUCKET_SCRIPT: &str = r#"
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(b[1]) or capacity
+local ts = tonumber(b[2]) or now
+tokens = math.min(capacity, tokens + (now - ts) / 1000 * rate)
+local allowed = 0
+local retry = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  retry = math.ceil((1 - tokens) / rate * 1000)
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 1000)
+return {allowed, retry}
+"#;
+
 pub(crate) struct RedisTier {
     connection: ConnectionManager,
     read_timeout: Duration,
@@ -140,6 +163,28 @@ impl RedisTier {
             subscribed,
             prefix: settings.key_prefix.clone(),
         }
+    }
+
+    /// One token from the shared bucket `key` (capacity, refill per second), decided atomically
+    /// by Redis on its own clock: `(allowed, retry_after_ms)`; `None` when Redis is skipped.
+    pub(crate) async fn take_token(
+        &self,
+        key: &str,
+        capacity: f64,
+        per_second: f64,
+    ) -> Option<(bool, u64)> {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(TOKEN_BUCKET_SCRIPT)
+            .arg(1)
+            .arg(prefixed(&self.prefix, key))
+            .arg(capacity)
+            .arg(per_second);
+        let mut connection = self.connection.clone();
+        let (allowed, retry): (i64, i64) = self
+            .call(self.read_timeout, command.query_async(&mut connection))
+            .await?;
+        Some((allowed == 1, retry.max(0) as u64))
     }
 
     pub(crate) fn health(&self) -> Result<(), String> {

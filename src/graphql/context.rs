@@ -35,6 +35,8 @@ pub struct RequestContext {
     pub http_span: tracing::Span,
     credentials: Credentials,
     principal: OnceCell<Principal>,
+    /// Token buckets to charge before executing, and the client's address.
+    pub rate_limit: Option<(Arc<crate::ratelimit::RateLimiter>, Option<std::net::IpAddr>)>,
 }
 
 impl From<LoadError> for ApiError {
@@ -72,6 +74,25 @@ impl RequestContext {
             stats,
             credentials,
             principal: OnceCell::new(),
+            rate_limit: None,
+        }
+    }
+
+    /// Charges this request to the caller's and the client IP's token buckets.
+    pub fn with_rate_limit(
+        mut self,
+        limiter: Arc<crate::ratelimit::RateLimiter>,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Self {
+        self.rate_limit = Some((limiter, client_ip));
+        self
+    }
+
+    /// The user id of a verified token (no database lookup), for rate limiting.
+    pub fn token_user_id(&self) -> Option<i64> {
+        match self.credentials {
+            Credentials::User(id) => Some(id),
+            _ => None,
         }
     }
 

@@ -11,7 +11,12 @@ use async_graphql::{
     Name, Positioned, ServerError, ServerResult, Variables,
 };
 
-use crate::{config::LimitSettings, error::ErrorCode};
+use async_graphql::parser::types::OperationType;
+
+use crate::{
+    config::LimitSettings, error::ErrorCode, graphql::context::RequestContext,
+    ratelimit::OperationKind,
+};
 
 /// The limits extension.
 pub struct QueryLimits {
@@ -227,6 +232,33 @@ impl Extension for QueryLimitsExtension {
         }
         let document = next.run(ctx, query, variables).await?;
         check(&document, &self.limits, self.introspection)?;
+        if let Some(request) = ctx.data_opt::<RequestContext>() {
+            if let Some((limiter, ip)) = &request.rate_limit {
+                // A document holding any mutation is charged as one (the stricter budget).
+                let kind = if document
+                    .operations
+                    .iter()
+                    .any(|(_, op)| op.node.ty == OperationType::Mutation)
+                {
+                    OperationKind::Mutation
+                } else {
+                    OperationKind::Query
+                };
+                if let Err(limited) = limiter.check(request.token_user_id(), *ip, kind).await {
+                    request.stats.set_retry_after(limited.retry_after);
+                    let seconds = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                    let mut error = ServerError::new(
+                        format!("too many requests: retry after {seconds} s"),
+                        None,
+                    );
+                    let mut extensions = async_graphql::ErrorExtensionValues::default();
+                    extensions.set("code", ErrorCode::RateLimited.as_str());
+                    extensions.set("retryAfter", seconds);
+                    error.extensions = Some(extensions);
+                    return Err(error);
+                }
+            }
+        }
         Ok(document)
     }
 }

@@ -28,28 +28,41 @@ pub const SQL_STATEMENTS_HEADER: &str = "x-sql-statements";
 pub(crate) async fn post_graphql(
     State(state): State<AppState>,
     request_id: Option<axum::Extension<super::RequestId>>,
+    client_ip: Option<axum::Extension<super::ClientIp>>,
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
-    let request_id = request_id.map(|r| r.0 .0).unwrap_or_default();
-    execute(&state, &headers, &request_id, request.into_inner()).await
+    let edge = Edge {
+        request_id: request_id.map(|r| r.0 .0).unwrap_or_default(),
+        client_ip: client_ip.map(|c| c.0 .0),
+    };
+    execute(&state, &headers, &edge, request.into_inner()).await
+}
+
+/// What the HTTP edge learned about the request.
+struct Edge {
+    request_id: String,
+    client_ip: Option<std::net::IpAddr>,
 }
 
 /// GET /graphql: a query in the URL runs; otherwise the GraphiQL IDE.
 pub(crate) async fn get_graphql(State(state): State<AppState>, request: Request) -> Response {
     if request.uri().query().is_some_and(|q| q.contains("query=")) {
         let headers = request.headers().clone();
-        let request_id = request
-            .extensions()
-            .get::<super::RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
+        let edge = Edge {
+            request_id: request
+                .extensions()
+                .get::<super::RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            client_ip: request.extensions().get::<super::ClientIp>().map(|c| c.0),
+        };
         return match <GraphQLRequest as axum::extract::FromRequest<AppState>>::from_request(
             request, &state,
         )
         .await
         {
-            Ok(graphql) => execute(&state, &headers, &request_id, graphql.into_inner()).await,
+            Ok(graphql) => execute(&state, &headers, &edge, graphql.into_inner()).await,
             Err(rejection) => rejection.into_response(),
         };
     }
@@ -74,7 +87,7 @@ pub(crate) async fn get_graphql(State(state): State<AppState>, request: Request)
 async fn execute(
     state: &AppState,
     headers: &HeaderMap,
-    request_id: &str,
+    edge: &Edge,
     request: async_graphql::Request,
 ) -> Response {
     let started = Instant::now();
@@ -84,7 +97,8 @@ async fn execute(
         state.tokens.credentials(headers),
         Some(state.instruments.clone()),
         state.settings.telemetry.n_plus_one_threshold,
-    );
+    )
+    .with_rate_limit(state.rate_limiter.clone(), edge.client_ip);
     let stats = context.stats.clone();
     let mut response = state.schema.execute(request.data(context)).await;
     assign_error_codes(&mut response);
@@ -94,7 +108,7 @@ async fn execute(
             error
                 .extensions
                 .get_or_insert_with(Default::default)
-                .set("requestId", request_id);
+                .set("requestId", edge.request_id.as_str());
         }
     }
     if state.settings.profile == Profile::Development || stats.is_superuser() {
@@ -109,6 +123,12 @@ async fn execute(
     }
     record(state, &stats, started, &codes);
     let mut http = GraphQLResponse::from(response).into_response();
+    if let Some(wait) = stats.retry_after() {
+        *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        http.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     let headers = http.headers_mut();
     headers.insert(
         header::CACHE_CONTROL,

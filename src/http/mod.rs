@@ -9,7 +9,7 @@ mod monitoring;
 mod observe;
 
 pub use graphql::SQL_STATEMENTS_HEADER;
-pub use observe::{RequestId, REQUEST_ID_HEADER, TRACE_ID_HEADER};
+pub use observe::{ClientIp, RequestId, REQUEST_ID_HEADER, TRACE_ID_HEADER};
 
 use axum::{
     http::StatusCode,

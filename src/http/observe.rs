@@ -26,6 +26,10 @@ pub const TRACE_ID_HEADER: &str = "x-trace-id";
 /// Marks the response the panic handler built, so this middleware can add the request id.
 const PANIC_MARKER: &str = "x-bff-panic";
 
+/// The client's address (the TCP peer, or the first X-Forwarded-For hop when trusted).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
 /// The request id, available to handlers as a request extension.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -149,6 +153,23 @@ pub(crate) async fn observe(
     request
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
+    let forwarded = if state.settings.rate_limit.trust_forwarded_for {
+        request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    } else {
+        None
+    };
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = forwarded.or(peer) {
+        request.extensions_mut().insert(ClientIp(ip));
+    }
     let mut response = next.run(request).instrument(span.clone()).await;
     if response.headers_mut().remove(PANIC_MARKER).is_some() {
         tracing::error!(parent: &span, request_id = %request_id, "request failed with a panic");

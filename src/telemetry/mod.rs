@@ -134,6 +134,7 @@ pub struct RequestStats {
     operation: Mutex<Option<(String, String)>>,
     root_fields: Mutex<Vec<String>>,
     slow_fields: Mutex<Vec<(String, Duration)>>,
+    retry_after: Mutex<Option<Duration>>,
 }
 
 /// Slowest fields kept per request for the slow-request warning.
@@ -250,6 +251,16 @@ impl RequestStats {
             slow.sort_by(|a, b| b.1.cmp(&a.1));
             slow.truncate(SLOW_FIELDS_KEPT);
         }
+    }
+
+    /// Marks the request as rate limited.
+    pub fn set_retry_after(&self, wait: Duration) {
+        *self.retry_after.lock().expect("retry lock") = Some(wait);
+    }
+
+    /// How long a rate-limited caller must wait.
+    pub fn retry_after(&self) -> Option<Duration> {
+        *self.retry_after.lock().expect("retry lock")
     }
 
     /// The slowest fields, slowest first.

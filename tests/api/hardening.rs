@@ -256,3 +256,48 @@ async fn two_hundred_racing_bookings_on_two_replicas_never_overlap() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_per_user_per_kind_and_shared_by_replicas() {
+    let prefix = crate::helpers::unique_prefix();
+    let a = crate::helpers::spawn_app_with(
+        Backend::Postgres,
+        &[
+            ("REDIS_URL", &crate::helpers::shared_redis_url()),
+            ("BFF__CACHE__KEY_PREFIX", &prefix),
+            ("BFF__RATE_LIMIT__MUTATION_BURST", "3"),
+            ("BFF__RATE_LIMIT__MUTATION_PER_SECOND", "0.2"),
+        ],
+    )
+    .await;
+    let b = a.replica(&[]).await;
+    let owner = a.token("owner@demo.padel").await;
+    let switch =
+        "mutation { switchOrganization(organizationId: 1) { currentOrganization { id } } }";
+    // Three mutations pass, alternating replicas: the bucket is shared through Redis.
+    for (i, app) in [&a, &b, &a].iter().enumerate() {
+        let reply = app.graphql(Some(&owner), switch, json!({})).await;
+        assert_eq!(reply.status, 200, "mutation {i}: {}", reply.body);
+        reply.ok();
+    }
+    let limited = b.graphql(Some(&owner), switch, json!({})).await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.code(), "RATE_LIMITED");
+    let retry: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=5).contains(&retry), "Retry-After {retry}");
+    // Queries have their own bucket; other users theirs.
+    a.graphql(
+        Some(&owner),
+        "{ authContext { user { email } } }",
+        json!({}),
+    )
+    .await
+    .ok();
+    let other = a.token("orgadmin@demo.padel").await;
+    a.graphql(Some(&other), switch, json!({})).await.ok();
+    healthy(&a).await;
+}

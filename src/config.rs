@@ -56,6 +56,24 @@ pub struct RateLimitSettings {
     pub trust_forwarded_for: bool,
 }
 
+impl TelemetrySettings {
+    /// The slow-request threshold for an operation, from the names it goes by (its root fields,
+    /// or its monitoring key such as `dashboard+authContext`): the strictest matching one.
+    pub fn slow_threshold<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Duration {
+        let names: Vec<String> = names.into_iter().map(str::to_ascii_lowercase).collect();
+        [
+            ("dashboard", self.slow_dashboard),
+            ("authcontext", self.slow_auth_context),
+            ("courtavailability", self.slow_court_availability),
+        ]
+        .iter()
+        .filter(|(field, _)| names.iter().any(|n| n.contains(field)))
+        .map(|(_, t)| *t)
+        .min()
+        .unwrap_or(self.slow_default)
+    }
+}
+
 /// Limits every GraphQL document must stay within (`QUERY_TOO_COMPLEX` otherwise).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -379,6 +397,26 @@ impl Settings {
         }
         if self.cache.key_prefix.is_empty() || self.cache.key_prefix.contains(char::is_whitespace) {
             return key_error("cache.key_prefix", "must be non-empty without spaces");
+        }
+        let rl = &self.rate_limit;
+        for (key, value, min) in [
+            (
+                "rate_limit.query_per_second",
+                rl.query_per_second,
+                f64::MIN_POSITIVE,
+            ),
+            (
+                "rate_limit.mutation_per_second",
+                rl.mutation_per_second,
+                f64::MIN_POSITIVE,
+            ),
+            ("rate_limit.query_burst", rl.query_burst, 1.0),
+            ("rate_limit.mutation_burst", rl.mutation_burst, 1.0),
+            ("rate_limit.ip_factor", rl.ip_factor, 1.0),
+        ] {
+            if !(value.is_finite() && value >= min) {
+                return key_error(key, &format!("must be a number of at least {min}"));
+            }
         }
         if !matches!(self.telemetry.field_spans.as_str(), "io" | "all" | "none") {
             return key_error("telemetry.field_spans", "must be io, all or none");

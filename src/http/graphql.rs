@@ -207,16 +207,7 @@ fn record(state: &AppState, stats: &RequestStats, started: Instant, codes: &[&'s
     );
     let telemetry = &state.settings.telemetry;
     let roots = stats.root_fields();
-    let threshold = [
-        ("dashboard", telemetry.slow_dashboard),
-        ("authContext", telemetry.slow_auth_context),
-        ("courtAvailability", telemetry.slow_court_availability),
-    ]
-    .iter()
-    .filter(|(field, _)| roots.iter().any(|r| r == field))
-    .map(|(_, t)| *t)
-    .min()
-    .unwrap_or(telemetry.slow_default);
+    let threshold = telemetry.slow_threshold(roots.iter().map(String::as_str));
     if duration > threshold {
         let slowest: Vec<String> = stats
             .slowest_fields()

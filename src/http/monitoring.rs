@@ -1,8 +1,6 @@
 //! The monitoring API: per-operation statistics, a summary, reset, health, and a performance
 //! score with recommendations. Superusers only, except health.
 
-use std::time::Duration;
-
 use axum::{
     extract::{Query, State},
     http::{HeaderMap, StatusCode},
@@ -137,20 +135,6 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// The slow-request threshold of an operation key (a name or its root fields).
-fn threshold(settings: &TelemetrySettings, operation: &str) -> Duration {
-    let lower = operation.to_ascii_lowercase();
-    [
-        ("dashboard", settings.slow_dashboard),
-        ("authcontext", settings.slow_auth_context),
-        ("courtavailability", settings.slow_court_availability),
-    ]
-    .iter()
-    .filter(|(name, _)| lower.contains(name))
-    .map(|(_, t)| *t)
-    .min()
-    .unwrap_or(settings.slow_default)
-}
-
 /// The documented scoring rules (docs/observability.md): start at 100 and subtract.
 pub(crate) fn performance_report(
     operations: &[OperationSnapshot],
@@ -161,7 +145,10 @@ pub(crate) fn performance_report(
     let mut findings = Vec::new();
     let mut latency_penalty = 0;
     for op in operations.iter().filter(|o| o.count > 0) {
-        let limit = threshold(settings, &op.operation).as_secs_f64() * 1000.0;
+        let limit = settings
+            .slow_threshold([op.operation.as_str()])
+            .as_secs_f64()
+            * 1000.0;
         if op.p95_ms > limit {
             latency_penalty += 10;
             findings.push(json!({

@@ -166,6 +166,9 @@ pub struct CacheSettings {
     pub breaker_cooldown: Duration,
     /// Fraction of the TTL added or removed at random, so entries filled together expire apart.
     pub ttl_jitter: f64,
+    /// How long a registered persisted query (APQ) is kept.
+    #[serde(deserialize_with = "duration")]
+    pub persisted_query_ttl: Duration,
     /// Fill availability and dashboards of active clubs when `serve` starts.
     pub warmup_on_start: bool,
     /// Days of availability the warm-up fills, from today.

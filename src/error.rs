@@ -69,11 +69,14 @@ pub enum ErrorCode {
     ServiceUnavailable,
     /// Too many requests; retry after `Retry-After` seconds.
     RateLimited,
+    /// An automatic persisted query's hash is unknown: send the document with it (Apollo APQ).
+    PersistedQueryNotFound,
 }
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::PersistedQueryNotFound,
         ErrorCode::RateLimited,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
@@ -101,6 +104,7 @@ impl ErrorCode {
             ErrorCode::QueryTooComplex => "QUERY_TOO_COMPLEX",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
         }
     }
 }

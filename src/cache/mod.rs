@@ -180,6 +180,36 @@ impl Cache {
         (self.inner.l1.entry_count(), self.inner.l1.weighted_size())
     }
 
+    /// The text of a persisted query (APQ) by its SHA-256, from L1 or Redis.
+    pub async fn persisted_query(&self, sha256: &str) -> Option<String> {
+        let key = format!("bff:v{}:apq:{sha256}", keys::CACHE_FORMAT);
+        let now = now_ms();
+        if let Some(entry) = self.l1_get(&key).filter(|e| now < e.fresh_until_ms) {
+            return String::from_utf8(entry.value.clone()).ok();
+        }
+        let (entry, _) = self.inner.redis.as_ref()?.get(&key, &[]).await?;
+        let entry = Arc::new(entry.filter(|e| now < e.fresh_until_ms)?);
+        self.l1_put(&key, entry.clone());
+        String::from_utf8(entry.value.clone()).ok()
+    }
+
+    /// Registers a persisted query's text under its SHA-256, in L1 and Redis (every replica).
+    pub fn register_persisted_query(&self, sha256: &str, text: &str) {
+        let key = format!("bff:v{}:apq:{sha256}", keys::CACHE_FORMAT);
+        let until = now_ms() + self.inner.settings.persisted_query_ttl.as_millis() as u64;
+        let entry = Arc::new(Entry {
+            fresh_until_ms: until,
+            stale_until_ms: until,
+            tags: Vec::new(),
+            generations: Vec::new(),
+            value: text.as_bytes().to_vec(),
+        });
+        self.l1_put(&key, entry.clone());
+        if let Some(redis) = &self.inner.redis {
+            redis.put_in_background(key, entry);
+        }
+    }
+
     /// Takes a token from a bucket shared by every replica; `None` without a usable Redis.
     pub async fn take_shared_token(
         &self,

@@ -45,9 +45,13 @@ struct Edge {
     client_ip: Option<std::net::IpAddr>,
 }
 
-/// GET /graphql: a query in the URL runs; otherwise the GraphiQL IDE.
+/// GET /graphql: a query (or a persisted-query hash) in the URL runs; otherwise the GraphiQL IDE.
 pub(crate) async fn get_graphql(State(state): State<AppState>, request: Request) -> Response {
-    if request.uri().query().is_some_and(|q| q.contains("query=")) {
+    if request
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("query=") || q.contains("extensions="))
+    {
         let headers = request.headers().clone();
         let edge = Edge {
             request_id: request
@@ -100,7 +104,11 @@ async fn execute(
     )
     .with_rate_limit(state.rate_limiter.clone(), edge.client_ip);
     let stats = context.stats.clone();
-    let mut response = state.schema.execute(request.data(context)).await;
+    let mut request = request;
+    let mut response = match resolve_persisted_query(state, &mut request).await {
+        Ok(()) => state.schema.execute(request.data(context)).await,
+        Err(error) => async_graphql::Response::from_errors(vec![error]),
+    };
     assign_error_codes(&mut response);
     let codes: Vec<&'static str> = response.errors.iter().map(error_code).collect();
     for (error, code) in response.errors.iter_mut().zip(&codes) {
@@ -141,6 +149,65 @@ async fn execute(
         );
     }
     http
+}
+
+/// An error with a code, for answers built before execution.
+fn coded_error(message: &str, code: &str) -> async_graphql::ServerError {
+    let mut error = async_graphql::ServerError::new(message, None);
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", code);
+    error.extensions = Some(extensions);
+    error
+}
+
+/// Automatic persisted queries (the Apollo protocol): a hash alone is replaced by the document
+/// registered under it (any replica may have registered it: the documents live in the two-tier
+/// cache); a document with its hash is checked and registered. Execution then parses the text as
+/// usual, so every limit and rate limit applies.
+async fn resolve_persisted_query(
+    state: &AppState,
+    request: &mut async_graphql::Request,
+) -> Result<(), async_graphql::ServerError> {
+    use sha2::Digest;
+    let Some(extension) = request.extensions.remove("persistedQuery") else {
+        return Ok(());
+    };
+    let extension = extension.into_json().unwrap_or_default();
+    let hash = extension["sha256Hash"]
+        .as_str()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if extension["version"] != 1 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(coded_error(
+            "persistedQuery needs version 1 and a sha256Hash",
+            ErrorCode::BadUserInput.as_str(),
+        ));
+    }
+    if request.query.is_empty() {
+        return match state.cache.persisted_query(&hash).await {
+            Some(text) => {
+                request.query = text;
+                Ok(())
+            }
+            None => Err(coded_error(
+                "PersistedQueryNotFound",
+                ErrorCode::PersistedQueryNotFound.as_str(),
+            )),
+        };
+    }
+    let actual = sha2::Sha256::digest(request.query.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    if actual != hash {
+        return Err(coded_error(
+            "provided sha does not match query",
+            ErrorCode::BadUserInput.as_str(),
+        ));
+    }
+    state.cache.register_persisted_query(&hash, &request.query);
+    Ok(())
 }
 
 /// The `extensions.code` of an error (every error has one after `assign_error_codes`).

@@ -301,3 +301,91 @@ async fn rate_limits_are_per_user_per_kind_and_shared_by_replicas() {
     a.graphql(Some(&other), switch, json!({})).await.ok();
     healthy(&a).await;
 }
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persisted_queries_register_once_and_serve_every_replica_by_hash() {
+    let prefix = crate::helpers::unique_prefix();
+    let a = crate::helpers::spawn_app_with(
+        Backend::Postgres,
+        &[
+            ("REDIS_URL", &crate::helpers::shared_redis_url()),
+            ("BFF__CACHE__KEY_PREFIX", &prefix),
+        ],
+    )
+    .await;
+    let b = a.replica(&[]).await;
+    let token = a.token("owner@demo.padel").await;
+    let query = "query Me { authContext { user { email } } }";
+    let hash = sha256_hex(query);
+    let persisted = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+    let post = |app: &TestApp, body: Value| {
+        let request = app
+            .client
+            .post(format!("{}/graphql", app.address))
+            .bearer_auth(&token)
+            .json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    // First use, hash only: not found.
+    let first = post(&a, json!({"extensions": persisted})).await;
+    assert_eq!(first["errors"][0]["message"], "PersistedQueryNotFound");
+    assert_eq!(
+        first["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+    // A wrong hash is refused.
+    let wrong = post(&a, json!({"query": query, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha256_hex("other")}}})).await;
+    assert_eq!(wrong["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    // Registration with the document, then the hash alone works on the other replica, by GET too.
+    let registered = post(&a, json!({"query": query, "extensions": persisted})).await;
+    assert_eq!(
+        registered["data"]["authContext"]["user"]["email"],
+        "owner@demo.padel"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let by_hash = post(&b, json!({"extensions": persisted})).await;
+        if by_hash["data"]["authContext"]["user"]["email"] == "owner@demo.padel" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica B never learned the hash: {by_hash}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let get = b
+        .client
+        .get(format!("{}/graphql", b.address))
+        .query(&[("extensions", persisted.to_string())])
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        get["data"]["authContext"]["user"]["email"], "owner@demo.padel",
+        "{get}"
+    );
+    // A persisted document is still subject to the limits.
+    let deep = format!(
+        "{{ {}__typename{} }}",
+        "authContext { organizations { organization { clubs { courts { club { ".repeat(2),
+        " } } } } } }".repeat(2)
+    );
+    let too_deep = post(&a, json!({"query": deep, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha256_hex(&deep)}}})).await;
+    assert_eq!(
+        too_deep["errors"][0]["extensions"]["code"],
+        "QUERY_TOO_COMPLEX"
+    );
+}

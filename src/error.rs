@@ -194,6 +194,17 @@ impl From<ApiError> for async_graphql::Error {
     }
 }
 
+impl ErrorCode {
+    /// A request-level error (raised before execution) carrying this code.
+    pub fn server_error(self, message: impl Into<String>) -> async_graphql::ServerError {
+        let mut error = async_graphql::ServerError::new(message, None);
+        let mut extensions = async_graphql::ErrorExtensionValues::default();
+        extensions.set("code", self.as_str());
+        error.extensions = Some(extensions);
+        error
+    }
+}
+
 /// Whether a driver error means "cannot reach the database" rather than a bug.
 fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {

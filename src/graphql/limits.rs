@@ -45,11 +45,7 @@ const INTROSPECTION_DEPTH: usize = 15;
 
 /// An error with the `QUERY_TOO_COMPLEX` code.
 pub fn too_complex(message: impl Into<String>) -> ServerError {
-    let mut error = ServerError::new(message, None);
-    let mut extensions = async_graphql::ErrorExtensionValues::default();
-    extensions.set("code", ErrorCode::QueryTooComplex.as_str());
-    error.extensions = Some(extensions);
-    error
+    ErrorCode::QueryTooComplex.server_error(message)
 }
 
 /// GraphQL tokens in a document (names, numbers, strings, punctuators), for the token limit.
@@ -247,14 +243,12 @@ impl Extension for QueryLimitsExtension {
                 if let Err(limited) = limiter.check(request.token_user_id(), *ip, kind).await {
                     request.stats.set_retry_after(limited.retry_after);
                     let seconds = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                    let mut error = ServerError::new(
-                        format!("too many requests: retry after {seconds} s"),
-                        None,
-                    );
-                    let mut extensions = async_graphql::ErrorExtensionValues::default();
-                    extensions.set("code", ErrorCode::RateLimited.as_str());
-                    extensions.set("retryAfter", seconds);
-                    error.extensions = Some(extensions);
+                    let mut error = ErrorCode::RateLimited
+                        .server_error(format!("too many requests: retry after {seconds} s"));
+                    error
+                        .extensions
+                        .get_or_insert_with(Default::default)
+                        .set("retryAfter", seconds);
                     return Err(error);
                 }
             }

@@ -151,15 +151,6 @@ async fn execute(
     http
 }
 
-/// An error with a code, for answers built before execution.
-fn coded_error(message: &str, code: &str) -> async_graphql::ServerError {
-    let mut error = async_graphql::ServerError::new(message, None);
-    let mut extensions = async_graphql::ErrorExtensionValues::default();
-    extensions.set("code", code);
-    error.extensions = Some(extensions);
-    error
-}
-
 /// Automatic persisted queries (the Apollo protocol): a hash alone is replaced by the document
 /// registered under it (any replica may have registered it: the documents live in the two-tier
 /// cache); a document with its hash is checked and registered. Execution then parses the text as
@@ -179,10 +170,9 @@ async fn resolve_persisted_query(
         .to_ascii_lowercase();
     if extension["version"] != 1 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit())
     {
-        return Err(coded_error(
-            "persistedQuery needs version 1 and a sha256Hash",
-            ErrorCode::BadUserInput.as_str(),
-        ));
+        return Err(
+            ErrorCode::BadUserInput.server_error("persistedQuery needs version 1 and a sha256Hash")
+        );
     }
     if request.query.is_empty() {
         return match state.cache.persisted_query(&hash).await {
@@ -190,10 +180,7 @@ async fn resolve_persisted_query(
                 request.query = text;
                 Ok(())
             }
-            None => Err(coded_error(
-                "PersistedQueryNotFound",
-                ErrorCode::PersistedQueryNotFound.as_str(),
-            )),
+            None => Err(ErrorCode::PersistedQueryNotFound.server_error("PersistedQueryNotFound")),
         };
     }
     let actual = sha2::Sha256::digest(request.query.as_bytes())
@@ -201,10 +188,7 @@ async fn resolve_persisted_query(
         .map(|b| format!("{b:02x}"))
         .collect::<String>();
     if actual != hash {
-        return Err(coded_error(
-            "provided sha does not match query",
-            ErrorCode::BadUserInput.as_str(),
-        ));
+        return Err(ErrorCode::BadUserInput.server_error("provided sha does not match query"));
     }
     state.cache.register_persisted_query(&hash, &request.query);
     Ok(())

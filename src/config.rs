@@ -234,6 +234,8 @@ pub struct ServerSettings {
     pub debug_headers: bool,
     /// "Did you mean …?" hints in validation errors (they reveal the schema).
     pub suggestions: bool,
+    /// A persisted-operation manifest; when set, only its operations run (safelist mode).
+    pub safelist_manifest: String,
     /// Origins browsers may call from (`*`: any; empty: none).
     pub cors_origins: Vec<String>,
 }

@@ -71,11 +71,14 @@ pub enum ErrorCode {
     RateLimited,
     /// An automatic persisted query's hash is unknown: send the document with it (Apollo APQ).
     PersistedQueryNotFound,
+    /// Safelist mode: the operation is not in the manifest.
+    OperationNotInSafelist,
 }
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::OperationNotInSafelist,
         ErrorCode::PersistedQueryNotFound,
         ErrorCode::RateLimited,
         ErrorCode::Unauthenticated,
@@ -105,6 +108,7 @@ impl ErrorCode {
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            ErrorCode::OperationNotInSafelist => "OPERATION_NOT_IN_SAFELIST",
         }
     }
 }

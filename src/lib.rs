@@ -7,6 +7,7 @@
 //! - [`auth`]: bearer-token verification and the signed-in principal.
 //! - [`cache`]: the two-tier cache (moka in process, Redis between replicas) and invalidation.
 //! - [`ratelimit`]: token buckets per user and client IP, shared through Redis.
+//! - [`safelist`]: safelist mode, from a persisted-operation manifest.
 //! - [`reads`]: the hot operations' data, read through the cache.
 //! - [`graphql`]: the schema, one module per domain, DataLoaders, the per-request context.
 //! - [`domain`]: pure rules (periods, slots, dashboards, access, permissions, money); no I/O.
@@ -25,6 +26,7 @@ pub mod graphql;
 pub mod http;
 pub mod ratelimit;
 pub mod reads;
+pub mod safelist;
 pub mod startup;
 pub mod state;
 pub mod store;

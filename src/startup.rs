@@ -84,6 +84,20 @@ impl Application {
             });
         }
         spawn_database_invalidations(&store, &cache).await;
+        let safelist = match settings.server.safelist_manifest.as_str() {
+            "" => None,
+            path => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("server.safelist_manifest: reading {path}"))?;
+                let list = crate::safelist::Safelist::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("server.safelist_manifest: {path}: {e}"))?;
+                tracing::info!(
+                    operations = list.len(),
+                    "safelist mode: only manifest operations run"
+                );
+                Some(Arc::new(list))
+            }
+        };
         let registry = prometheus::Registry::new();
         let instruments = Instruments::new(
             crate::telemetry::meter_provider(&settings, &registry)?,
@@ -95,6 +109,7 @@ impl Application {
             instruments,
             registry,
             monitoring: Arc::new(Monitoring::default()),
+            safelist,
             rate_limiter: Arc::new(crate::ratelimit::RateLimiter::new(
                 &settings.rate_limit,
                 &cache,

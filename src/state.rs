@@ -28,6 +28,8 @@ pub struct AppState {
     pub instruments: Arc<Instruments>,
     /// The registry `/metrics` renders.
     pub registry: prometheus::Registry,
+    /// Safelist mode: the only operations allowed, when configured.
+    pub safelist: Option<Arc<crate::safelist::Safelist>>,
     /// Token buckets per user and client IP.
     pub rate_limiter: Arc<crate::ratelimit::RateLimiter>,
     /// Per-operation statistics for the monitoring API.

@@ -159,7 +159,23 @@ async fn resolve_persisted_query(
     state: &AppState,
     request: &mut async_graphql::Request,
 ) -> Result<(), async_graphql::ServerError> {
-    use sha2::Digest;
+    if let Some(safelist) = &state.safelist {
+        // Safelist mode: the manifest's documents only, named by id/hash or sent verbatim; no
+        // new registrations.
+        let id = request
+            .extensions
+            .remove("persistedQuery")
+            .and_then(|v| v.into_json().ok())
+            .and_then(|json| json["sha256Hash"].as_str().map(str::to_string));
+        return match safelist.resolve(id.as_deref(), &request.query) {
+            Some(document) if request.query.is_empty() || request.query == document => {
+                request.query = document;
+                Ok(())
+            }
+            _ => Err(ErrorCode::OperationNotInSafelist
+                .server_error("this operation is not in the safelist")),
+        };
+    }
     let Some(extension) = request.extensions.remove("persistedQuery") else {
         return Ok(());
     };
@@ -183,11 +199,7 @@ async fn resolve_persisted_query(
             None => Err(ErrorCode::PersistedQueryNotFound.server_error("PersistedQueryNotFound")),
         };
     }
-    let actual = sha2::Sha256::digest(request.query.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
-    if actual != hash {
+    if crate::safelist::sha256_hex(&request.query) != hash {
         return Err(ErrorCode::BadUserInput.server_error("provided sha does not match query"));
     }
     state.cache.register_persisted_query(&hash, &request.query);

@@ -389,3 +389,55 @@ async fn persisted_queries_register_once_and_serve_every_replica_by_hash() {
         "QUERY_TOO_COMPLEX"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safelist_mode_runs_manifest_operations_only() {
+    let allowed = "query Me { authContext { user { email } } }";
+    let manifest =
+        std::env::temp_dir().join(format!("padel-bff-manifest-{}.json", std::process::id()));
+    std::fs::write(
+        &manifest,
+        json!({"format": "apollo-persisted-query-manifest", "version": 1, "operations": [{"id": "me-v1", "name": "Me", "type": "query", "body": allowed}]}).to_string(),
+    )
+    .unwrap();
+    let app = crate::helpers::spawn_app_with(
+        Backend::Sqlite,
+        &[("BFF__SERVER__SAFELIST_MANIFEST", manifest.to_str().unwrap())],
+    )
+    .await;
+    let token = app.token("owner@demo.padel").await;
+    // The exact document, or its id, or its hash: allowed.
+    assert_eq!(
+        app.graphql(Some(&token), allowed, json!({})).await.ok()["authContext"]["user"]["email"],
+        "owner@demo.padel"
+    );
+    for id in ["me-v1".to_string(), sha256_hex(allowed)] {
+        let body = json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": id}}});
+        let reply: Value = app
+            .client
+            .post(format!("{}/graphql", app.address))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            reply["data"]["authContext"]["user"]["email"], "owner@demo.padel",
+            "{id}: {reply}"
+        );
+    }
+    // Anything else, introspection included: refused with a clear code, before execution.
+    for other in [
+        "{ authContext { user { email } } }",
+        "{ __schema { types { name } } }",
+        "query Me { authContext { permissions } }",
+    ] {
+        let reply = app.graphql(Some(&token), other, json!({})).await;
+        assert_eq!(reply.code(), "OPERATION_NOT_IN_SAFELIST", "{other}");
+        assert!(reply.data().is_null());
+    }
+    let _ = std::fs::remove_file(manifest);
+}

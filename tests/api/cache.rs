@@ -88,6 +88,16 @@ async fn with_redis(url: &str, prefix: &str) -> TestApp {
     .await
 }
 
+/// Two gateways over one database sharing a Redis (under a key prefix of their own), both with
+/// L1 serving.
+async fn two_replicas(redis_url: &str) -> (TestApp, TestApp) {
+    let a = with_redis(redis_url, &unique_prefix()).await;
+    let b = a.replica(&[]).await;
+    wait_for_l1(&a).await;
+    wait_for_l1(&b).await;
+    (a, b)
+}
+
 /// Polls until the gateway's L1 is serving (it waits for the invalidation channel).
 async fn wait_for_l1(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -125,11 +135,7 @@ fn far_weekday(app: &TestApp) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hits_come_from_l1_then_l2_on_another_replica() {
-    let prefix = unique_prefix();
-    let a = with_redis(&shared_redis_url(), &prefix).await;
-    let b = a.replica(&[]).await;
-    wait_for_l1(&a).await;
-    wait_for_l1(&b).await;
+    let (a, b) = two_replicas(&shared_redis_url()).await;
     let token = a.token("player@demo.padel").await;
     let vars = json!({"club": "1", "date": far_weekday(&a)});
     let first = a.graphql(Some(&token), AVAILABILITY, vars.clone()).await;
@@ -156,11 +162,7 @@ async fn hits_come_from_l1_then_l2_on_another_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_booking_through_one_replica_is_seen_through_the_other_and_nothing_else_is_evicted() {
-    let prefix = unique_prefix();
-    let a = with_redis(&shared_redis_url(), &prefix).await;
-    let b = a.replica(&[]).await;
-    wait_for_l1(&a).await;
-    wait_for_l1(&b).await;
+    let (a, b) = two_replicas(&shared_redis_url()).await;
     let player = a.token("player@demo.padel").await;
     let date = far_weekday(&a);
     let next_day = (chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").unwrap()
@@ -428,11 +430,7 @@ async fn redis_killed_and_frozen_fails_no_request_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_invalidation_channel_flushes_l1_and_keeps_data_fresh() {
     let redis = PrivateRedis::start();
-    let prefix = unique_prefix();
-    let a = with_redis(&redis.url(), &prefix).await;
-    let b = a.replica(&[]).await;
-    wait_for_l1(&a).await;
-    wait_for_l1(&b).await;
+    let (a, b) = two_replicas(&redis.url()).await;
     let player = a.token("player@demo.padel").await;
     let date = far_weekday(&a);
     b.graphql(

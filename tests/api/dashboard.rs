@@ -66,6 +66,14 @@ fn dates(from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
     from.iter_days().take_while(|d| *d <= to).collect()
 }
 
+/// The club's reservations dated within `from..=to`.
+fn in_range(club: &Club, from: NaiveDate, to: NaiveDate) -> Vec<&RawReservation> {
+    club.reservations
+        .iter()
+        .filter(|r| (from..=to).contains(&r.date.parse::<NaiveDate>().unwrap()))
+        .collect()
+}
+
 /// Checks one period's totals the slow, obvious way.
 fn check_period(
     club: &Club,
@@ -74,14 +82,7 @@ fn check_period(
     to: NaiveDate,
     what: &str,
 ) -> (i64, i64, f64) {
-    let rows: Vec<&RawReservation> = club
-        .reservations
-        .iter()
-        .filter(|r| {
-            let d: NaiveDate = r.date.parse().unwrap();
-            from <= d && d <= to
-        })
-        .collect();
+    let rows = in_range(club, from, to);
     let count = |s: &str| rows.iter().filter(|r| r.status == s).count() as i64;
     let live: Vec<&&RawReservation> = rows.iter().filter(|r| r.status != "cancelled").collect();
     let revenue: i64 = rows
@@ -187,14 +188,7 @@ async fn check_dashboard(
             v => close(&dashboard["change"][field], v.as_f64().unwrap(), field),
         }
     }
-    let in_period: Vec<&RawReservation> = club
-        .reservations
-        .iter()
-        .filter(|r| {
-            let d: NaiveDate = r.date.parse().unwrap();
-            from <= d && d <= to
-        })
-        .collect();
+    let in_period = in_range(&club, from, to);
     // Courts: every active court, in order.
     let courts = dashboard["courts"].as_array().unwrap();
     assert_eq!(courts.len(), club.courts.len());

@@ -66,6 +66,44 @@ fn dates(from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
     from.iter_days().take_while(|d| *d <= to).collect()
 }
 
+/// One court's opening minutes on a date.
+fn open_on(club: &Club, date: NaiveDate) -> i64 {
+    club.open_by_weekday
+        .get(&date.weekday().number_from_monday())
+        .copied()
+        .unwrap_or(0)
+}
+
+/// One court's opening minutes over `from..=to`.
+fn open_between(club: &Club, from: NaiveDate, to: NaiveDate) -> i64 {
+    dates(from, to).into_iter().map(|d| open_on(club, d)).sum()
+}
+
+/// Minutes held by the non-cancelled reservations among `rows`.
+fn booked<'a>(rows: impl IntoIterator<Item = &'a RawReservation>) -> i64 {
+    rows.into_iter()
+        .filter(|r| r.status != "cancelled")
+        .map(|r| minutes(&r.end_time) - minutes(&r.start_time))
+        .sum()
+}
+
+/// Revenue of `rows`: prices of CONFIRMED, COMPLETED and NO_SHOW reservations.
+fn revenue<'a>(rows: impl IntoIterator<Item = &'a RawReservation>) -> i64 {
+    rows.into_iter()
+        .filter(|r| ["confirmed", "completed", "no_show"].contains(&r.status.as_str()))
+        .map(|r| r.cents)
+        .sum()
+}
+
+/// part / whole, 0 when whole is 0.
+fn ratio(part: i64, whole: i64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
 /// The club's reservations dated within `from..=to`.
 fn in_range(club: &Club, from: NaiveDate, to: NaiveDate) -> Vec<&RawReservation> {
     club.reservations
@@ -85,25 +123,9 @@ fn check_period(
     let rows = in_range(club, from, to);
     let count = |s: &str| rows.iter().filter(|r| r.status == s).count() as i64;
     let live: Vec<&&RawReservation> = rows.iter().filter(|r| r.status != "cancelled").collect();
-    let revenue: i64 = rows
-        .iter()
-        .filter(|r| ["confirmed", "completed", "no_show"].contains(&r.status.as_str()))
-        .map(|r| r.cents)
-        .sum();
-    let booked: i64 = live
-        .iter()
-        .map(|r| minutes(&r.end_time) - minutes(&r.start_time))
-        .sum();
-    let open: i64 = dates(from, to)
-        .iter()
-        .map(|d| {
-            club.open_by_weekday
-                .get(&d.weekday().number_from_monday())
-                .copied()
-                .unwrap_or(0)
-        })
-        .sum::<i64>()
-        * club.courts.len() as i64;
+    let revenue = revenue(rows.iter().copied());
+    let booked = booked(rows.iter().copied());
+    let open = open_between(club, from, to) * club.courts.len() as i64;
     let players: BTreeSet<i64> = live.iter().map(|r| r.created_by_id).collect();
     assert_eq!(
         stats["reservations"],
@@ -123,11 +145,7 @@ fn check_period(
         players.len() as i64,
         "{what} uniquePlayers"
     );
-    let occupancy = if open == 0 {
-        0.0
-    } else {
-        booked as f64 / open as f64
-    };
+    let occupancy = ratio(booked, open);
     close(
         &stats["occupancyRate"],
         occupancy,
@@ -192,43 +210,22 @@ async fn check_dashboard(
     // Courts: every active court, in order.
     let courts = dashboard["courts"].as_array().unwrap();
     assert_eq!(courts.len(), club.courts.len());
-    let court_open: i64 = dates(from, to)
-        .iter()
-        .map(|d| {
-            club.open_by_weekday
-                .get(&d.weekday().number_from_monday())
-                .copied()
-                .unwrap_or(0)
-        })
-        .sum();
+    let court_open = open_between(&club, from, to);
     for (entry, court) in courts.iter().zip(&club.courts) {
         assert_eq!(entry["court"]["id"], court.to_string());
-        let live: Vec<_> = in_period
+        let on_court: Vec<&RawReservation> = in_period
             .iter()
-            .filter(|r| r.court_id == *court && r.status != "cancelled")
+            .copied()
+            .filter(|r| r.court_id == *court)
             .collect();
-        let booked: i64 = live
-            .iter()
-            .map(|r| minutes(&r.end_time) - minutes(&r.start_time))
-            .sum();
-        let revenue: i64 = in_period
-            .iter()
-            .filter(|r| {
-                r.court_id == *court
-                    && ["confirmed", "completed", "no_show"].contains(&r.status.as_str())
-            })
-            .map(|r| r.cents)
-            .sum();
-        assert_eq!(entry["reservations"], live.len() as i64);
+        let live = on_court.iter().filter(|r| r.status != "cancelled").count();
+        let booked = booked(on_court.iter().copied());
+        assert_eq!(entry["reservations"], live as i64);
         assert_eq!(entry["bookedMinutes"], booked);
-        assert_eq!(entry["revenue"], money(revenue));
+        assert_eq!(entry["revenue"], money(revenue(on_court.iter().copied())));
         close(
             &entry["occupancyRate"],
-            if court_open == 0 {
-                0.0
-            } else {
-                booked as f64 / court_open as f64
-            },
+            ratio(booked, court_open),
             "court occupancy",
         );
     }
@@ -237,39 +234,18 @@ async fn check_dashboard(
     assert_eq!(daily.len(), dates(from, to).len());
     for (entry, date) in daily.iter().zip(dates(from, to)) {
         assert_eq!(entry["date"], date.to_string());
-        let day: Vec<_> = in_period
+        let day: Vec<&RawReservation> = in_period
             .iter()
+            .copied()
             .filter(|r| r.date == date.to_string())
             .collect();
-        let live: Vec<_> = day.iter().filter(|r| r.status != "cancelled").collect();
-        assert_eq!(
-            entry["reservations"],
-            live.len() as i64,
-            "reservations on {date}"
-        );
-        let revenue: i64 = day
-            .iter()
-            .filter(|r| ["confirmed", "completed", "no_show"].contains(&r.status.as_str()))
-            .map(|r| r.cents)
-            .sum();
-        assert_eq!(entry["revenue"], money(revenue));
-        let open = club
-            .open_by_weekday
-            .get(&date.weekday().number_from_monday())
-            .copied()
-            .unwrap_or(0)
-            * club.courts.len() as i64;
-        let booked: i64 = live
-            .iter()
-            .map(|r| minutes(&r.end_time) - minutes(&r.start_time))
-            .sum();
+        let live = day.iter().filter(|r| r.status != "cancelled").count();
+        assert_eq!(entry["reservations"], live as i64, "reservations on {date}");
+        assert_eq!(entry["revenue"], money(revenue(day.iter().copied())));
+        let open = open_on(&club, date) * club.courts.len() as i64;
         close(
             &entry["occupancyRate"],
-            if open == 0 {
-                0.0
-            } else {
-                booked as f64 / open as f64
-            },
+            ratio(booked(day.iter().copied()), open),
             "daily occupancy",
         );
     }

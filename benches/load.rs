@@ -83,6 +83,9 @@ impl Server {
                 format!("bench{}", std::process::id()),
             )
             .env("BFF__DATABASE__MAX_CONNECTIONS", "16")
+            // The limiter would answer most of one user's thousands of requests per second with
+            // 429; the scenarios measure the pipeline behind it.
+            .env("BFF__RATE_LIMIT__ENABLED", "false")
             .env("RUST_LOG", "error")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdout(Stdio::null());
@@ -313,6 +316,11 @@ fn main() {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
     ensure_seeded(&database);
     pin_client_to_cpu1();
+    if std::env::args().any(|a| a == "soak") {
+        let minutes: f64 = env("BENCH_SOAK_MINUTES", "10").parse().unwrap();
+        soak(&database, &redis, connections, minutes);
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -347,9 +355,11 @@ fn main() {
         };
         let mut results = Vec::new();
 
-        // Default server: floors, L1 hits, the fixed-rate latency run and the mixed workload.
+        // Floors, L1 hits, the fixed-rate latency run and the mixed workload, with the
+        // whole-response cache off so that `l1-hit` measures the value cache under the whole
+        // GraphQL pipeline.
         {
-            let server = Server::start(&database, &redis, &[]);
+            let server = Server::start(&database, &redis, &[("BFF__CACHE__RESPONSE_CACHE", "false".into())]);
             let base = server.base.clone();
             if wanted("floor-http") {
                 let healthz: MakeRequest = Arc::new(|c, b, _| c.get(format!("{b}/healthz")));
@@ -391,6 +401,18 @@ fn main() {
                     }
                 });
                 results.push(closed_loop("mixed (5% bookings)", &base, mixed, connections, seconds).await);
+            }
+        }
+        // The whole-response cache on (the default): repeated identical operations.
+        if wanted("response-hit") {
+            let server = Server::start(&database, &redis, &[]);
+            for (name, make) in [("response-hit dashboard", dashboard(true)), ("response-hit authContext", auth(true)), ("response-hit courtAvailability", availability(true))] {
+                results.push(closed_loop(name, &server.base, make, connections, seconds).await);
+            }
+            if wanted("mixed") {
+                let reads = [dashboard(false), auth(false), availability(false)];
+                let mixed: MakeRequest = Arc::new(move |c, b, i| reads[(i % 3) as usize](c, b, i));
+                results.push(closed_loop("mixed reads, response cache on", &server.base, mixed, connections, seconds).await);
             }
         }
         // L1 disabled: every hit is an L2 hit.
@@ -443,6 +465,96 @@ fn main() {
     print_results(&results, connections, seconds);
 }
 
+/// Resident memory of a process in KiB (Linux `/proc`).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The soak run: a steady mixed load over ever new cache keys (40 clubs x 60 days x 4 slot
+/// sizes, dashboards of every club and period, every user's authContext) for `minutes`, with a
+/// deliberately small L1 (8 MiB) so eviction runs all along. Every 30 s it prints throughput,
+/// errors, the server's resident memory and the L1's weighted size; at the end, memory at start
+/// and end. A leak shows as RSS still climbing in the second half.
+fn soak(database: &str, redis: &str, connections: usize, minutes: f64) {
+    let server = Server::start(
+        database,
+        redis,
+        &[("BFF__CACHE__L1_MAX_BYTES", (8u64 << 20).to_string())],
+    );
+    let pid = server.child.id();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let today = chrono::Utc::now().date_naive();
+        let admin = token(1);
+        let tokens: Arc<Vec<String>> = Arc::new((1..=200).map(token).collect());
+        let signer = admin.clone();
+        let make: MakeRequest = Arc::new(move |c, b, i| {
+            let club = i % 40 + 1;
+            let body = match i % 10 {
+                0..=4 => json!({
+                    "query": "query($c: ID!, $d: Date!, $s: Int) { courtAvailability(clubId: $c, date: $d, slotMinutes: $s) { courts { availableCount slots { start available } } } }",
+                    "variables": {"c": club, "d": (today + chrono::Days::new((i / 40) % 60)).to_string(), "s": ([60, 90, 120, 30][((i / 2400) % 4) as usize])},
+                }),
+                5..=7 => json!({
+                    "query": "query($c: ID!, $p: Period!) { dashboard(clubId: $c, period: $p) { current { reservations revenue } daily { date reservations } } }",
+                    "variables": {"c": club, "p": (["DAY", "WEEK", "MONTH", "YEAR"][((i / 40) % 4) as usize])},
+                }),
+                _ => json!({"query": "{ authContext { user { email } clubs { role club { name } } permissions } }"}),
+            };
+            let token = if i % 10 >= 8 { &tokens[(i % 200) as usize] } else { &signer };
+            c.post(format!("{b}/graphql")).bearer_auth(token).json(&body)
+        });
+        let client = reqwest::Client::new();
+        let status = |client: reqwest::Client, base: String, admin: String| async move {
+            let body: Value = client
+                .get(format!("{base}/api/management/cache/status"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            Some(body)
+        };
+        let start_rss = rss_kib(pid);
+        println!("soak: {minutes} min, {connections} connections, L1 bound 8 MiB; RSS at start {:.1} MiB", start_rss as f64 / 1024.0);
+        println!("{:>6} {:>9} {:>7} {:>10} {:>14}", "minute", "req/s", "errors", "RSS MiB", "L1 status");
+        let rounds = (minutes * 2.0).ceil() as u64;
+        let mut samples = Vec::new();
+        for round in 0..rounds {
+            let r = closed_loop("soak", &server.base, make.clone(), connections, 30.0).await;
+            let rss = rss_kib(pid);
+            let l1 = status(client.clone(), server.base.clone(), admin.clone())
+                .await
+                .map(|s| s["l1"].to_string())
+                .unwrap_or_default();
+            println!("{:>6.1} {:>9.0} {:>7} {:>10.1} {}", (round + 1) as f64 / 2.0, r.rps, r.errors, rss as f64 / 1024.0, l1);
+            samples.push(rss);
+        }
+        let end = *samples.last().unwrap_or(&start_rss);
+        let half = samples.get(samples.len() / 2).copied().unwrap_or(start_rss);
+        println!(
+            "soak: RSS start {:.1} MiB, middle {:.1} MiB, end {:.1} MiB (second half {:+.1} %)",
+            start_rss as f64 / 1024.0,
+            half as f64 / 1024.0,
+            end as f64 / 1024.0,
+            (end as f64 / half.max(1) as f64 - 1.0) * 100.0
+        );
+    });
+}
+
 fn print_results(results: &[Result], connections: usize, seconds: f64) {
     println!(
         "\n{:<34} {:>10} {:>9} {:>9} {:>9} {:>8}",
@@ -456,6 +568,17 @@ fn print_results(results: &[Result], connections: usize, seconds: f64) {
     }
     let rps = |name: &str| results.iter().find(|r| r.scenario == name).map(|r| r.rps);
     let mut ratios = serde_json::Map::new();
+    if let Some(floor) = rps("floor-http") {
+        for op in ["dashboard", "authContext", "courtAvailability"] {
+            if let Some(hit) = rps(&format!("response-hit {op}")) {
+                println!("response-hit {op} / floor-http = {:.2}", hit / floor);
+                ratios.insert(
+                    format!("response-hit {op} / floor-http"),
+                    json!(hit / floor),
+                );
+            }
+        }
+    }
     if let Some(floor) = rps("floor-graphql") {
         for op in ["dashboard", "authContext", "courtAvailability"] {
             if let Some(hit) = rps(&format!("l1-hit {op}")) {

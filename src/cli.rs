@@ -103,7 +103,10 @@ impl Cli {
                     .user_by_email(&user)
                     .await?
                     .with_context(|| format!("no user with email {user}"))?;
-                println!("{}", TokenAuthority::new(&settings.auth).sign(row.id, ttl));
+                let token = TokenAuthority::new(&settings.auth)
+                    .sign(row.id, ttl)
+                    .context("auth.jwt_secret is empty: HS256 tokens are turned off")?;
+                println!("{token}");
                 Ok(())
             }
         }
@@ -126,7 +129,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
         for (email, _) in DEMO_USERS {
             if let Some(user) = state.store.user_by_email(email).await? {
-                println!("  {email:<22} {}", state.tokens.sign(user.id, ttl));
+                if let Some(token) = state.tokens.sign(user.id, ttl) {
+                    println!("  {email:<22} {token}");
+                }
             }
         }
     }

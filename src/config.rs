@@ -96,6 +96,10 @@ pub struct LimitSettings {
     pub max_document_chars: usize,
     /// Tokens of the document.
     pub max_document_tokens: usize,
+    /// Accept a JSON array of operations in one POST.
+    pub batch_enabled: bool,
+    /// Operations in one batch, when batches are enabled.
+    pub max_batch_size: usize,
 }
 
 /// Tracing and metrics settings; the standard `OTEL_*` variables win over these.
@@ -185,6 +189,11 @@ pub struct CacheSettings {
     pub permissions: KindSettings,
     /// club layouts (club, courts, schedule).
     pub club: KindSettings,
+    /// Serve repeated identical queries from the whole-response cache (L1 only).
+    pub response_cache: bool,
+    /// Whole responses: `ttl` caps their life (they also never outlive their least fresh
+    /// source); stale serving does not apply.
+    pub response: KindSettings,
 }
 
 /// Lifetime and freshness controls of one cached kind.
@@ -266,8 +275,20 @@ pub struct DatabaseSettings {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
-    /// HS256 shared secret (`BFF_JWT_SECRET`). Never printed.
+    /// HS256 shared secret (`BFF_JWT_SECRET`); empty turns HS256 off (allowed only with a JWKS
+    /// URL). Never printed.
     pub jwt_secret: String,
+    /// The identity provider's JWKS URL (`BFF_JWKS_URL`) for RS256/ES256 tokens; empty: none.
+    pub jwks_url: String,
+    /// How long a fetched key set is used before it is fetched again.
+    #[serde(deserialize_with = "duration")]
+    pub jwks_refresh_interval: Duration,
+    /// A token with an unknown `kid` triggers a refresh at most this often.
+    #[serde(deserialize_with = "duration")]
+    pub jwks_min_refresh_interval: Duration,
+    /// Timeout of one JWKS request.
+    #[serde(deserialize_with = "duration")]
+    pub jwks_timeout: Duration,
     /// Required `iss` claim; empty disables the check.
     pub issuer: String,
     /// Required `aud` claim; empty disables the check.
@@ -287,6 +308,9 @@ impl std::fmt::Debug for AuthSettings {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
+            .field("jwks_url", &self.jwks_url)
+            .field("jwks_refresh_interval", &self.jwks_refresh_interval)
+            .field("jwks_min_refresh_interval", &self.jwks_min_refresh_interval)
             .finish()
     }
 }
@@ -376,16 +400,30 @@ impl Settings {
                 message: message.into(),
             })
         };
-        if self.auth.jwt_secret.len() < 16 {
+        let jwks = !self.auth.jwks_url.is_empty();
+        if self.auth.jwt_secret.is_empty() && !jwks {
+            return key_error(
+                "auth.jwt_secret",
+                "is empty and auth.jwks_url is not set: no token could ever be verified",
+            );
+        }
+        if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 16 {
             return key_error(
                 "auth.jwt_secret",
                 "must be at least 16 bytes (set BFF_JWT_SECRET)",
             );
         }
+        if jwks
+            && !(self.auth.jwks_url.starts_with("https://")
+                || self.auth.jwks_url.starts_with("http://"))
+        {
+            return key_error("auth.jwks_url", "must be an http:// or https:// URL");
+        }
         if self.profile == Profile::Production && self.auth.jwt_secret == DEVELOPMENT_JWT_SECRET {
             return key_error(
                 "auth.jwt_secret",
-                "the development secret is refused in the production profile (set BFF_JWT_SECRET)",
+                "the development secret is refused in the production profile (set BFF_JWT_SECRET, or \
+             set it empty to accept only JWKS-signed tokens)",
             );
         }
         if self.database.max_connections == 0 {
@@ -511,6 +549,7 @@ const WELL_KNOWN_ENV: &[(&str, &str)] = &[
     ("DATABASE_URL", "database.url"),
     ("BFF_LISTEN", "server.listen"),
     ("BFF_JWT_SECRET", "auth.jwt_secret"),
+    ("BFF_JWKS_URL", "auth.jwks_url"),
     ("REDIS_URL", "cache.redis_url"),
 ];
 

@@ -105,6 +105,10 @@ impl Application {
             &store,
         );
         let store = store.with_instruments(instruments.clone());
+        let tokens = TokenAuthority::new(&settings.auth);
+        if let Some(jwks) = tokens.jwks() {
+            jwks.prefetch().await;
+        }
         let state = AppState {
             instruments,
             registry,
@@ -121,7 +125,7 @@ impl Application {
                 suggestions: settings.server.suggestions,
                 limits: settings.limits.clone(),
             }),
-            tokens: TokenAuthority::new(&settings.auth),
+            tokens,
             settings: Arc::new(settings),
             store,
             demo_owner_id,
@@ -187,7 +191,10 @@ impl Application {
 }
 
 /// Applies the cache tags Postgres triggers publish when data changes behind the gateway's back.
-/// A lost connection may have lost notifications: everything is invalidated then.
+///
+/// A lost connection may have lost notifications, so everything cached is invalidated once the
+/// channel is back: not when it drops, so that while the database is down the cache keeps
+/// serving what it holds (nothing can change in a database that is down).
 async fn spawn_database_invalidations(store: &Store, cache: &Cache) {
     let mut listener = match store.invalidation_listener().await {
         Ok(Some(listener)) => listener,
@@ -200,21 +207,30 @@ async fn spawn_database_invalidations(store: &Store, cache: &Cache) {
     let (cache, store) = (cache.clone(), store.clone());
     tokio::spawn(async move {
         while !store.is_closed() {
-            match listener.try_recv().await {
+            let lost = match listener.try_recv().await {
                 Ok(Some(notification)) => {
                     cache
                         .invalidate(&[notification.payload().to_string()])
-                        .await
+                        .await;
+                    continue;
                 }
-                Ok(None) => {
-                    tracing::warn!("database invalidation channel reconnected: invalidating every cached value");
-                    cache.flush_all().await;
+                Ok(None) => "connection lost".to_string(),
+                Err(error) => error.to_string(),
+            };
+            tracing::warn!(reason = %lost, "database invalidation channel down; reconnecting");
+            listener = loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                if store.is_closed() {
+                    return;
                 }
-                Err(error) => {
-                    tracing::warn!(error = %error, "database invalidation channel failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                match store.invalidation_listener().await {
+                    Ok(Some(listener)) => break listener,
+                    Ok(None) => return,
+                    Err(_) => continue,
                 }
-            }
+            };
+            tracing::warn!("database invalidation channel back: invalidating every cached value");
+            cache.flush_all().await;
         }
     });
 }

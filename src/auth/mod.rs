@@ -1,7 +1,16 @@
-//! Bearer tokens (HS256 JWTs) and the signed-in principal. Identity comes only from a verified
-//! token's `sub`; nothing in other headers is trusted.
+//! Bearer tokens and the signed-in principal. Identity comes only from a verified token's `sub`;
+//! nothing in other headers is trusted.
+//!
+//! Two kinds of token are accepted: HS256 with the shared secret (`BFF_JWT_SECRET`; an empty secret
+//! turns it off) and RS256/ES256 signed by a key of the identity provider's JWKS (`BFF_JWKS_URL`).
+//! The algorithm a token may use is decided by the key that verifies it, never by its header alone
+//! (RFC 8725): `alg: none` and other algorithms are refused, an HS256 token is only ever checked
+//! against the shared secret (so one HMAC-signed with an RSA public key fails), and an RS256 token
+//! whose `kid` names an EC key fails too.
 
-use std::time::Duration;
+pub mod jwks;
+
+use std::{sync::Arc, time::Duration};
 
 use axum::http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -37,43 +46,63 @@ pub enum Credentials {
     Invalid(String),
 }
 
-/// Verifies and (for development tools) signs tokens with the configured secret.
+/// The shared-secret half: verifies and (for development tools) signs HS256 tokens.
 #[derive(Clone)]
-pub struct TokenAuthority {
+struct SharedSecret {
     decoding: DecodingKey,
     encoding: EncodingKey,
-    validation: Validation,
+}
+
+/// Verifies bearer tokens (HS256 and JWKS keys) and signs HS256 ones for development tools.
+#[derive(Clone)]
+pub struct TokenAuthority {
+    secret: Option<SharedSecret>,
+    jwks: Option<Arc<jwks::Jwks>>,
+    leeway: u64,
     issuer: Option<String>,
     audience: Option<String>,
 }
 
 impl TokenAuthority {
-    /// Builds the verifier: HS256 only, `exp` and `sub` required, `iss`/`aud` when configured.
+    /// Builds the verifier: `exp` and `sub` required, `nbf` checked when present, `iss`/`aud` when
+    /// configured, all with `auth.leeway` of clock skew.
     pub fn new(settings: &AuthSettings) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = settings.leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        let issuer = (!settings.issuer.is_empty()).then(|| settings.issuer.clone());
-        let audience = (!settings.audience.is_empty()).then(|| settings.audience.clone());
-        if let Some(iss) = &issuer {
-            validation.set_issuer(&[iss]);
-        }
-        match &audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
-        }
-        TokenAuthority {
+        let secret = (!settings.jwt_secret.is_empty()).then(|| SharedSecret {
             decoding: DecodingKey::from_secret(settings.jwt_secret.as_bytes()),
             encoding: EncodingKey::from_secret(settings.jwt_secret.as_bytes()),
-            validation,
-            issuer,
-            audience,
+        });
+        let jwks = (!settings.jwks_url.is_empty()).then(|| jwks::Jwks::new(settings));
+        TokenAuthority {
+            secret,
+            jwks,
+            leeway: settings.leeway.as_secs(),
+            issuer: (!settings.issuer.is_empty()).then(|| settings.issuer.clone()),
+            audience: (!settings.audience.is_empty()).then(|| settings.audience.clone()),
         }
     }
 
+    /// The JWKS client, when a JWKS URL is configured.
+    pub fn jwks(&self) -> Option<&Arc<jwks::Jwks>> {
+        self.jwks.as_ref()
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(iss) = &self.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        match &self.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        validation
+    }
+
     /// Reads the bearer token of a request.
-    pub fn credentials(&self, headers: &HeaderMap) -> Credentials {
+    pub async fn credentials(&self, headers: &HeaderMap) -> Credentials {
         let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
             return Credentials::Anonymous;
         };
@@ -85,15 +114,42 @@ impl TokenAuthority {
                 "the Authorization header must be `Bearer <token>`".into(),
             );
         };
-        match self.verify(token.trim()) {
+        match self.verify(token.trim()).await {
             Ok(user_id) => Credentials::User(user_id),
             Err(reason) => Credentials::Invalid(reason),
         }
     }
 
     /// Verifies a token and returns the user id of its `sub`.
-    pub fn verify(&self, token: &str) -> Result<i64, String> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+    pub async fn verify(&self, token: &str) -> Result<i64, String> {
+        let not_accepted = || "the token's algorithm is not accepted".to_string();
+        let header = jsonwebtoken::decode_header(token).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                // `alg: none` and names jsonwebtoken does not know land here.
+                ErrorKind::Json(_) => not_accepted(),
+                _ => "the token is invalid".to_string(),
+            }
+        })?;
+        let (key, algorithm) = match header.alg {
+            Algorithm::HS256 => {
+                let secret = self.secret.as_ref().ok_or_else(not_accepted)?;
+                (secret.decoding.clone(), Algorithm::HS256)
+            }
+            Algorithm::RS256 | Algorithm::ES256 => {
+                let jwks = self.jwks.as_ref().ok_or_else(not_accepted)?;
+                let found = jwks
+                    .key(header.kid.as_deref(), header.alg)
+                    .await
+                    .ok_or_else(|| "the token's signing key is unknown".to_string())?;
+                if found.algorithm != header.alg {
+                    return Err(not_accepted());
+                }
+                (found.key, found.algorithm)
+            }
+            _ => return Err(not_accepted()),
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation(algorithm))
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
                 match e.kind() {
@@ -116,8 +172,10 @@ impl TokenAuthority {
             .map_err(|_| "the token's subject is not a user id".to_string())
     }
 
-    /// Signs a token for `user_id` valid for `ttl` (the `token` command and demo tokens).
-    pub fn sign(&self, user_id: i64, ttl: Duration) -> String {
+    /// Signs an HS256 token for `user_id` valid for `ttl` (the `token` command and demo tokens);
+    /// `None` when the shared secret is turned off.
+    pub fn sign(&self, user_id: i64, ttl: Duration) -> Option<String> {
+        let secret = self.secret.as_ref()?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -129,8 +187,10 @@ impl TokenAuthority {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .expect("HS256 signing cannot fail")
+        Some(
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &secret.encoding)
+                .expect("HS256 signing cannot fail"),
+        )
     }
 }
 
@@ -181,24 +241,37 @@ mod tests {
             audience: String::new(),
             leeway: Duration::from_secs(0),
             demo_token_ttl: Duration::from_secs(60),
+            jwks_url: String::new(),
+            jwks_refresh_interval: Duration::from_secs(600),
+            jwks_min_refresh_interval: Duration::from_secs(30),
+            jwks_timeout: Duration::from_secs(5),
         }
     }
 
-    #[test]
-    fn a_signed_token_verifies_and_a_foreign_one_does_not() {
+    #[tokio::test]
+    async fn a_signed_token_verifies_and_a_foreign_one_does_not() {
         let authority = TokenAuthority::new(&settings("a-secret-long-enough-1234"));
-        let token = authority.sign(42, Duration::from_secs(60));
-        assert_eq!(authority.verify(&token), Ok(42));
+        let token = authority.sign(42, Duration::from_secs(60)).unwrap();
+        assert_eq!(authority.verify(&token).await, Ok(42));
         let other = TokenAuthority::new(&settings("another-secret-long-enough"));
-        assert!(other.verify(&token).is_err());
+        assert!(other.verify(&token).await.is_err());
+        let secretless = TokenAuthority::new(&settings(""));
+        assert!(secretless.sign(42, Duration::from_secs(60)).is_none());
+        assert_eq!(
+            secretless.verify(&token).await,
+            Err("the token's algorithm is not accepted".into())
+        );
     }
 
-    #[test]
-    fn none_algorithm_and_expired_tokens_are_refused() {
+    #[tokio::test]
+    async fn none_algorithm_and_expired_tokens_are_refused() {
         let authority = TokenAuthority::new(&settings("a-secret-long-enough-1234"));
         // {"alg":"none","typ":"JWT"} . {"sub":"1","exp":9999999999} . (no signature)
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiIxIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
-        assert!(authority.verify(none).is_err());
+        assert_eq!(
+            authority.verify(none).await,
+            Err("the token's algorithm is not accepted".into())
+        );
         let expired = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &Claims {
@@ -212,7 +285,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            authority.verify(&expired),
+            authority.verify(&expired).await,
             Err("the token has expired".into())
         );
         let hs512 = jsonwebtoken::encode(
@@ -227,6 +300,13 @@ mod tests {
             &EncodingKey::from_secret(b"a-secret-long-enough-1234"),
         )
         .unwrap();
-        assert!(authority.verify(&hs512).is_err());
+        assert!(authority.verify(&hs512).await.is_err());
+        // RS256 without a JWKS URL configured.
+        let rs256 =
+            "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIiwiZXhwIjo5OTk5OTk5OTk5fQ.c2ln";
+        assert_eq!(
+            authority.verify(rs256).await,
+            Err("the token's algorithm is not accepted".into())
+        );
     }
 }

@@ -22,16 +22,19 @@ pub enum Kind {
     Permissions,
     /// A club with its organization, courts and schedule (what access checks and slots need).
     Club,
+    /// A whole query response (in-process only; see `cache::response`).
+    Response,
 }
 
 impl Kind {
     /// Every kind, for metrics and status.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::CourtAvailability,
         Kind::Dashboard,
         Kind::AuthContext,
         Kind::Permissions,
         Kind::Club,
+        Kind::Response,
     ];
 
     /// The name used in keys, metrics and the management API.
@@ -42,6 +45,7 @@ impl Kind {
             Kind::AuthContext => "authContext",
             Kind::Permissions => "permissions",
             Kind::Club => "club",
+            Kind::Response => "response",
         }
     }
 

@@ -24,7 +24,7 @@ struct KindCounters {
 /// Counters of the whole cache.
 #[derive(Default)]
 pub struct CacheMetrics {
-    kinds: [KindCounters; 5],
+    kinds: [KindCounters; Kind::ALL.len()],
     l1_evictions: AtomicU64,
     redis_errors: AtomicU64,
     invalidations: AtomicU64,

@@ -17,6 +17,7 @@
 pub mod keys;
 mod metrics;
 mod redis_tier;
+pub mod response;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -161,6 +162,7 @@ impl Cache {
             Kind::AuthContext => s.auth_context,
             Kind::Permissions => s.permissions,
             Kind::Club => s.club,
+            Kind::Response => s.response,
         }
     }
 
@@ -284,6 +286,7 @@ impl Cache {
     {
         let kind = key.kind;
         if !self.inner.settings.enabled {
+            response::spoil();
             return load().await.map(|v| (v, Outcome::Bypass));
         }
         let mut tags = tags;
@@ -297,6 +300,7 @@ impl Cache {
                 if now < entry.fresh_until_ms {
                     if let Some(value) = decode(&entry.value) {
                         self.inner.metrics.record(kind, Outcome::L1Hit);
+                        response::note(&entry.tags, &entry.generations, entry.fresh_until_ms);
                         return Ok((value, Outcome::L1Hit));
                     }
                 }
@@ -312,6 +316,7 @@ impl Cache {
                         if let Some(value) = decode(&entry.value) {
                             self.l1_put(key.as_str(), entry.clone());
                             self.inner.metrics.record(kind, Outcome::L2Hit);
+                            response::note(&entry.tags, &entry.generations, entry.fresh_until_ms);
                             return Ok((value, Outcome::L2Hit));
                         }
                     }
@@ -337,13 +342,17 @@ impl Cache {
                     self.inner
                         .metrics
                         .record(kind, Outcome::StaleWhileRevalidate);
+                    response::spoil();
                     return Ok((value, Outcome::StaleWhileRevalidate));
                 }
             }
         }
         match self.load_once::<V, E, F, Fut>(key, tags, load).await {
             Ok(entry) => match decode(&entry.value) {
-                Some(value) => Ok((value, Outcome::Miss)),
+                Some(value) => {
+                    response::note(&entry.tags, &entry.generations, entry.fresh_until_ms);
+                    Ok((value, Outcome::Miss))
+                }
                 None => unreachable!("a value encoded by this process decodes"),
             },
             Err(error) => {
@@ -353,6 +362,7 @@ impl Cache {
                     .and_then(|e| decode(&e.value))
                 {
                     self.inner.metrics.record(kind, Outcome::StaleIfError);
+                    response::spoil();
                     return Ok((value, Outcome::StaleIfError));
                 }
                 Err(error)
@@ -392,7 +402,7 @@ impl Cache {
                 // unreadable rather than stale.
                 let generations = self.current_generations(&tags);
                 let started = std::time::Instant::now();
-                let value = load().await;
+                let value = response::in_load(load()).await;
                 self.inner
                     .metrics
                     .record_load(key.kind, started.elapsed(), value.is_ok());
@@ -512,6 +522,67 @@ impl Cache {
     /// Drops every L1 entry (after a possible loss of invalidations).
     fn flush_l1(&self) {
         self.inner.l1.invalidate_all();
+    }
+
+    /// Whether whole responses are cached (and served) right now.
+    pub fn response_cache_on(&self) -> bool {
+        let settings = &self.inner.settings;
+        settings.enabled && settings.response_cache && self.l1_active()
+    }
+
+    /// A stored whole response for `key` whose every source is still current and fresh.
+    pub fn response_get(&self, key: &CacheKey) -> Option<response::StoredResponse> {
+        let settings = &self.inner.settings;
+        if !settings.enabled || !settings.response_cache {
+            return None;
+        }
+        let entry = self.l1_get(key.as_str())?;
+        if !self.is_current(&entry) || now_ms() >= entry.fresh_until_ms {
+            return None;
+        }
+        decode(&entry.value)
+    }
+
+    /// Stores a whole response built from what `recording` saw; false when it cannot be stored
+    /// (something untracked was read, no cached source at all, or a source already changed).
+    pub fn response_put(
+        &self,
+        key: &CacheKey,
+        recording: &response::Recording,
+        stored: &response::StoredResponse,
+    ) -> bool {
+        let settings = &self.inner.settings;
+        if !settings.enabled || !settings.response_cache || recording.is_spoiled() {
+            return false;
+        }
+        let Some((mut tags, mut generations, fresh_until_ms)) = recording.sources() else {
+            return false;
+        };
+        let now = now_ms();
+        let fresh_until_ms = fresh_until_ms.min(now + settings.response.ttl.as_millis() as u64);
+        if tags.is_empty() || fresh_until_ms <= now {
+            return false;
+        }
+        let kind_tag = keys::tags::kind(Kind::Response);
+        generations.push(self.current_generations(std::slice::from_ref(&kind_tag))[0]);
+        tags.push(kind_tag);
+        let entry = Entry {
+            fresh_until_ms,
+            stale_until_ms: fresh_until_ms,
+            tags,
+            generations,
+            value: encode(stored),
+        };
+        if !self.is_current(&entry) {
+            return false;
+        }
+        self.l1_put(key.as_str(), Arc::new(entry));
+        true
+    }
+
+    /// Counts a whole-response lookup (hits and misses) for metrics and status.
+    pub fn record_response(&self, outcome: Outcome) {
+        self.inner.metrics.record(Kind::Response, outcome);
     }
 
     /// Invalidates everything: every entry carries the `all` tag.

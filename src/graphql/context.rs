@@ -11,8 +11,9 @@ use super::loaders::{
 };
 use crate::{
     auth::{Credentials, Principal},
+    cache::response::Requirement,
     cache::{Cache, Kind, Outcome},
-    domain::access::{club_access, ClubAccess, ClubScope},
+    domain::access::{club_access, ClubAccess, ClubScope, Viewer},
     error::{ApiError, ApiResult},
     reads,
     store::{ClubLayout, ClubRow, Store},
@@ -168,7 +169,7 @@ impl RequestContext {
         let principal = self.principal().await?;
         let (layout, outcome) = reads::club_layout(&self.cache, &self.store, club_id).await?;
         self.trace(Kind::Club, outcome);
-        let access = check(principal, &layout.club, needed)?;
+        let access = check(self.club_access(&principal.viewer, &layout.club), needed)?;
         self.loaders
             .feed_one(ClubId(club_id), layout.club.clone())
             .await;
@@ -187,15 +188,29 @@ impl RequestContext {
         Ok((layout, access))
     }
 
-    /// Today's date in the club's time zone (UTC when the zone is unknown).
+    /// Today's date in the club's time zone (UTC when the zone is unknown); the answer then
+    /// depends on the date, so a cached whole response re-checks it.
     pub fn today_at(&self, club: &ClubRow) -> NaiveDate {
-        reads::today_at(&club.timezone)
+        let date = reads::today_at(&club.timezone);
+        self.stats.require(Requirement::Today {
+            timezone: club.timezone.clone(),
+            date,
+        });
+        date
+    }
+
+    /// The caller's access to a club; every decision is noted, so a cached whole response is
+    /// served again only while the caller would get the same one.
+    pub fn club_access(&self, viewer: &Viewer, club: &ClubRow) -> Option<ClubAccess> {
+        let scope = club_scope(club);
+        let access = club_access(viewer, scope);
+        self.stats.require(Requirement::Club { scope, access });
+        access
     }
 }
 
-fn check(principal: &Principal, club: &ClubRow, needed: ClubAccess) -> ApiResult<ClubAccess> {
-    let access = club_access(&principal.viewer, club_scope(club))
-        .ok_or_else(|| ApiError::not_found("club"))?;
+fn check(access: Option<ClubAccess>, needed: ClubAccess) -> ApiResult<ClubAccess> {
+    let access = access.ok_or_else(|| ApiError::not_found("club"))?;
     if access < needed {
         return Err(ApiError::Forbidden(
             "your role in this club does not allow this".into(),

@@ -3,12 +3,12 @@
 use async_graphql::{Context, Enum, Object, ID};
 
 use super::{
-    context::{club_scope, request},
+    context::request,
     loaders::{ClubId, ClubsOfOrganization, CourtId, CourtsOfClub, UserId},
     scalars::{Date, DateTime, Decimal, LocalTime},
 };
 use crate::{
-    domain::{self, access::club_access, money::Cents},
+    domain::{self, money::Cents},
     error::{ApiError, ApiResult},
     store::{ClubRow, CourtRow, OrganizationRow, ReservationRow, UserRow},
 };
@@ -119,7 +119,7 @@ impl Organization {
             .unwrap_or_default();
         Ok(clubs
             .into_iter()
-            .filter(|c| club_access(viewer, club_scope(c)).is_some())
+            .filter(|c| request.club_access(viewer, c).is_some())
             .map(Club)
             .collect())
     }

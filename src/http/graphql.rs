@@ -5,13 +5,15 @@
 use std::time::Instant;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql::BatchRequest;
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLRequest, GraphQLResponse};
 use axum::{
     extract::{Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{Html, IntoResponse, Response},
 };
 use opentelemetry::KeyValue;
+use tracing::Instrument;
 
 use crate::{
     config::Profile,
@@ -24,19 +26,86 @@ use crate::{
 /// Header carrying the number of SQL statements a request ran (when `debug_headers` is on).
 pub const SQL_STATEMENTS_HEADER: &str = "x-sql-statements";
 
-/// POST /graphql.
+/// POST /graphql: one operation, or a JSON array of them when `limits.batch_enabled` is on.
 pub(crate) async fn post_graphql(
     State(state): State<AppState>,
     request_id: Option<axum::Extension<super::RequestId>>,
     client_ip: Option<axum::Extension<super::ClientIp>>,
     headers: HeaderMap,
-    request: GraphQLRequest,
+    request: GraphQLBatchRequest,
 ) -> Response {
     let edge = Edge {
         request_id: request_id.map(|r| r.0 .0).unwrap_or_default(),
         client_ip: client_ip.map(|c| c.0 .0),
     };
-    execute(&state, &headers, &edge, request.into_inner()).await
+    match request.into_inner() {
+        BatchRequest::Single(request) => execute(&state, &headers, &edge, request).await,
+        BatchRequest::Batch(requests) => execute_batch(&state, &headers, &edge, requests).await,
+    }
+}
+
+/// A JSON array of operations: refused as a whole (one error coded QUERY_TOO_COMPLEX, nothing
+/// runs) when batches are off or the array is longer than `limits.max_batch_size`; otherwise each
+/// runs as its own request (own limits, rate-limit token, persisted-query lookup) and the answers
+/// come back in order.
+async fn execute_batch(
+    state: &AppState,
+    headers: &HeaderMap,
+    edge: &Edge,
+    requests: Vec<async_graphql::Request>,
+) -> Response {
+    let limits = &state.settings.limits;
+    let refusal = if !limits.batch_enabled {
+        Some("batched requests (a JSON array of operations) are not enabled".to_string())
+    } else if requests.len() > limits.max_batch_size {
+        Some(format!(
+            "a batch may hold at most {} operations, this one holds {}",
+            limits.max_batch_size,
+            requests.len()
+        ))
+    } else if requests.is_empty() {
+        Some("the batch is empty".to_string())
+    } else {
+        None
+    };
+    if let Some(message) = refusal {
+        let response = async_graphql::Response::from_errors(vec![
+            ErrorCode::QueryTooComplex.server_error(message)
+        ]);
+        return finish(state, response, &Outcome::default());
+    }
+    let credentials = state.tokens.credentials(headers).await;
+    let runs = requests
+        .into_iter()
+        .map(|request| run(state, credentials.clone(), edge, request, None));
+    let results = futures_util::future::join_all(runs).await;
+    let mut outcome = Outcome::default();
+    let mut responses = Vec::with_capacity(results.len());
+    for (response, stats) in results {
+        outcome.add(&stats);
+        responses.push(response);
+    }
+    finish(
+        state,
+        async_graphql::BatchResponse::Batch(responses),
+        &outcome,
+    )
+}
+
+/// What the HTTP answer needs from the operations of a request.
+#[derive(Default)]
+struct Outcome {
+    retry_after: Option<std::time::Duration>,
+    sql_statements: u32,
+}
+
+impl Outcome {
+    fn add(&mut self, stats: &RequestStats) {
+        self.sql_statements += stats.sql_statements();
+        if let Some(wait) = stats.retry_after() {
+            self.retry_after = Some(self.retry_after.map_or(wait, |w| w.max(wait)));
+        }
+    }
 }
 
 /// What the HTTP edge learned about the request.
@@ -73,12 +142,10 @@ pub(crate) async fn get_graphql(State(state): State<AppState>, request: Request)
     if !state.settings.server.graphiql {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let token = state.demo_owner_id.map(|id| {
-        format!(
-            "Bearer {}",
-            state.tokens.sign(id, state.settings.auth.demo_token_ttl)
-        )
-    });
+    let token = state
+        .demo_owner_id
+        .and_then(|id| state.tokens.sign(id, state.settings.auth.demo_token_ttl))
+        .map(|token| format!("Bearer {token}"));
     let mut page = GraphiQLSource::build()
         .endpoint("/graphql")
         .title("padel-bff");
@@ -94,18 +161,217 @@ async fn execute(
     edge: &Edge,
     request: async_graphql::Request,
 ) -> Response {
+    let credentials = state.tokens.credentials(headers).await;
+    let mut outcome = Outcome::default();
+    match run_cached(state, credentials, edge, request).await {
+        (Answer::Executed(response), stats) => {
+            outcome.add(&stats);
+            finish(state, response, &outcome)
+        }
+        (Answer::Cached(body), stats) => {
+            outcome.add(&stats);
+            let mut http = (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response();
+            common_headers(state, &mut http, &outcome);
+            http
+        }
+    }
+}
+
+/// An operation's answer: executed, or the bytes of a whole-response cache hit.
+enum Answer {
+    Executed(async_graphql::Response),
+    Cached(Vec<u8>),
+}
+
+/// One operation through the whole-response cache: a repeated identical query of the same user
+/// whose stored access decisions still hold is answered with the stored bytes; otherwise it runs
+/// (recording what it reads) and its answer is stored when every part of it came from the cache.
+async fn run_cached(
+    state: &AppState,
+    credentials: crate::auth::Credentials,
+    edge: &Edge,
+    request: async_graphql::Request,
+) -> (Answer, std::sync::Arc<RequestStats>) {
+    use crate::cache::response::{self as whole, Recording, Requirement, StoredResponse};
+    let started = Instant::now();
+    let user_id = match credentials {
+        crate::auth::Credentials::User(id) if state.cache.response_cache_on() => Some(id),
+        _ => None,
+    };
+    let mut request = request;
+    let Some(user_id) = user_id else {
+        let (response, stats) = run(state, credentials, edge, request, None).await;
+        return (Answer::Executed(response), stats);
+    };
+    if let Err(error) = resolve_persisted_query(state, &mut request).await {
+        let (response, stats) = run(state, credentials, edge, request, Some(Err(error))).await;
+        return (Answer::Executed(response), stats);
+    }
+    let key = response_key(user_id, &request);
+    if let Some(stored) = state.cache.response_get(&key) {
+        let stats = std::sync::Arc::new(RequestStats::new(
+            state.settings.telemetry.n_plus_one_threshold,
+        ));
+        let span = tracing::info_span!(
+            "graphql.operation",
+            otel.name = %if stored.name.is_empty() { "query".to_string() } else { format!("query {}", stored.name) },
+            graphql.operation.type = "query",
+            graphql.operation.name = %stored.name,
+            cache.kind = "response",
+            cache.outcome = tracing::field::Empty,
+        );
+        let allowed = hit_allowed(state, edge, user_id, &stored, &stats)
+            .instrument(span.clone())
+            .await;
+        if allowed {
+            span.record("cache.outcome", "l1Hit");
+            state.cache.record_response(crate::cache::Outcome::L1Hit);
+            stats.set_operation("query", &stored.operation);
+            stats.record_cache("response", crate::cache::Outcome::L1Hit);
+            state.instruments.operation_duration.record(
+                started.elapsed().as_secs_f64(),
+                &[
+                    KeyValue::new("graphql.operation.type", "query"),
+                    KeyValue::new("graphql.operation.name", stored.name.clone()),
+                ],
+            );
+            let show_cache = state.settings.profile == Profile::Development || stats.is_superuser();
+            record(state, &stats, started, &[]);
+            return (Answer::Cached(cached_body(&stored, show_cache)), stats);
+        }
+        span.record("cache.outcome", "rejected");
+    }
+    state.cache.record_response(crate::cache::Outcome::Miss);
+    let recording = std::sync::Arc::new(Recording::default());
+    let (response, stats) = whole::record(
+        recording.clone(),
+        run(state, credentials, edge, request, Some(Ok(()))),
+    )
+    .await;
+    let operation = stats.operation();
+    let is_query = operation.as_ref().is_some_and(|(kind, _)| kind == "query");
+    if is_query && response.errors.is_empty() && !stats.ran_untracked_sql() {
+        if let Ok(data) = serde_json::to_vec(&response.data) {
+            let mut requirements = stats.requirements();
+            requirements.push(Requirement::User(user_id));
+            let mut kinds: Vec<String> = stats
+                .cache_outcomes()
+                .into_iter()
+                .map(|(kind, _)| kind.to_string())
+                .collect();
+            kinds.sort_unstable();
+            kinds.dedup();
+            let stored = StoredResponse {
+                requirements,
+                operation: operation_key(&stats),
+                name: operation.map(|(_, name)| name).unwrap_or_default(),
+                kinds,
+                data,
+            };
+            state.cache.response_put(&key, &recording, &stored);
+        }
+    }
+    (Answer::Executed(response), stats)
+}
+
+/// The whole-response key: the user, and a hash of document, operation name and variables.
+fn response_key(user_id: i64, request: &async_graphql::Request) -> crate::cache::CacheKey {
+    let variables = serde_json::to_string(&request.variables).unwrap_or_default();
+    let operation = request.operation_name.as_deref().unwrap_or("");
+    crate::cache::CacheKey::new(
+        crate::cache::Kind::Response,
+        &[("user", &user_id)],
+        &format!("{}\u{0}{operation}\u{0}{variables}", request.query),
+    )
+}
+
+/// A stored response may be served to this caller: the rate limit allows a query, the user is
+/// still active (exact, from the cache), and every access decision stored with it still holds.
+async fn hit_allowed(
+    state: &AppState,
+    edge: &Edge,
+    user_id: i64,
+    stored: &crate::cache::response::StoredResponse,
+    stats: &RequestStats,
+) -> bool {
+    if state
+        .rate_limiter
+        .check(
+            Some(user_id),
+            edge.client_ip,
+            crate::ratelimit::OperationKind::Query,
+        )
+        .await
+        .is_err()
+    {
+        // Run it the normal way, which answers RATE_LIMITED properly.
+        return false;
+    }
+    let Ok((record, _)) = crate::reads::principal(&state.cache, &state.store, user_id).await else {
+        return false;
+    };
+    if !record.user.is_active {
+        return false;
+    }
+    let principal = crate::auth::Principal::from(record);
+    stats.set_user(principal.user.id, principal.user.is_superuser);
+    crate::cache::response::requirements_hold(
+        &stored.requirements,
+        &principal.viewer,
+        crate::reads::today_at,
+    )
+}
+
+/// `{"data": …}` around the stored bytes, with `extensions.cache` where responses show it.
+fn cached_body(stored: &crate::cache::response::StoredResponse, show_cache: bool) -> Vec<u8> {
+    let mut body = Vec::with_capacity(stored.data.len() + 64 + 40 * stored.kinds.len());
+    body.extend_from_slice(b"{\"data\":");
+    body.extend_from_slice(&stored.data);
+    if show_cache {
+        body.extend_from_slice(br#","extensions":{"cache":[{"kind":"response","outcome":"l1Hit"}"#);
+        for kind in &stored.kinds {
+            body.extend_from_slice(br#",{"kind":""#);
+            body.extend_from_slice(kind.as_bytes());
+            body.extend_from_slice(br#"","outcome":"l1Hit"}"#);
+        }
+        body.extend_from_slice(b"]}");
+    }
+    body.push(b'}');
+    body
+}
+
+/// One operation: context, persisted-query resolution (unless already `resolved`), execution,
+/// error codes, recording.
+async fn run(
+    state: &AppState,
+    credentials: crate::auth::Credentials,
+    edge: &Edge,
+    request: async_graphql::Request,
+    resolved: Option<Result<(), async_graphql::ServerError>>,
+) -> (async_graphql::Response, std::sync::Arc<RequestStats>) {
     let started = Instant::now();
     let context = RequestContext::new(
         &state.store,
         &state.cache,
-        state.tokens.credentials(headers),
+        credentials,
         Some(state.instruments.clone()),
         state.settings.telemetry.n_plus_one_threshold,
     )
     .with_rate_limit(state.rate_limiter.clone(), edge.client_ip);
     let stats = context.stats.clone();
     let mut request = request;
-    let mut response = match resolve_persisted_query(state, &mut request).await {
+    let resolution = match resolved {
+        Some(resolution) => resolution,
+        None => resolve_persisted_query(state, &mut request).await,
+    };
+    let mut response = match resolution {
         Ok(()) => state.schema.execute(request.data(context)).await,
         Err(error) => async_graphql::Response::from_errors(vec![error]),
     };
@@ -130,8 +396,23 @@ async fn execute(
             .insert("cache".to_string(), async_graphql::Value::List(outcomes));
     }
     record(state, &stats, started, &codes);
-    let mut http = GraphQLResponse::from(response).into_response();
-    if let Some(wait) = stats.retry_after() {
+    (response, stats)
+}
+
+/// The HTTP answer of executed operations.
+fn finish(
+    state: &AppState,
+    response: impl Into<async_graphql::BatchResponse>,
+    outcome: &Outcome,
+) -> Response {
+    let mut http = GraphQLResponse::from(response.into()).into_response();
+    common_headers(state, &mut http, outcome);
+    http
+}
+
+/// 429 with Retry-After when rate-limited, private caching, debug headers.
+fn common_headers(state: &AppState, http: &mut Response, outcome: &Outcome) {
+    if let Some(wait) = outcome.retry_after {
         *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         http.headers_mut()
@@ -145,10 +426,9 @@ async fn execute(
     if state.settings.server.debug_headers {
         headers.insert(
             SQL_STATEMENTS_HEADER,
-            HeaderValue::from(stats.sql_statements()),
+            HeaderValue::from(outcome.sql_statements),
         );
     }
-    http
 }
 
 /// Automatic persisted queries (the Apollo protocol): a hash alone is replaced by the document

@@ -23,7 +23,7 @@ pub(crate) async fn require_superuser(
         )
             .into_response()
     };
-    let user_id = match state.tokens.credentials(headers) {
+    let user_id = match state.tokens.credentials(headers).await {
         Credentials::User(id) => id,
         Credentials::Anonymous => {
             return Err(deny(
@@ -77,6 +77,7 @@ pub(crate) async fn cache_status(State(state): State<AppState>, headers: HeaderM
                 Kind::AuthContext => settings.auth_context,
                 Kind::Permissions => settings.permissions,
                 Kind::Club => settings.club,
+                Kind::Response => settings.response,
             };
             json!({
                 "kind": k.kind,

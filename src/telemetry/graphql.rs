@@ -216,9 +216,21 @@ impl Extension for TelemetryExtension {
             tracing::Span::none()
         };
         let started = Instant::now();
-        let result = FIELD_PATH
-            .scope(path.clone(), next.run(ctx, info).instrument(span.clone()))
-            .await;
+        let run = FIELD_PATH.scope(path.clone(), next.run(ctx, info).instrument(span.clone()));
+        let result = if is_root {
+            // A panic below a root field fails that field alone with the generic error; the
+            // other root fields of the operation still answer and the process goes on.
+            match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::error!(graphql.field.path = %path, "a resolver panicked");
+                    Err(crate::error::ErrorCode::InternalServerError
+                        .server_error("internal server error"))
+                }
+            }
+        } else {
+            run.await
+        };
         let took = started.elapsed();
         if let Err(error) = &result {
             mark_errors(&span, std::slice::from_ref(error));

@@ -135,6 +135,10 @@ pub struct RequestStats {
     root_fields: Mutex<Vec<String>>,
     slow_fields: Mutex<Vec<(String, Duration)>>,
     retry_after: Mutex<Option<Duration>>,
+    /// SQL ran outside a cache load (the response holds data no cache tag tracks).
+    untracked_sql: AtomicBool,
+    /// Access decisions the response depends on (for the whole-response cache).
+    requirements: Mutex<Vec<crate::cache::response::Requirement>>,
 }
 
 /// Slowest fields kept per request for the slow-request warning.
@@ -153,6 +157,9 @@ impl RequestStats {
     /// N+1. Returns the field path when this statement makes its shape a suspected N+1.
     pub fn record_sql_statement(&self, sql: &'static str, in_batch: bool) -> Option<String> {
         self.sql_statements.fetch_add(1, Ordering::Relaxed);
+        if !crate::cache::response::in_cache_load() {
+            self.untracked_sql.store(true, Ordering::Relaxed);
+        }
         if in_batch {
             return None;
         }
@@ -173,6 +180,24 @@ impl RequestStats {
             .expect("n+1 lock")
             .push((path.clone(), sql));
         Some(path)
+    }
+
+    /// Whether SQL ran outside cache loads (such a response must not be cached whole).
+    pub fn ran_untracked_sql(&self) -> bool {
+        self.untracked_sql.load(Ordering::Relaxed)
+    }
+
+    /// Notes an access decision the response depends on.
+    pub fn require(&self, requirement: crate::cache::response::Requirement) {
+        let mut requirements = self.requirements.lock().expect("requirements lock");
+        if !requirements.contains(&requirement) {
+            requirements.push(requirement);
+        }
+    }
+
+    /// The access decisions noted so far.
+    pub fn requirements(&self) -> Vec<crate::cache::response::Requirement> {
+        self.requirements.lock().expect("requirements lock").clone()
     }
 
     /// SQL statements so far.

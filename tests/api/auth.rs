@@ -263,3 +263,276 @@ async fn deactivation_behind_the_gateways_back_ends_access_despite_the_cache() {
     )
     .await;
 }
+
+/// The test-only keys in tests/fixtures/jwt.
+fn key_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/jwt/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// An identity provider's JWKS endpoint under the test's control: it publishes a chosen subset of
+/// the fixture keys and counts how often it is asked.
+struct JwksEndpoint {
+    url: String,
+    published: std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksEndpoint {
+    async fn start(kids: &[&'static str]) -> Self {
+        use std::sync::{atomic::AtomicUsize, Arc, Mutex};
+        let all: serde_json::Value = serde_json::from_slice(&key_fixture("jwks.json")).unwrap();
+        let published = Arc::new(Mutex::new(kids.to_vec()));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (p, h) = (published.clone(), hits.clone());
+        let router = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let kids = p.lock().unwrap().clone();
+                let keys: Vec<serde_json::Value> = all["keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|k| kids.contains(&k["kid"].as_str().unwrap()))
+                    .cloned()
+                    .collect();
+                async move { axum::Json(json!({ "keys": keys })) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/.well-known/jwks.json",
+            listener.local_addr().unwrap()
+        );
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        JwksEndpoint {
+            url,
+            published,
+            hits,
+        }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn publish(&self, kid: &'static str) {
+        self.published.lock().unwrap().push(kid);
+    }
+}
+
+const ISSUER: &str = "https://idp.example.test/";
+const AUDIENCE: &str = "padel-bff";
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Standard claims for `sub`, valid for a minute, from our issuer to our audience.
+fn idp_claims(sub: i64) -> serde_json::Value {
+    let now = unix_now();
+    json!({"sub": sub.to_string(), "iat": now, "exp": now + 60, "iss": ISSUER, "aud": AUDIENCE})
+}
+
+/// Signs `claims` the way the identity provider does, with the fixture key `kid`, declaring `alg`
+/// and `header_kid` in the header (they differ from the real key in the confusion attacks).
+fn idp_token(
+    alg: jsonwebtoken::Algorithm,
+    header_kid: &str,
+    signing_key: &str,
+    claims: &serde_json::Value,
+) -> String {
+    let mut header = Header::new(alg);
+    header.kid = Some(header_kid.to_string());
+    let key = if signing_key.starts_with("ec") {
+        EncodingKey::from_ec_der(&key_fixture(&format!("{signing_key}.pk8")))
+    } else {
+        EncodingKey::from_rsa_der(&key_fixture(&format!("{signing_key}.der")))
+    };
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_tokens_are_verified_with_cached_keys_and_rotation_refreshes_them() {
+    use jsonwebtoken::Algorithm::{ES256, HS256, RS256};
+    let idp = JwksEndpoint::start(&["rsa-1", "ec-1"]).await;
+    let app = crate::helpers::spawn_app_with(
+        crate::helpers::Backend::Postgres,
+        &[
+            ("BFF_JWKS_URL", &idp.url),
+            ("BFF__AUTH__JWKS_MIN_REFRESH_INTERVAL", "1s"),
+            ("BFF__AUTH__ISSUER", ISSUER),
+            ("BFF__AUTH__AUDIENCE", AUDIENCE),
+            ("BFF__AUTH__LEEWAY", "30s"),
+        ],
+    )
+    .await;
+    let owner = app.user_id("owner@demo.padel").await;
+    let email = |reply: &crate::helpers::Reply| {
+        reply.ok()["authContext"]["user"]["email"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let query = "{ authContext { user { email } } }";
+    assert_eq!(idp.hits(), 1, "the key set is fetched once at start");
+
+    // RS256 and ES256 tokens verify, and the keys are not fetched again for them.
+    for _ in 0..10 {
+        let rs = idp_token(RS256, "rsa-1", "rsa-1", &idp_claims(owner));
+        let es = idp_token(ES256, "ec-1", "ec-1", &idp_claims(owner));
+        assert_eq!(
+            email(&app.graphql(Some(&rs), query, json!({})).await),
+            "owner@demo.padel"
+        );
+        assert_eq!(
+            email(&app.graphql(Some(&es), query, json!({})).await),
+            "owner@demo.padel"
+        );
+    }
+    // HS256 with the shared secret still works alongside.
+    let hs = app.token("owner@demo.padel").await;
+    assert_eq!(
+        email(&app.graphql(Some(&hs), query, json!({})).await),
+        "owner@demo.padel"
+    );
+    assert_eq!(idp.hits(), 1, "verified tokens never refetch the key set");
+
+    // Claims: issuer, audience, expiry and not-before with the configured skew.
+    let mut claims = idp_claims(owner);
+    claims["exp"] = json!(unix_now() - 10); // expired, but inside 30 s of skew
+    assert_eq!(
+        email(
+            &app.graphql(
+                Some(&idp_token(RS256, "rsa-1", "rsa-1", &claims)),
+                query,
+                json!({})
+            )
+            .await
+        ),
+        "owner@demo.padel"
+    );
+    for (field, value) in [
+        ("exp", json!(unix_now() - 120)),
+        ("nbf", json!(unix_now() + 120)),
+        ("iss", json!("https://evil.example.test/")),
+        ("aud", json!("another-api")),
+    ] {
+        let mut claims = idp_claims(owner);
+        claims[field] = value;
+        let reply = app
+            .graphql(
+                Some(&idp_token(RS256, "rsa-1", "rsa-1", &claims)),
+                query,
+                json!({}),
+            )
+            .await;
+        assert_eq!(reply.code(), "UNAUTHENTICATED", "{field}: {}", reply.body);
+    }
+
+    // Algorithm confusion (RFC 8725): HS256 "signed" with the RSA public key the attacker can read
+    // from the JWKS, an RS256 header naming the EC key, an ES256 header naming an RSA key, none.
+    let public_pem = key_fixture("rsa-1.pub.pem");
+    let mut header = Header::new(HS256);
+    header.kid = Some("rsa-1".into());
+    let confused = jsonwebtoken::encode(
+        &header,
+        &idp_claims(owner),
+        &EncodingKey::from_secret(&public_pem),
+    )
+    .unwrap();
+    let mut attacks = vec![
+        ("HS256 with the public key", confused),
+        (
+            "RS256 naming the EC key",
+            idp_token(RS256, "ec-1", "rsa-1", &idp_claims(owner)),
+        ),
+        (
+            "ES256 naming the RSA key",
+            idp_token(ES256, "rsa-1", "ec-1", &idp_claims(owner)),
+        ),
+    ];
+    let unsigned = idp_token(RS256, "rsa-1", "rsa-1", &idp_claims(owner));
+    let parts: Vec<&str> = unsigned.split('.').collect();
+    attacks.push((
+        "alg none",
+        format!("eyJhbGciOiJub25lIiwia2lkIjoicnNhLTEifQ.{}.", parts[1]),
+    ));
+    attacks.push((
+        "RS256 without signature",
+        format!("{}.{}.", parts[0], parts[1]),
+    ));
+    for (name, token) in &attacks {
+        let reply = app.graphql(Some(token), query, json!({})).await;
+        assert_eq!(reply.code(), "UNAUTHENTICATED", "{name}: {}", reply.body);
+        assert!(reply.data().is_null(), "{name}: {}", reply.body);
+    }
+
+    // Rotation: a token signed by a key the provider has not published yet is refused after one
+    // refresh; a burst of such tokens costs no more fetches inside the minimum interval.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let rotated = idp_token(RS256, "rsa-2", "rsa-2", &idp_claims(owner));
+    let before = idp.hits();
+    for _ in 0..20 {
+        let reply = app.graphql(Some(&rotated), query, json!({})).await;
+        assert_eq!(reply.code(), "UNAUTHENTICATED", "{}", reply.body);
+    }
+    assert_eq!(
+        idp.hits(),
+        before + 1,
+        "unknown kids refresh at most once per interval"
+    );
+    idp.publish("rsa-2");
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(
+        email(&app.graphql(Some(&rotated), query, json!({})).await),
+        "owner@demo.padel"
+    );
+    assert_eq!(idp.hits(), before + 2);
+    // The old key keeps working without another fetch.
+    let rs = idp_token(RS256, "rsa-1", "rsa-1", &idp_claims(owner));
+    assert_eq!(
+        email(&app.graphql(Some(&rs), query, json!({})).await),
+        "owner@demo.padel"
+    );
+    assert_eq!(idp.hits(), before + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_empty_secret_only_jwks_tokens_are_accepted() {
+    use jsonwebtoken::Algorithm::RS256;
+    let idp = JwksEndpoint::start(&["rsa-1"]).await;
+    let app = crate::helpers::spawn_app_with(
+        crate::helpers::Backend::Postgres,
+        &[
+            ("BFF_JWKS_URL", &idp.url),
+            ("BFF_JWT_SECRET", ""),
+            ("BFF__AUTH__ISSUER", ISSUER),
+            ("BFF__AUTH__AUDIENCE", AUDIENCE),
+        ],
+    )
+    .await;
+    let owner = app.user_id("owner@demo.padel").await;
+    let query = "{ authContext { user { email } } }";
+    let rs = idp_token(RS256, "rsa-1", "rsa-1", &idp_claims(owner));
+    assert_eq!(
+        app.graphql(Some(&rs), query, json!({})).await.ok()["authContext"]["user"]["email"],
+        "owner@demo.padel"
+    );
+    // An HS256 token signed with the development secret is worthless here.
+    let hs = jsonwebtoken::encode(
+        &Header::default(),
+        &idp_claims(owner),
+        &EncodingKey::from_secret(padel_bff::config::DEVELOPMENT_JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let reply = app.graphql(Some(&hs), query, json!({})).await;
+    assert_eq!(reply.code(), "UNAUTHENTICATED", "{}", reply.body);
+}

@@ -3,20 +3,20 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::{shared_redis_url, spawn_app_with, unique_prefix, Backend, TestApp};
 
 const AVAILABILITY: &str = "query($club: ID!, $date: Date!) { courtAvailability(clubId: $club, date: $date, slotMinutes: 60) { courts { court { id } slots { start available } } } }";
 
-/// A redis-server of the test's own, on a free port, that the test may kill or freeze.
-struct PrivateRedis {
+/// A redis-server of the test's own, on a free port, that the test may freeze, kill and restart.
+pub(crate) struct PrivateRedis {
     port: u16,
     child: Option<std::process::Child>,
 }
 
 impl PrivateRedis {
-    fn start() -> PrivateRedis {
+    pub(crate) fn start() -> PrivateRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -27,7 +27,7 @@ impl PrivateRedis {
         redis
     }
 
-    fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         let child = std::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -50,7 +50,7 @@ impl PrivateRedis {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -63,7 +63,7 @@ impl PrivateRedis {
             .success());
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -623,5 +623,96 @@ async fn an_expired_dashboard_is_served_while_one_refresh_runs() {
             reply.body
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `query` for `token` on `app` until `done` holds for the reply (changes arrive through
+/// invalidation messages), failing after a few seconds.
+async fn poll_until(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    variables: Value,
+    what: &str,
+    done: impl Fn(&crate::helpers::Reply) -> bool,
+) -> crate::helpers::Reply {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = app.graphql(Some(token), query, variables.clone()).await;
+        if done(&reply) {
+            return reply;
+        }
+        assert!(Instant::now() < deadline, "{what}: {}", reply.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_responses_go_only_to_whom_they_were_for_and_only_while_true() {
+    let (a, b) = two_replicas(&shared_redis_url()).await;
+    let manager = a.token("manager@demo.padel").await;
+    let date = far_weekday(&a);
+    let dashboard = "query Dash($d: Date) { dashboard(clubId: 1, period: MONTH, date: $d) { current { reservations revenue } } }";
+    let vars = json!({"d": date});
+    let first = a.graphql(Some(&manager), dashboard, vars.clone()).await;
+    let before = first.ok()["dashboard"]["current"]["reservations"]
+        .as_i64()
+        .unwrap();
+    // Stored, then served whole: same bytes, no SQL, reported as a response hit.
+    let hit = a.graphql(Some(&manager), dashboard, vars.clone()).await;
+    assert_eq!(hit.cache_outcome("response"), "l1Hit", "{}", hit.body);
+    assert_eq!(hit.data(), first.data());
+    assert_eq!(hit.sql_statements(), 0);
+
+    // Never to someone else: the identical request from another organization's owner and from a
+    // player of the club (who may not read dashboards) gets their own, correct answer.
+    for (email, code) in [
+        ("owner2@demo.padel", "NOT_FOUND"),
+        ("player@demo.padel", "FORBIDDEN"),
+    ] {
+        let other = a.token(email).await;
+        for _ in 0..2 {
+            let reply = a.graphql(Some(&other), dashboard, vars.clone()).await;
+            assert_eq!(reply.code(), code, "{email}: {}", reply.body);
+            assert_eq!(reply.cache_outcome("response"), "", "{email}");
+        }
+    }
+
+    // Never after its data changed: a booking through replica B moves replica A's answer.
+    let player = a.token("player@demo.padel").await;
+    b.graphql(Some(&player), "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }", json!({"d": date}))
+        .await
+        .ok();
+    let moved = poll_until(
+        &a,
+        &manager,
+        dashboard,
+        vars.clone(),
+        "replica A kept the old dashboard",
+        |r| r.data()["dashboard"]["current"]["reservations"].as_i64() == Some(before + 1),
+    )
+    .await;
+    assert_ne!(moved.cache_outcome("response"), "l1Hit");
+    let again = a.graphql(Some(&manager), dashboard, vars.clone()).await;
+    assert_eq!(again.cache_outcome("response"), "l1Hit");
+    assert_eq!(again.data(), moved.data());
+
+    // Never after access was lost: the manager's membership deactivated behind the gateway's
+    // back (SQL; Postgres triggers publish the invalidation).
+    let manager_id = a.user_id("manager@demo.padel").await;
+    a.execute(&format!(
+        "UPDATE club_memberships SET is_active = FALSE WHERE user_id = {manager_id} AND club_id = 1"
+    ))
+    .await;
+    for app in [&a, &b] {
+        poll_until(
+            app,
+            &manager,
+            dashboard,
+            vars.clone(),
+            "the deactivated manager still reads the dashboard",
+            |r| r.code() == "NOT_FOUND",
+        )
+        .await;
     }
 }

@@ -338,7 +338,9 @@ impl TestApp {
     /// A fresh token for a seeded user.
     pub async fn token(&self, email: &str) -> String {
         let id = self.user_id(email).await;
-        self.tokens.sign(id, Duration::from_secs(600))
+        self.tokens
+            .sign(id, Duration::from_secs(600))
+            .expect("tests run with the HS256 secret")
     }
 
     /// A user's id by email.
@@ -349,7 +351,9 @@ impl TestApp {
 
     /// Signs a token for any subject id (for unknown-user tests).
     pub fn token_for_id(&self, id: i64) -> String {
-        self.tokens.sign(id, Duration::from_secs(600))
+        self.tokens
+            .sign(id, Duration::from_secs(600))
+            .expect("tests run with the HS256 secret")
     }
 
     /// POSTs a GraphQL operation with an optional bearer token.
@@ -453,4 +457,185 @@ impl Drop for TestApp {
             }
         }
     }
+}
+
+/// A PostgreSQL server of the test's own (initdb in a temporary folder, a free port), so a test
+/// can stop and restart it without touching the shared one. Uses the binaries of the installed
+/// server (`/usr/lib/postgresql/<version>/bin`, or `pg_config --bindir`); as root, it runs them
+/// as the `postgres` user, since PostgreSQL refuses to run as root.
+pub struct PrivatePostgres {
+    pub port: u16,
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    user: Option<(u32, u32)>,
+    child: Option<std::process::Child>,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> PrivatePostgres {
+        use std::os::unix::process::CommandExt;
+        let bin = postgres_bindir();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("padel-bff-pg-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let user = if is_root() {
+            let id = |flag: &str| -> u32 {
+                let out = std::process::Command::new("id")
+                    .args([flag, "postgres"])
+                    .output()
+                    .expect("id postgres");
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse()
+                    .expect("postgres user exists")
+            };
+            let (uid, gid) = (id("-u"), id("-g"));
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
+            Some((uid, gid))
+        } else {
+            None
+        };
+        let mut initdb = std::process::Command::new(bin.join("initdb"));
+        initdb
+            .args([
+                "-D",
+                "data",
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some((uid, gid)) = user {
+            initdb.uid(uid).gid(gid);
+        }
+        assert!(
+            initdb.status().expect("initdb runs").success(),
+            "initdb failed"
+        );
+        let mut server = PrivatePostgres {
+            port,
+            bin,
+            dir,
+            user,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts (or restarts) the server and waits until it accepts connections.
+    pub fn spawn(&mut self) {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(self.dir.join(format!("log-{}", self.port))).ok();
+        let mut command = std::process::Command::new(self.bin.join("postgres"));
+        command
+            .args(["-D", "data", "-p", &self.port.to_string(), "-k"])
+            .arg(&self.dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=50",
+            ])
+            .current_dir(&self.dir)
+            .stdout(std::process::Stdio::null());
+        if let Some(log) = log {
+            command.stderr(log);
+        }
+        if let Some((uid, gid)) = self.user {
+            command.uid(uid).gid(gid);
+        }
+        self.child = Some(command.spawn().expect("postgres starts"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ready = std::process::Command::new(self.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "private postgres did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Fast shutdown (SIGINT): sessions are cut, as when a managed database fails over.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// A URL for `database` on this server.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The directory of the installed PostgreSQL server binaries (the newest version).
+fn postgres_bindir() -> std::path::PathBuf {
+    let mut versions: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return bin;
+    }
+    let out = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .expect("PostgreSQL server binaries (scripts/test.sh installs them)");
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

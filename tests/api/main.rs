@@ -7,6 +7,7 @@ mod auth;
 mod availability;
 mod cache;
 mod dashboard;
+mod faults;
 mod hardening;
 mod health_and_schema;
 mod n_plus_one;

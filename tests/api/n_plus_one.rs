@@ -1,4 +1,6 @@
-//! The N+1 detector against a deliberately unbatched resolver that exists only in this test.
+//! Behaviours that need resolvers the real schema must never have, so they exist only in this
+//! test: the N+1 detector against a deliberately unbatched resolver, and the panic guard against a
+//! resolver that panics.
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Object, Schema};
 use padel_bff::{
@@ -35,6 +37,11 @@ impl Unbatched {
             }
         }
         Ok(found)
+    }
+
+    /// Panics, with a message that must never reach the client.
+    async fn explodes(&self) -> Option<i32> {
+        None.or_else(|| panic!("boom: SELECT secret FROM vault at src/secret.rs:42"))
     }
 }
 
@@ -90,4 +97,52 @@ async fn the_detector_names_the_unbatched_field_and_spares_dataloader_batches() 
 
 fn app_database(app: &crate::helpers::TestApp) -> String {
     app.database_url()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_resolver_fails_its_field_with_a_generic_error_and_nothing_else() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let settings = padel_bff::config::Settings::load_from(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
+        &[("DATABASE_URL".into(), app_database(&app))],
+    )
+    .unwrap();
+    let store = padel_bff::store::Store::connect(&settings).await.unwrap();
+    let cache = Cache::new(&settings.cache);
+    let schema = Schema::build(
+        TestQuery::default(),
+        async_graphql::EmptyMutation,
+        EmptySubscription,
+    )
+    .extension(Telemetry {
+        field_spans: FieldSpans::Io,
+    })
+    .finish();
+    let owner = app.user_id("owner@demo.padel").await;
+    for _ in 0..3 {
+        let context = RequestContext::new(&store, &cache, Credentials::User(owner), None, 3);
+        let mut response = schema
+            .execute(
+                async_graphql::Request::new("{ explodes authContext { user { email } } }")
+                    .data(context),
+            )
+            .await;
+        padel_bff::graphql::assign_error_codes(&mut response);
+        let json = serde_json::to_value(&response).unwrap();
+        assert_eq!(json["errors"].as_array().unwrap().len(), 1, "{json}");
+        assert_eq!(
+            json["errors"][0]["extensions"]["code"],
+            "INTERNAL_SERVER_ERROR"
+        );
+        assert_eq!(json["errors"][0]["message"], "internal server error");
+        let text = json.to_string();
+        for leak in ["boom", "SELECT", "secret", ".rs"] {
+            assert!(!text.contains(leak), "{leak} leaked: {text}");
+        }
+        // The other root field still answers: one panic costs one field, not the request.
+        assert_eq!(
+            json["data"]["authContext"]["user"]["email"],
+            "owner@demo.padel"
+        );
+    }
 }

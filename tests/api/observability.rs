@@ -28,12 +28,17 @@ use crate::on_both_backends;
 
 /// What the receiver got: spans, and the debug text of every request (searched for secrets).
 #[derive(Clone, Default)]
-struct Received {
+pub(crate) struct Received {
     spans: Arc<Mutex<Vec<Span>>>,
     raw: Arc<Mutex<String>>,
 }
 
 impl Received {
+    /// Spans received so far.
+    pub(crate) fn span_count(&self) -> usize {
+        self.spans.lock().unwrap().len()
+    }
+
     fn take_trace_request(&self, request: ExportTraceServiceRequest) {
         self.raw.lock().unwrap().push_str(&format!("{request:?}"));
         let mut spans = self.spans.lock().unwrap();
@@ -74,7 +79,13 @@ impl MetricsService for Received {
     }
 }
 
-async fn grpc_receiver() -> (String, Received) {
+pub(crate) async fn grpc_receiver() -> (String, Received) {
+    let (address, received, _server) = grpc_receiver_with_handle().await;
+    (address, received)
+}
+
+/// A gRPC receiver whose task the caller can abort (the collector going away).
+pub(crate) async fn grpc_receiver_with_handle() -> (String, Received, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let received = Received::default();
@@ -82,8 +93,10 @@ async fn grpc_receiver() -> (String, Received) {
         .add_service(TraceServiceServer::new(received.clone()))
         .add_service(MetricsServiceServer::new(received.clone()))
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
-    tokio::spawn(server);
-    (address, received)
+    let handle = tokio::spawn(async move {
+        let _ = server.await;
+    });
+    (address, received, handle)
 }
 
 async fn http_receiver() -> (String, Received) {
@@ -118,10 +131,13 @@ async fn http_receiver() -> (String, Received) {
 }
 
 /// The real binary, serving the embedded demo database, with extra environment.
-struct Gateway {
+/// The real `padel-bff` binary, started with its own config and environment; its stderr goes to
+/// a file (printed when the test fails) so tests can search it.
+pub(crate) struct Gateway {
     child: std::process::Child,
-    address: String,
+    pub(crate) address: String,
     _dir: TempDir,
+    log: std::path::PathBuf,
 }
 
 struct TempDir(std::path::PathBuf);
@@ -133,7 +149,7 @@ impl Drop for TempDir {
 }
 
 impl Gateway {
-    async fn start(env: &[(&str, &str)]) -> Gateway {
+    pub(crate) async fn start(env: &[(&str, &str)]) -> Gateway {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -154,10 +170,12 @@ impl Gateway {
             .env("BFF_LISTEN", format!("127.0.0.1:{port}"))
             .env("BFF__DATABASE__SQLITE_PATH", dir.join("bff.db"))
             .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null());
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
         for (k, v) in env {
             command.env(k, v);
         }
+        let log = dir.join("stderr.log");
         let child = command.spawn().expect("start padel-bff");
         let address = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
@@ -175,7 +193,18 @@ impl Gateway {
             child,
             address,
             _dir: TempDir(dir),
+            log,
         }
+    }
+
+    /// What the process wrote to stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running (it never restarted itself).
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// SIGTERM, then wait for the process to exit (it flushes queued spans first).
@@ -195,6 +224,9 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- gateway stderr ---\n{}", self.stderr());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,0 +1,232 @@
+//! The whole-response cache: the serialized `data` of a repeated identical query, served without
+//! parsing, validating, resolving or serializing anything.
+//!
+//! Its price is the risk of serving a response to someone who may no longer see it, or after its
+//! data changed. Both are closed the same way the value cache closes them:
+//!
+//! - **Freshness**: while the query runs, every cached value it reads records its tags and their
+//!   generations into a [`Recording`] (a task-local). The stored response carries all of them, so
+//!   any invalidation of any source makes it unreadable, and it is fresh only as long as its
+//!   least fresh source. A query that read anything *not* through the cache (a DataLoader's SQL,
+//!   a stale-while-revalidate or stale-if-error value, a bypassed cache) is not stored at all.
+//! - **Authorization**: every access decision the resolvers took (club visibility and level, the
+//!   club's "today") is stored with the bytes as a [`Requirement`] and re-checked against the
+//!   caller's current memberships on every hit. Keys also carry the caller's user id, so a
+//!   response is never even looked up for another user.
+
+use std::sync::{
+    atomic::{AtomicBool, AtomicU64, Ordering},
+    Arc, Mutex,
+};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::access::{club_access, ClubAccess, ClubScope, Viewer};
+
+/// An authorization decision (or clock reading) a response depended on; re-checked on every hit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Requirement {
+    /// The caller is this user.
+    User(i64),
+    /// `club_access` for this club answered this (`None`: invisible).
+    Club {
+        /// The club as the access rules saw it.
+        scope: ClubScope,
+        /// The decision.
+        access: Option<ClubAccess>,
+    },
+    /// "Today" in this time zone was this date (default periods and dates depend on it).
+    Today {
+        /// IANA zone name of the club.
+        timezone: String,
+        /// The date it was.
+        date: NaiveDate,
+    },
+}
+
+/// Whether every requirement still holds for `viewer` (and the clock, through `today`).
+pub fn requirements_hold(
+    requirements: &[Requirement],
+    viewer: &Viewer,
+    today: impl Fn(&str) -> NaiveDate,
+) -> bool {
+    requirements.iter().all(|requirement| match requirement {
+        Requirement::User(id) => viewer.user_id == *id,
+        Requirement::Club { scope, access } => club_access(viewer, *scope) == *access,
+        Requirement::Today { timezone, date } => today(timezone) == *date,
+    })
+}
+
+/// A stored response: the requirements, the operation's monitoring name and the `data` JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredResponse {
+    /// Re-checked on every hit.
+    pub requirements: Vec<Requirement>,
+    /// The monitoring key of the operation (its name, or its root fields).
+    pub operation: String,
+    /// The operation's name in the document (may be empty), for metrics and spans.
+    pub name: String,
+    /// The cached kinds the response was built from (reported as in-process hits on a hit).
+    pub kinds: Vec<String>,
+    /// `data` as JSON bytes, ready to write.
+    pub data: Vec<u8>,
+}
+
+/// What a query read from the cache while it ran.
+#[derive(Debug)]
+pub struct Recording {
+    sources: Mutex<Vec<(String, u64)>>,
+    fresh_until_ms: AtomicU64,
+    spoiled: AtomicBool,
+}
+
+impl Default for Recording {
+    fn default() -> Self {
+        Recording {
+            sources: Mutex::new(Vec::new()),
+            fresh_until_ms: AtomicU64::new(u64::MAX),
+            spoiled: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Recording {
+    /// Marks the response as not storable (it read something the cache cannot track).
+    pub fn spoil(&self) {
+        self.spoiled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether something untrackable was read.
+    pub fn is_spoiled(&self) -> bool {
+        self.spoiled.load(Ordering::Relaxed)
+    }
+
+    /// The sources' tags with the generations they were read at (`None` when one tag was seen
+    /// at two generations: the response mixes before and after an invalidation), and the time
+    /// the least fresh source stops being fresh.
+    pub(crate) fn sources(&self) -> Option<(Vec<String>, Vec<u64>, u64)> {
+        let mut sources = self.sources.lock().expect("recording lock").clone();
+        sources.sort();
+        sources.dedup();
+        if sources.windows(2).any(|w| w[0].0 == w[1].0) {
+            return None;
+        }
+        let (tags, generations) = sources.into_iter().unzip();
+        Some((
+            tags,
+            generations,
+            self.fresh_until_ms.load(Ordering::Relaxed),
+        ))
+    }
+
+    fn note(&self, tags: &[String], generations: &[u64], fresh_until_ms: u64) {
+        let mut sources = self.sources.lock().expect("recording lock");
+        sources.extend(tags.iter().cloned().zip(generations.iter().copied()));
+        self.fresh_until_ms
+            .fetch_min(fresh_until_ms, Ordering::Relaxed);
+    }
+}
+
+tokio::task_local! {
+    static RECORDING: Arc<Recording>;
+    static IN_LOAD: ();
+}
+
+/// Runs `future` (a query's execution) recording what it reads from the cache.
+pub async fn record<F: std::future::Future>(recording: Arc<Recording>, future: F) -> F::Output {
+    RECORDING.scope(recording, future).await
+}
+
+/// Runs a cache load: SQL inside it is tracked by the entry it fills.
+pub(crate) async fn in_load<F: std::future::Future>(future: F) -> F::Output {
+    IN_LOAD.scope((), future).await
+}
+
+/// Whether the current task is filling a cache entry (its SQL is tracked by tags).
+pub fn in_cache_load() -> bool {
+    IN_LOAD.try_with(|_| ()).is_ok()
+}
+
+/// Notes a cache entry the current query used.
+pub(crate) fn note(tags: &[String], generations: &[u64], fresh_until_ms: u64) {
+    let _ = RECORDING.try_with(|r| r.note(tags, generations, fresh_until_ms));
+}
+
+/// Notes that the current query used something untracked.
+pub(crate) fn spoil() {
+    let _ = RECORDING.try_with(|r| r.spoil());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ClubRole, OrgRole};
+
+    fn scope(club_id: i64, organization_id: i64) -> ClubScope {
+        ClubScope {
+            club_id,
+            organization_id,
+            active: true,
+        }
+    }
+
+    #[test]
+    fn requirements_follow_the_callers_current_memberships_and_the_date() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
+        let manager = Viewer {
+            user_id: 7,
+            is_superuser: false,
+            org_roles: vec![],
+            club_roles: vec![(1, 10, ClubRole::Manager)],
+        };
+        let requirements = vec![
+            Requirement::User(7),
+            Requirement::Club {
+                scope: scope(1, 10),
+                access: Some(ClubAccess::Manager),
+            },
+            Requirement::Club {
+                scope: scope(2, 10),
+                access: None,
+            },
+            Requirement::Today {
+                timezone: "Europe/Madrid".into(),
+                date: today,
+            },
+        ];
+        assert!(requirements_hold(&requirements, &manager, |_| today));
+        // Another user, a demoted manager, a new membership, another day: all fail.
+        let other = Viewer {
+            user_id: 8,
+            ..manager.clone()
+        };
+        assert!(!requirements_hold(&requirements, &other, |_| today));
+        let demoted = Viewer {
+            club_roles: vec![(1, 10, ClubRole::Player)],
+            ..manager.clone()
+        };
+        assert!(!requirements_hold(&requirements, &demoted, |_| today));
+        let promoted = Viewer {
+            org_roles: vec![(10, OrgRole::Admin)],
+            ..manager.clone()
+        };
+        assert!(!requirements_hold(&requirements, &promoted, |_| today));
+        assert!(!requirements_hold(&requirements, &manager, |_| today
+            .succ_opt()
+            .unwrap()));
+    }
+
+    #[test]
+    fn a_tag_read_at_two_generations_makes_the_recording_unusable() {
+        let recording = Recording::default();
+        recording.note(&["club:1".into(), "all".into()], &[3, 0], 500);
+        recording.note(&["club:1".into(), "user:7".into()], &[3, 1], 400);
+        let (tags, generations, fresh) = recording.sources().unwrap();
+        assert_eq!(tags, ["all", "club:1", "user:7"]);
+        assert_eq!(generations, [0, 3, 1]);
+        assert_eq!(fresh, 400);
+        recording.note(&["club:1".into()], &[4], 900);
+        assert!(recording.sources().is_none());
+    }
+}

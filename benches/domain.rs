@@ -1,53 +1,68 @@
-//! Micro-benchmarks of the pure hot paths: slot computation and dashboard aggregation.
+//! Criterion micro-benchmarks of the hot pure functions: slot computation, dashboard aggregation
+//! in Rust, cache key derivation, value encoding, and the in-process cache (a value lookup and a
+//! whole-response lookup).
 //!
-//! `cargo bench --bench domain` prints ns per call, best of five rounds. Without `--bench`
-//! (as under `cargo test --all-targets`) each case runs once, as a smoke test.
+//! `cargo bench --bench domain` measures (reports in target/criterion). Under
+//! `cargo test --all-targets` criterion runs each benchmark once as a smoke test.
 
-use std::{hint::black_box, time::Instant};
+use std::hint::black_box;
 
 use chrono::{Days, NaiveDate};
-use padel_bff::domain::{
-    dashboard::{compute, Aggregate, DashboardInput, Tally},
-    period::{period_range, previous_range},
-    schedule::WeeklySchedule,
-    slots::{court_slots, slot_bounds},
-    Period, ReservationStatus,
+use criterion::{criterion_group, criterion_main, Criterion};
+use padel_bff::{
+    cache::{Cache, CacheKey, Kind},
+    domain::{
+        dashboard::{compute, Aggregate, DashboardInput, Tally},
+        period::{period_range, previous_range},
+        schedule::WeeklySchedule,
+        slots::{court_slots, slot_bounds},
+        Period, ReservationStatus,
+    },
+    reads::CourtSlotsValue,
 };
 
-fn measure(name: &str, measuring: bool, mut f: impl FnMut()) {
-    if !measuring {
-        f();
-        println!("{name}: ok (smoke run)");
-        return;
-    }
-    let iterations = 20_000;
-    let best = (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..iterations {
-                f();
-            }
-            start.elapsed().as_nanos() as f64 / iterations as f64
-        })
-        .fold(f64::INFINITY, f64::min);
-    println!("{name:<40} {best:>10.0} ns/call");
+fn schedule() -> WeeklySchedule {
+    WeeklySchedule::from_rows((1..=7).map(|d| (d, 8 * 60, 23 * 60)))
 }
 
-fn main() {
-    let measuring = std::env::args().any(|a| a == "--bench");
-    let schedule = WeeklySchedule::from_rows((1..=7).map(|d| (d, 8 * 60, 23 * 60)));
-    let day = NaiveDate::from_ymd_opt(2026, 11, 18).unwrap();
-    let busy: Vec<(u32, u32)> = (0..9)
+fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 18).unwrap()
+}
+
+/// A day of 8 courts with nine 90-minute bookings each: what one availability entry holds.
+fn availability_value() -> Vec<CourtSlotsValue> {
+    let bounds = slot_bounds(schedule().intervals(day()), 90);
+    let busy = busy();
+    (1..=8)
+        .map(|court| CourtSlotsValue {
+            court_id: court,
+            slots: court_slots(&bounds, &busy, court == 3),
+        })
+        .collect()
+}
+
+fn busy() -> Vec<(u32, u32)> {
+    (0..9)
         .map(|i| (480 + i * 100, 480 + i * 100 + 90))
-        .collect();
+        .collect()
+}
 
-    measure("availability: 8 courts x 90-min slots", measuring, || {
-        let bounds = slot_bounds(schedule.intervals(black_box(day)), 90);
-        for court in 0..8 {
-            black_box(court_slots(&bounds, &busy, court == 3));
-        }
+fn slots(c: &mut Criterion) {
+    let schedule = schedule();
+    let busy = busy();
+    c.bench_function("availability: 8 courts x 90-min slots", |b| {
+        b.iter(|| {
+            let bounds = slot_bounds(schedule.intervals(black_box(day())), 90);
+            for court in 0..8 {
+                black_box(court_slots(&bounds, &busy, court == 3));
+            }
+        })
     });
+}
 
+fn dashboard(c: &mut Criterion) {
+    let schedule = schedule();
+    let day = day();
     let current = period_range(Period::Month, day);
     let previous = previous_range(Period::Month, day);
     let courts: Vec<i64> = (1..=8).collect();
@@ -88,13 +103,93 @@ fn main() {
         current: true,
         count: 300,
     });
-    measure("dashboard: MONTH, 8 courts, aggregation", measuring, || {
-        let input = DashboardInput {
-            schedule: &schedule,
-            active_court_ids: &courts,
-            current,
-            previous,
-        };
-        black_box(compute(&input, black_box(&rows)));
+    c.bench_function("dashboard: MONTH, 8 courts, aggregation", |b| {
+        b.iter(|| {
+            let input = DashboardInput {
+                schedule: &schedule,
+                active_court_ids: &courts,
+                current,
+                previous,
+            };
+            black_box(compute(&input, black_box(&rows)))
+        })
     });
 }
+
+fn keys_and_encoding(c: &mut Criterion) {
+    c.bench_function("cache key: courtAvailability", |b| {
+        b.iter(|| {
+            black_box(CacheKey::new(
+                Kind::CourtAvailability,
+                &[("club", &black_box(17)), ("date", &day())],
+                "courts=all;slot=90",
+            ))
+        })
+    });
+    let value = availability_value();
+    let bytes = postcard::to_allocvec(&value).unwrap();
+    c.bench_function("encode: availability value (postcard)", |b| {
+        b.iter(|| black_box(postcard::to_allocvec(black_box(&value)).unwrap()))
+    });
+    c.bench_function("decode: availability value (postcard)", |b| {
+        b.iter(|| {
+            black_box(postcard::from_bytes::<Vec<CourtSlotsValue>>(black_box(&bytes)).unwrap())
+        })
+    });
+}
+
+fn l1(c: &mut Criterion) {
+    let settings = padel_bff::config::Settings::load_from(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
+        &[],
+    )
+    .unwrap();
+    let cache = Cache::new(&settings.cache);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let key = CacheKey::new(
+        Kind::CourtAvailability,
+        &[("club", &1)],
+        "courts=all;slot=90",
+    );
+    let value = availability_value();
+    let load = |value: Vec<CourtSlotsValue>| move || async move { Ok::<_, ()>(value) };
+    runtime
+        .block_on(cache.get_or_load(key.clone(), vec!["club:1".into()], load(value.clone())))
+        .unwrap();
+    c.bench_function("L1 hit: availability value (lookup + decode)", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(cache.get_or_load(key.clone(), vec!["club:1".into()], load(Vec::new())))
+                .unwrap()
+        })
+    });
+    // A stored whole response, as the HTTP handler looks it up.
+    let recording = std::sync::Arc::new(padel_bff::cache::response::Recording::default());
+    runtime.block_on(padel_bff::cache::response::record(
+        recording.clone(),
+        async {
+            cache
+                .get_or_load(key.clone(), vec!["club:1".into()], load(Vec::new()))
+                .await
+                .unwrap()
+        },
+    ));
+    let response_key = CacheKey::new(Kind::Response, &[("user", &7)], "{ courtAvailability }");
+    let stored = padel_bff::cache::response::StoredResponse {
+        requirements: Vec::new(),
+        operation: "courtAvailability".into(),
+        name: String::new(),
+        kinds: vec!["courtAvailability".into()],
+        data: serde_json::to_vec(&value).unwrap(),
+    };
+    assert!(cache.response_put(&response_key, &recording, &stored));
+    c.bench_function("L1 hit: whole response (lookup + decode)", |b| {
+        b.iter(|| black_box(cache.response_get(&response_key).unwrap()))
+    });
+}
+
+criterion_group!(benches, slots, dashboard, keys_and_encoding, l1);
+criterion_main!(benches);

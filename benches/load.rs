@@ -9,7 +9,9 @@
 //! Environment: `BENCH_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/bff_large, seeded
 //! with `--scale large` when empty), `BENCH_REDIS_URL` (redis://127.0.0.1:6379), `BENCH_SECONDS`
 //! (5 per scenario), `BENCH_CONNECTIONS` (16), `BENCH_ONLY` (comma-separated scenario prefixes),
-//! `BENCH_JSON` (target/bench-load.json). The server is pinned to CPU 0 and this client to CPU 1
+//! `BENCH_JSON` (target/bench-load.json), `BENCH_PEER=1` (also run PostGraphile 5 over the same
+//! database, installed from npm into target/peer on first use), `BENCH_SOAK_MINUTES` (with the
+//! `soak` argument: `cargo bench --bench load -- soak`). The server is pinned to CPU 0 and this client to CPU 1
 //! when `taskset` exists. Throughput runs are closed-loop over a fixed number of connections; the
 //! latency run (`l1-hit@50%`) is open-loop at a fixed rate and measures from each request's
 //! intended send time, so a stall is charged to every request it delayed (no coordinated
@@ -429,6 +431,40 @@ fn main() {
                 results.push(closed_loop(name, &server.base, make, connections, seconds).await);
             }
         }
+        // The peer: PostGraphile 5 over the same database (installed from npm into target/peer by
+        // benches/peer/postgraphile.sh), driven with the equivalent raw-data query (a club's
+        // courts with their reservations on a date) over the same clubs and dates as
+        // `miss courtAvailability`. Opt-in: BENCH_PEER=1.
+        if env("BENCH_PEER", "") == "1" && wanted("peer") {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peer/postgraphile.sh");
+            let mut command = Command::new("taskset");
+            command.args(["-c", "0", "bash", script, &database]).env("PEER_PORT", port.to_string());
+            let mut peer = command.stdout(Stdio::null()).spawn().expect("start PostGraphile");
+            let base = format!("http://127.0.0.1:{port}");
+            let probe = reqwest::Client::new();
+            let deadline = Instant::now() + Duration::from_secs(300); // first run installs from npm
+            loop {
+                let up = probe.post(format!("{base}/graphql")).json(&json!({"query": "{ __typename }"})).send().await;
+                if matches!(&up, Ok(r) if r.status().is_success()) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "PostGraphile did not start");
+                assert!(peer.try_wait().unwrap().is_none(), "PostGraphile exited");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let query = "query($clubId: BigInt!, $date: Date!) { clubByRowId(rowId: $clubId) { rowId name timezone courtsByClubId(orderBy: PRIMARY_KEY_ASC) { nodes { rowId name isActive isMaintenance reservationsByCourtId(condition: {clubId: $clubId, date: $date}, orderBy: PRIMARY_KEY_ASC) { nodes { rowId date startTime endTime status } } } } } }";
+            let make: MakeRequest = Arc::new(move |c, b, i| {
+                let (club, day) = (i % 40 + 1, (i / 40) % 14);
+                c.post(format!("{b}/graphql")).json(&json!({
+                    "query": query,
+                    "variables": {"clubId": club.to_string(), "date": (today + chrono::Days::new(day)).to_string()},
+                }))
+            });
+            results.push(closed_loop("peer PostGraphile 5 (club courts + reservations of a date)", &base, make, connections, seconds).await);
+            let _ = peer.kill();
+            let _ = peer.wait();
+        }
         // Tracing cost: spans exported to a live receiver (default field spans, then every field)
         // and to a closed port, against the same L1-hit workload with tracing off.
         if wanted("tracing") {
@@ -586,6 +622,16 @@ fn print_results(results: &[Result], connections: usize, seconds: f64) {
                 ratios.insert(format!("l1-hit {op} / floor-graphql"), json!(hit / floor));
             }
         }
+    }
+    if let (Some(ours), Some(peer)) = (
+        rps("miss courtAvailability"),
+        rps("peer PostGraphile 5 (club courts + reservations of a date)"),
+    ) {
+        println!(
+            "miss courtAvailability / PostGraphile 5 = {:.2}",
+            ours / peer
+        );
+        ratios.insert("miss courtAvailability / peer".into(), json!(ours / peer));
     }
     if let (Some(off), Some(on)) = (rps("tracing off"), rps("tracing on (io spans)")) {
         println!(

@@ -5,6 +5,8 @@
 # TEST_REDIS_URL (default redis://127.0.0.1:6379); some tests also start private redis-server
 # processes. When nothing answers on 5432 / 6379, or redis-server is missing, this script installs
 # (Debian/apt) and starts what is needed, so a fresh machine with only the Rust toolchain works.
+# python3 with venv is installed the same way when missing (the fuzz test puts schemathesis, from
+# PyPI, into a virtualenv under target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,7 +54,19 @@ ensure_redis() {
     fi
 }
 
+ensure_python() {
+    # The GraphQL fuzz test (tests/api/fuzz.rs) installs schemathesis into a virtualenv.
+    if ! command -v python3 >/dev/null 2>&1; then
+        log "installing python3 (for schemathesis)"
+        apt_install python3 python3-venv
+    elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        log "installing python3-venv (for schemathesis)"
+        apt_install python3-venv
+    fi
+}
+
 ensure_postgres
 ensure_redis
+ensure_python
 log "Postgres for tests: ${TEST_DATABASE_URL%%@*}@…"
 cargo test --locked --all-targets "$@"

@@ -8,6 +8,7 @@ mod availability;
 mod cache;
 mod dashboard;
 mod faults;
+mod fuzz;
 mod hardening;
 mod health_and_schema;
 mod n_plus_one;

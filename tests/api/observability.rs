@@ -232,7 +232,7 @@ impl Drop for Gateway {
     }
 }
 
-fn owner_token() -> String {
+pub(crate) fn owner_token() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -183,10 +183,10 @@ fn l1(c: &mut Criterion) {
         operation: "courtAvailability".into(),
         name: String::new(),
         kinds: vec!["courtAvailability".into()],
-        data: serde_json::to_vec(&value).unwrap(),
+        body: serde_json::to_vec(&value).unwrap().into(),
     };
-    assert!(cache.response_put(&response_key, &recording, &stored));
-    c.bench_function("L1 hit: whole response (lookup + decode)", |b| {
+    assert!(cache.response_put(&response_key, &recording, stored, cache.epoch()));
+    c.bench_function("L1 hit: whole response (lookup, shared bytes)", |b| {
         b.iter(|| black_box(cache.response_get(&response_key).unwrap()))
     });
 }

@@ -419,6 +419,16 @@ impl Settings {
         {
             return key_error("auth.jwks_url", "must be an http:// or https:// URL");
         }
+        if jwks
+            && self.profile == Profile::Production
+            && !self.auth.jwks_url.starts_with("https://")
+        {
+            // Whoever can answer for that URL could sign tokens for any user.
+            return key_error(
+                "auth.jwks_url",
+                "must be https:// in the production profile",
+            );
+        }
         if self.profile == Profile::Production && self.auth.jwt_secret == DEVELOPMENT_JWT_SECRET {
             return key_error(
                 "auth.jwt_secret",

@@ -104,26 +104,34 @@ impl Jwks {
     pub async fn prefetch(&self) {
         if let Err(error) = self.refresh_now().await {
             tracing::warn!(url = %self.url, %error, "JWKS not reachable at start; retrying on demand");
+            // The first token may try again at once: a failed start costs no interval.
+            *self.last_attempt.lock().expect("JWKS lock") = None;
         }
     }
 
     /// The key for `kid`, refreshing the set when it is stale or (rate-limited) when `kid` is
     /// unknown. `kid: None` matches only when the set holds exactly one key for `algorithm`.
-    pub async fn key(&self, kid: Option<&str>, algorithm: Algorithm) -> Option<VerificationKey> {
+    pub async fn key(
+        self: &Arc<Self>,
+        kid: Option<&str>,
+        algorithm: Algorithm,
+    ) -> Option<VerificationKey> {
         let (found, stale) = self.lookup(kid, algorithm);
         if let Some(key) = found {
             if stale && self.may_refresh() {
-                // Serve the key we have; the refresh happens on this request but a failure keeps
-                // the old set (providers publish new keys well before retiring old ones).
-                let _ = self.refresh_now().await;
+                // Serve the key we have and refresh in the background; a failure keeps the old
+                // set (providers publish new keys well before retiring old ones).
+                let jwks = self.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = jwks.refresh_now().await {
+                        tracing::warn!(url = %jwks.url, %error, "JWKS refresh failed");
+                    }
+                });
             }
             return Some(key);
         }
-        if !self.may_refresh() {
-            return None;
-        }
+        // Unknown kid: wait for a refresh in flight (it may bring the key), then look again.
         let _guard = self.refresh.lock().await;
-        // Another request may have refreshed while we waited.
         if let (Some(key), _) = self.lookup(kid, algorithm) {
             return Some(key);
         }

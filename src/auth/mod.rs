@@ -33,6 +33,33 @@ struct Claims {
     iss: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
+}
+
+/// What verification reads back from a token; `iss`/`aud` are checked by the validator on the raw
+/// claims (where `aud` may be a string or an array, RFC 7519) and not parsed here.
+#[derive(Debug, Deserialize)]
+struct VerifiedClaims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    nbf: Option<u64>,
+}
+
+/// A token that verified: who it names and the times it is valid between.
+#[derive(Debug, Clone, Copy)]
+struct Verified {
+    user_id: i64,
+    exp: u64,
+    nbf: Option<u64>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 /// What the request's `Authorization` header amounts to, before any database lookup.
@@ -61,6 +88,10 @@ pub struct TokenAuthority {
     leeway: u64,
     issuer: Option<String>,
     audience: Option<String>,
+    /// Tokens that verified, by their exact text: a repeated token skips the signature check
+    /// (HMAC/RSA/ECDSA, base64 and JSON) and only its times are checked again. Bounded in bytes,
+    /// and each entry lives at most 5 minutes so a key removed from the JWKS stops counting soon.
+    verified: moka::sync::Cache<String, Verified>,
 }
 
 impl TokenAuthority {
@@ -73,6 +104,13 @@ impl TokenAuthority {
         });
         let jwks = (!settings.jwks_url.is_empty()).then(|| jwks::Jwks::new(settings));
         TokenAuthority {
+            verified: moka::sync::Cache::builder()
+                .max_capacity(4 << 20)
+                .weigher(|token: &String, _: &Verified| {
+                    u32::try_from(token.len() + 48).unwrap_or(u32::MAX)
+                })
+                .time_to_live(Duration::from_secs(300))
+                .build(),
             secret,
             jwks,
             leeway: settings.leeway.as_secs(),
@@ -122,6 +160,17 @@ impl TokenAuthority {
 
     /// Verifies a token and returns the user id of its `sub`.
     pub async fn verify(&self, token: &str) -> Result<i64, String> {
+        if let Some(known) = self.verified.get(token) {
+            let now = unix_now();
+            let in_time = now <= known.exp.saturating_add(self.leeway)
+                && known
+                    .nbf
+                    .is_none_or(|nbf| nbf <= now.saturating_add(self.leeway));
+            if in_time {
+                return Ok(known.user_id);
+            }
+            // Expired (or not yet valid): the full check below gives the exact reason.
+        }
         let not_accepted = || "the token's algorithm is not accepted".to_string();
         let header = jsonwebtoken::decode_header(token).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
@@ -149,7 +198,7 @@ impl TokenAuthority {
             }
             _ => return Err(not_accepted()),
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation(algorithm))
+        let data = jsonwebtoken::decode::<VerifiedClaims>(token, &key, &self.validation(algorithm))
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
                 match e.kind() {
@@ -166,10 +215,20 @@ impl TokenAuthority {
                     _ => "the token is invalid".to_string(),
                 }
             })?;
-        data.claims
+        let user_id = data
+            .claims
             .sub
             .parse::<i64>()
-            .map_err(|_| "the token's subject is not a user id".to_string())
+            .map_err(|_| "the token's subject is not a user id".to_string())?;
+        self.verified.insert(
+            token.to_string(),
+            Verified {
+                user_id,
+                exp: data.claims.exp,
+                nbf: data.claims.nbf,
+            },
+        );
+        Ok(user_id)
     }
 
     /// Signs an HS256 token for `user_id` valid for `ttl` (the `token` command and demo tokens);
@@ -186,6 +245,7 @@ impl TokenAuthority {
             exp: now + ttl.as_secs(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            nbf: None,
         };
         Some(
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &secret.encoding)
@@ -264,6 +324,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_remembered_token_still_expires_on_time() {
+        let authority = TokenAuthority::new(&settings("a-secret-long-enough-1234"));
+        let exp = unix_now() + 1;
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &Claims {
+                sub: "7".into(),
+                exp,
+                iat: None,
+                iss: None,
+                aud: None,
+                nbf: None,
+            },
+            &EncodingKey::from_secret(b"a-secret-long-enough-1234"),
+        )
+        .unwrap();
+        assert_eq!(authority.verify(&token).await, Ok(7));
+        assert_eq!(authority.verify(&token).await, Ok(7), "served from memory");
+        while unix_now() <= exp {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            authority.verify(&token).await,
+            Err("the token has expired".into())
+        );
+        // A tampered copy of a remembered token is a different text: checked, and refused.
+        let fresh = TokenAuthority::new(&settings("a-secret-long-enough-1234"));
+        let good = fresh.sign(9, Duration::from_secs(60)).unwrap();
+        assert_eq!(fresh.verify(&good).await, Ok(9));
+        let mut forged: Vec<char> = good.chars().collect();
+        let i = forged.len() - 6;
+        forged[i] = if forged[i] == 'A' { 'B' } else { 'A' };
+        let forged: String = forged.into_iter().collect();
+        assert_eq!(
+            fresh.verify(&forged).await,
+            Err("the token's signature is invalid".into())
+        );
+    }
+
+    #[tokio::test]
     async fn none_algorithm_and_expired_tokens_are_refused() {
         let authority = TokenAuthority::new(&settings("a-secret-long-enough-1234"));
         // {"alg":"none","typ":"JWT"} . {"sub":"1","exp":9999999999} . (no signature)
@@ -280,6 +380,7 @@ mod tests {
                 iat: None,
                 iss: None,
                 aud: None,
+                nbf: None,
             },
             &EncodingKey::from_secret(b"a-secret-long-enough-1234"),
         )
@@ -296,6 +397,7 @@ mod tests {
                 iat: None,
                 iss: None,
                 aud: None,
+                nbf: None,
             },
             &EncodingKey::from_secret(b"a-secret-long-enough-1234"),
         )

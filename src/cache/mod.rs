@@ -79,13 +79,22 @@ struct Entry {
     tags: Vec<String>,
     generations: Vec<u64>,
     value: Vec<u8>,
+    /// A whole response, kept decoded (in-process only, never encoded): a hit shares it instead
+    /// of decoding kilobytes of JSON bytes again.
+    #[serde(skip)]
+    response: Option<Arc<response::StoredResponse>>,
 }
 
 impl Entry {
     fn weight(&self, key: &str) -> u32 {
         let tags: usize = self.tags.iter().map(String::len).sum();
-        u32::try_from(key.len() + self.value.len() + tags + 8 * self.generations.len() + 64)
-            .unwrap_or(u32::MAX)
+        let response = self.response.as_ref().map_or(0, |r| {
+            r.body.len() + r.operation.len() + 64 * r.requirements.len()
+        });
+        u32::try_from(
+            key.len() + self.value.len() + response + tags + 8 * self.generations.len() + 64,
+        )
+        .unwrap_or(u32::MAX)
     }
 }
 
@@ -107,6 +116,9 @@ struct Inner {
     l1: moka::sync::Cache<String, Arc<Entry>>,
     /// Off while the invalidation channel is down (or when configured off).
     l1_on: AtomicBool,
+    /// Bumped whenever the invalidation channel drops or comes back: a load that started
+    /// before may have missed invalidations nobody can replay to it, so it is not kept in L1.
+    epoch: std::sync::atomic::AtomicU64,
     /// Local mirror of tag generations.
     generations: Mutex<HashMap<String, u64>>,
     inflight: Mutex<HashMap<String, Arc<OnceCell<Arc<Entry>>>>>,
@@ -143,6 +155,7 @@ impl Cache {
             l1,
             // With Redis, L1 waits for the invalidation channel before serving anything.
             l1_on: AtomicBool::new(settings.l1_enabled && !redis_configured),
+            epoch: std::sync::atomic::AtomicU64::new(0),
             generations: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             redis: redis_configured
@@ -205,6 +218,7 @@ impl Cache {
             tags: Vec::new(),
             generations: Vec::new(),
             value: text.as_bytes().to_vec(),
+            response: None,
         });
         self.l1_put(&key, entry.clone());
         if let Some(redis) = &self.inner.redis {
@@ -401,6 +415,7 @@ impl Cache {
                 // Generations as the load starts: an invalidation during the load makes the entry
                 // unreadable rather than stale.
                 let generations = self.current_generations(&tags);
+                let epoch = self.epoch();
                 let started = std::time::Instant::now();
                 let value = response::in_load(load()).await;
                 self.inner
@@ -410,7 +425,7 @@ impl Cache {
                 let entry =
                     Arc::new(self.entry(key.kind, tags.clone(), generations, encode(&value)));
                 self.inner.metrics.record(key.kind, Outcome::Miss);
-                if self.is_current(&entry) {
+                if self.is_current(&entry) && self.epoch() == epoch {
                     self.l1_put(key.as_str(), entry.clone());
                     if let Some(redis) = &self.inner.redis {
                         redis.put_in_background(key.as_str().to_string(), entry.clone());
@@ -451,6 +466,7 @@ impl Cache {
             tags,
             generations,
             value,
+            response: None,
         }
     }
 
@@ -524,6 +540,11 @@ impl Cache {
         self.inner.l1.invalidate_all();
     }
 
+    /// The invalidation-channel epoch (see `Inner::epoch`); take it before a load starts.
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch.load(Ordering::Acquire)
+    }
+
     /// Whether whole responses are cached (and served) right now.
     pub fn response_cache_on(&self) -> bool {
         let settings = &self.inner.settings;
@@ -531,7 +552,7 @@ impl Cache {
     }
 
     /// A stored whole response for `key` whose every source is still current and fresh.
-    pub fn response_get(&self, key: &CacheKey) -> Option<response::StoredResponse> {
+    pub fn response_get(&self, key: &CacheKey) -> Option<Arc<response::StoredResponse>> {
         let settings = &self.inner.settings;
         if !settings.enabled || !settings.response_cache {
             return None;
@@ -540,7 +561,7 @@ impl Cache {
         if !self.is_current(&entry) || now_ms() >= entry.fresh_until_ms {
             return None;
         }
-        decode(&entry.value)
+        entry.response.clone()
     }
 
     /// Stores a whole response built from what `recording` saw; false when it cannot be stored
@@ -549,10 +570,15 @@ impl Cache {
         &self,
         key: &CacheKey,
         recording: &response::Recording,
-        stored: &response::StoredResponse,
+        stored: response::StoredResponse,
+        epoch: u64,
     ) -> bool {
         let settings = &self.inner.settings;
-        if !settings.enabled || !settings.response_cache || recording.is_spoiled() {
+        if !settings.enabled
+            || !settings.response_cache
+            || recording.is_spoiled()
+            || self.epoch() != epoch
+        {
             return false;
         }
         let Some((mut tags, mut generations, fresh_until_ms)) = recording.sources() else {
@@ -571,7 +597,8 @@ impl Cache {
             stale_until_ms: fresh_until_ms,
             tags,
             generations,
-            value: encode(stored),
+            value: Vec::new(),
+            response: Some(Arc::new(stored)),
         };
         if !self.is_current(&entry) {
             return false;
@@ -603,6 +630,7 @@ impl Cache {
 
     /// The invalidation channel is (re)established: what was missed is unknown, so start over.
     fn channel_up(&self) {
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         self.flush_l1();
         self.inner
             .l1_on
@@ -612,6 +640,7 @@ impl Cache {
 
     /// The invalidation channel is lost: flush and stop serving from L1 until it is back.
     fn channel_down(&self) {
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         if self.inner.l1_on.swap(false, Ordering::AcqRel) {
             tracing::warn!(
                 "cache invalidation channel lost; L1 flushed and off until resubscribed"

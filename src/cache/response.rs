@@ -58,8 +58,9 @@ pub fn requirements_hold(
     })
 }
 
-/// A stored response: the requirements, the operation's monitoring name and the `data` JSON.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A stored response: the requirements, the operation's names, and the HTTP body, shared (never
+/// copied) by every hit.
+#[derive(Debug, Clone)]
 pub struct StoredResponse {
     /// Re-checked on every hit.
     pub requirements: Vec<Requirement>,
@@ -69,8 +70,8 @@ pub struct StoredResponse {
     pub name: String,
     /// The cached kinds the response was built from (reported as in-process hits on a hit).
     pub kinds: Vec<String>,
-    /// `data` as JSON bytes, ready to write.
-    pub data: Vec<u8>,
+    /// The whole JSON body (`{"data": …}`, with `extensions.cache` where the caller sees it).
+    pub body: bytes::Bytes,
 }
 
 /// What a query read from the cache while it ran.

@@ -38,6 +38,8 @@ pub struct RequestContext {
     principal: OnceCell<Principal>,
     /// Token buckets to charge before executing, and the client's address.
     pub rate_limit: Option<(Arc<crate::ratelimit::RateLimiter>, Option<std::net::IpAddr>)>,
+    /// The `operationName` of the request, to tell which operation of the document runs.
+    pub operation_name: Option<String>,
 }
 
 impl From<LoadError> for ApiError {
@@ -76,7 +78,14 @@ impl RequestContext {
             credentials,
             principal: OnceCell::new(),
             rate_limit: None,
+            operation_name: None,
         }
+    }
+
+    /// Names the operation of the document that runs (the request's `operationName`).
+    pub fn with_operation_name(mut self, name: Option<String>) -> Self {
+        self.operation_name = name;
+        self
     }
 
     /// Charges this request to the caller's and the client IP's token buckets.

@@ -7,6 +7,7 @@ pub mod context;
 pub mod dashboard;
 pub mod limits;
 pub mod loaders;
+pub mod nulls;
 pub mod reservations;
 pub mod scalars;
 pub mod types;

@@ -95,16 +95,27 @@ async fn execute_batch(
 /// What the HTTP answer needs from the operations of a request.
 #[derive(Default)]
 struct Outcome {
+    operations: u32,
+    limited: u32,
     retry_after: Option<std::time::Duration>,
     sql_statements: u32,
 }
 
 impl Outcome {
     fn add(&mut self, stats: &RequestStats) {
+        self.operations += 1;
         self.sql_statements += stats.sql_statements();
         if let Some(wait) = stats.retry_after() {
+            self.limited += 1;
             self.retry_after = Some(self.retry_after.map_or(wait, |w| w.max(wait)));
         }
+    }
+
+    /// HTTP 429 only when nothing ran: a batch whose other operations ran (a booking among
+    /// them) must not look failed, or clients would resend all of it.
+    fn rate_limited(&self) -> Option<std::time::Duration> {
+        self.retry_after
+            .filter(|_| self.limited > 0 && self.limited == self.operations)
     }
 }
 
@@ -173,7 +184,8 @@ async fn execute(
             let mut http = (
                 [(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
+                    // What executed answers carry (async-graphql-axum), hits included.
+                    HeaderValue::from_static("application/graphql-response+json"),
                 )],
                 body,
             )
@@ -187,7 +199,7 @@ async fn execute(
 /// An operation's answer: executed, or the bytes of a whole-response cache hit.
 enum Answer {
     Executed(async_graphql::Response),
-    Cached(Vec<u8>),
+    Cached(bytes::Bytes),
 }
 
 /// One operation through the whole-response cache: a repeated identical query of the same user
@@ -242,13 +254,13 @@ async fn run_cached(
                     KeyValue::new("graphql.operation.name", stored.name.clone()),
                 ],
             );
-            let show_cache = state.settings.profile == Profile::Development || stats.is_superuser();
             record(state, &stats, started, &[]);
-            return (Answer::Cached(cached_body(&stored, show_cache)), stats);
+            return (Answer::Cached(stored.body.clone()), stats);
         }
         span.record("cache.outcome", "rejected");
     }
     state.cache.record_response(crate::cache::Outcome::Miss);
+    let epoch = state.cache.epoch();
     let recording = std::sync::Arc::new(Recording::default());
     let (response, stats) = whole::record(
         recording.clone(),
@@ -268,14 +280,15 @@ async fn run_cached(
                 .collect();
             kinds.sort_unstable();
             kinds.dedup();
+            let show_cache = state.settings.profile == Profile::Development || stats.is_superuser();
             let stored = StoredResponse {
+                body: cached_body(&data, &kinds, show_cache),
                 requirements,
                 operation: operation_key(&stats),
                 name: operation.map(|(_, name)| name).unwrap_or_default(),
                 kinds,
-                data,
             };
-            state.cache.response_put(&key, &recording, &stored);
+            state.cache.response_put(&key, &recording, stored, epoch);
         }
     }
     (Answer::Executed(response), stats)
@@ -284,16 +297,20 @@ async fn run_cached(
 /// The whole-response key: the user, and a hash of document, operation name and variables.
 fn response_key(user_id: i64, request: &async_graphql::Request) -> crate::cache::CacheKey {
     let variables = serde_json::to_string(&request.variables).unwrap_or_default();
-    let operation = request.operation_name.as_deref().unwrap_or("");
+    // `{:?}` keeps "no operation name" and an empty one apart.
     crate::cache::CacheKey::new(
         crate::cache::Kind::Response,
         &[("user", &user_id)],
-        &format!("{}\u{0}{operation}\u{0}{variables}", request.query),
+        &format!(
+            "{}\u{0}{:?}\u{0}{variables}",
+            request.query, request.operation_name
+        ),
     )
 }
 
-/// A stored response may be served to this caller: the rate limit allows a query, the user is
-/// still active (exact, from the cache), and every access decision stored with it still holds.
+/// A stored response may be served to this caller: the user is still active (exact, from the
+/// cache), every access decision stored with it still holds, and the rate limit allows a query
+/// (charged once, and only for a hit: a refused hit runs the normal way and is charged there).
 async fn hit_allowed(
     state: &AppState,
     edge: &Edge,
@@ -301,19 +318,6 @@ async fn hit_allowed(
     stored: &crate::cache::response::StoredResponse,
     stats: &RequestStats,
 ) -> bool {
-    if state
-        .rate_limiter
-        .check(
-            Some(user_id),
-            edge.client_ip,
-            crate::ratelimit::OperationKind::Query,
-        )
-        .await
-        .is_err()
-    {
-        // Run it the normal way, which answers RATE_LIMITED properly.
-        return false;
-    }
     let Ok((record, _)) = crate::reads::principal(&state.cache, &state.store, user_id).await else {
         return false;
     };
@@ -321,22 +325,34 @@ async fn hit_allowed(
         return false;
     }
     let principal = crate::auth::Principal::from(record);
-    stats.set_user(principal.user.id, principal.user.is_superuser);
-    crate::cache::response::requirements_hold(
+    if !crate::cache::response::requirements_hold(
         &stored.requirements,
         &principal.viewer,
         crate::reads::today_at,
-    )
+    ) {
+        return false;
+    }
+    stats.set_user(principal.user.id, principal.user.is_superuser);
+    // Over the limit: run it the normal way, which answers RATE_LIMITED properly.
+    state
+        .rate_limiter
+        .check(
+            Some(user_id),
+            edge.client_ip,
+            crate::ratelimit::OperationKind::Query,
+        )
+        .await
+        .is_ok()
 }
 
 /// `{"data": …}` around the stored bytes, with `extensions.cache` where responses show it.
-fn cached_body(stored: &crate::cache::response::StoredResponse, show_cache: bool) -> Vec<u8> {
-    let mut body = Vec::with_capacity(stored.data.len() + 64 + 40 * stored.kinds.len());
+fn cached_body(data: &[u8], kinds: &[String], show_cache: bool) -> bytes::Bytes {
+    let mut body = Vec::with_capacity(data.len() + 64 + 40 * kinds.len());
     body.extend_from_slice(b"{\"data\":");
-    body.extend_from_slice(&stored.data);
+    body.extend_from_slice(data);
     if show_cache {
         body.extend_from_slice(br#","extensions":{"cache":[{"kind":"response","outcome":"l1Hit"}"#);
-        for kind in &stored.kinds {
+        for kind in kinds {
             body.extend_from_slice(br#",{"kind":""#);
             body.extend_from_slice(kind.as_bytes());
             body.extend_from_slice(br#"","outcome":"l1Hit"}"#);
@@ -344,7 +360,7 @@ fn cached_body(stored: &crate::cache::response::StoredResponse, show_cache: bool
         body.extend_from_slice(b"]}");
     }
     body.push(b'}');
-    body
+    body.into()
 }
 
 /// One operation: context, persisted-query resolution (unless already `resolved`), execution,
@@ -364,7 +380,8 @@ async fn run(
         Some(state.instruments.clone()),
         state.settings.telemetry.n_plus_one_threshold,
     )
-    .with_rate_limit(state.rate_limiter.clone(), edge.client_ip);
+    .with_rate_limit(state.rate_limiter.clone(), edge.client_ip)
+    .with_operation_name(request.operation_name.clone());
     let stats = context.stats.clone();
     let mut request = request;
     let resolution = match resolved {
@@ -372,7 +389,12 @@ async fn run(
         None => resolve_persisted_query(state, &mut request).await,
     };
     let mut response = match resolution {
-        Ok(()) => state.schema.execute(request.data(context)).await,
+        Ok(()) => {
+            let (query, operation) = (request.query.clone(), request.operation_name.clone());
+            let mut response = state.schema.execute(request.data(context)).await;
+            crate::graphql::nulls::complete(&mut response, &query, operation.as_deref());
+            response
+        }
         Err(error) => async_graphql::Response::from_errors(vec![error]),
     };
     assign_error_codes(&mut response);
@@ -412,7 +434,7 @@ fn finish(
 
 /// 429 with Retry-After when rate-limited, private caching, debug headers.
 fn common_headers(state: &AppState, http: &mut Response, outcome: &Outcome) {
-    if let Some(wait) = outcome.retry_after {
+    if let Some(wait) = outcome.rate_limited() {
         *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         http.headers_mut()

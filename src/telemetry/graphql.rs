@@ -95,7 +95,13 @@ impl Extension for TelemetryExtension {
         let span = tracing::debug_span!("graphql.parse", otel.name = "graphql.parse", graphql.document.hash = %format!("{:016x}", fnv1a64(query.as_bytes())));
         let document = next.run(ctx, query, variables).instrument(span).await?;
         if let Some(request) = ctx.data_opt::<RequestContext>() {
-            if let Some((name, operation)) = document.operations.iter().next() {
+            // The operation that runs: the one `operationName` names, else the only one.
+            let wanted = request.operation_name.as_deref();
+            let chosen = document.operations.iter().find(|(name, _)| match wanted {
+                Some(wanted) => name.is_some_and(|n| n.as_str() == wanted),
+                None => true,
+            });
+            if let Some((name, operation)) = chosen {
                 request.stats.set_operation(
                     operation_type(operation.node.ty),
                     name.map(|n| n.as_str()).unwrap_or(""),

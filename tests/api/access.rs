@@ -145,3 +145,52 @@ on_both_backends!(court_maintenance_needs_a_manager, |app| {
         .await;
     assert_eq!(in_maintenance, 1);
 });
+
+on_both_backends!(failed_fields_are_present_as_null_as_the_spec_says, |app| {
+    let owner = app.token("owner@demo.padel").await;
+    // A visible club and an invisible one (organization 2): the failed nullable field is null.
+    let reply = app
+        .graphql(
+            Some(&owner),
+            r#"{ a: club(id: "1") { id } b: club(id: "3") { id } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        reply.body["data"],
+        json!({"a": {"id": "1"}, "b": null}),
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.code(), "NOT_FOUND");
+    assert_eq!(reply.body["errors"][0]["path"], json!(["b"]));
+    // The only root field failed: `data` holds it as null, and a foreign id still answers
+    // exactly like a missing one.
+    let foreign = app
+        .graphql(Some(&owner), r#"{ club(id: "3") { id } }"#, json!({}))
+        .await;
+    let missing = app
+        .graphql(Some(&owner), r#"{ club(id: "424242") { id } }"#, json!({}))
+        .await;
+    assert_eq!(
+        foreign.body["data"],
+        json!({"club": null}),
+        "{}",
+        foreign.body
+    );
+    assert_eq!(foreign.body["data"], missing.body["data"]);
+    assert_eq!(
+        foreign.body["errors"][0]["message"],
+        missing.body["errors"][0]["message"]
+    );
+    // A failed non-null field (dashboard) nulls the whole of `data`.
+    let reply = app
+        .graphql(
+            Some(&owner),
+            r#"{ a: club(id: "1") { id } d: dashboard(clubId: "3") { from } }"#,
+            json!({}),
+        )
+        .await;
+    assert!(reply.body["data"].is_null(), "{}", reply.body);
+    assert_eq!(reply.code(), "NOT_FOUND");
+});

@@ -367,7 +367,7 @@ async fn jwks_tokens_are_verified_with_cached_keys_and_rotation_refreshes_them()
         crate::helpers::Backend::Postgres,
         &[
             ("BFF_JWKS_URL", &idp.url),
-            ("BFF__AUTH__JWKS_MIN_REFRESH_INTERVAL", "1s"),
+            ("BFF__AUTH__JWKS_MIN_REFRESH_INTERVAL", "3s"),
             ("BFF__AUTH__ISSUER", ISSUER),
             ("BFF__AUTH__AUDIENCE", AUDIENCE),
             ("BFF__AUTH__LEEWAY", "30s"),
@@ -405,6 +405,20 @@ async fn jwks_tokens_are_verified_with_cached_keys_and_rotation_refreshes_them()
     );
     assert_eq!(idp.hits(), 1, "verified tokens never refetch the key set");
 
+    // Providers often send `aud` as an array (RFC 7519): accepted when it holds ours.
+    let mut claims = idp_claims(owner);
+    claims["aud"] = json!(["account", AUDIENCE]);
+    assert_eq!(
+        email(
+            &app.graphql(
+                Some(&idp_token(RS256, "rsa-1", "rsa-1", &claims)),
+                query,
+                json!({})
+            )
+            .await
+        ),
+        "owner@demo.padel"
+    );
     // Claims: issuer, audience, expiry and not-before with the configured skew.
     let mut claims = idp_claims(owner);
     claims["exp"] = json!(unix_now() - 10); // expired, but inside 30 s of skew
@@ -424,6 +438,7 @@ async fn jwks_tokens_are_verified_with_cached_keys_and_rotation_refreshes_them()
         ("nbf", json!(unix_now() + 120)),
         ("iss", json!("https://evil.example.test/")),
         ("aud", json!("another-api")),
+        ("aud", json!(["account", "another-api"])),
     ] {
         let mut claims = idp_claims(owner);
         claims[field] = value;
@@ -477,7 +492,7 @@ async fn jwks_tokens_are_verified_with_cached_keys_and_rotation_refreshes_them()
 
     // Rotation: a token signed by a key the provider has not published yet is refused after one
     // refresh; a burst of such tokens costs no more fetches inside the minimum interval.
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
     let rotated = idp_token(RS256, "rsa-2", "rsa-2", &idp_claims(owner));
     let before = idp.hits();
     for _ in 0..20 {
@@ -490,7 +505,7 @@ async fn jwks_tokens_are_verified_with_cached_keys_and_rotation_refreshes_them()
         "unknown kids refresh at most once per interval"
     );
     idp.publish("rsa-2");
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
     assert_eq!(
         email(&app.graphql(Some(&rotated), query, json!({})).await),
         "owner@demo.padel"

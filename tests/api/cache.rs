@@ -235,7 +235,20 @@ async fn a_booking_through_one_replica_is_seen_through_the_other_and_nothing_els
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_identical_cold_requests_cause_one_load() {
     let prefix = unique_prefix();
-    let app = std::sync::Arc::new(with_redis(&shared_redis_url(), &prefix).await);
+    // Generous Redis timeouts: on a loaded CI machine a 150 ms timeout can open the breaker,
+    // whose recovery flushes L1 and would make this test count reloads, not single flight.
+    let app = std::sync::Arc::new(
+        spawn_app_with(
+            Backend::Postgres,
+            &[
+                ("REDIS_URL", &shared_redis_url()),
+                ("BFF__CACHE__KEY_PREFIX", &prefix),
+                ("BFF__CACHE__REDIS_READ_TIMEOUT", "3s"),
+                ("BFF__CACHE__REDIS_WRITE_TIMEOUT", "3s"),
+            ],
+        )
+        .await,
+    );
     wait_for_l1(&app).await;
     let token = app.token("player@demo.padel").await;
     // Sign-in and club layout cached first, so only the availability load is in question.

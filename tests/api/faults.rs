@@ -125,6 +125,7 @@ async fn faults_under_mixed_load_lose_nothing_and_recover_without_a_restart() {
 
     let mut redis = PrivateRedis::start();
     let (collector, received, collector_task) = grpc_receiver_with_handle().await;
+    let collector_address = collector.clone();
     let mut gateway = Gateway::start(&[
         ("DATABASE_URL", &url),
         ("REDIS_URL", &redis.url()),
@@ -297,9 +298,24 @@ async fn faults_under_mixed_load_lose_nothing_and_recover_without_a_restart() {
 
     // The collector goes away for good.
     let spans_before = received.span_count();
-    collector_task.abort();
+    collector_task.stop().await;
     set_phase(Phase::CollectorGone);
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // Really gone: nothing listens on its address any more, and nothing more arrived.
+    let port = collector_address
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    let spans_after = received.span_count();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        received.span_count(),
+        spans_after,
+        "the stopped collector still receives"
+    );
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.unwrap();

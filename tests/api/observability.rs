@@ -80,23 +80,44 @@ impl MetricsService for Received {
 }
 
 pub(crate) async fn grpc_receiver() -> (String, Received) {
-    let (address, received, _server) = grpc_receiver_with_handle().await;
+    let (address, received, collector) = grpc_receiver_with_handle().await;
+    std::mem::forget(collector.stop); // keep serving for the rest of the test
     (address, received)
 }
 
-/// A gRPC receiver whose task the caller can abort (the collector going away).
-pub(crate) async fn grpc_receiver_with_handle() -> (String, Received, tokio::task::JoinHandle<()>) {
+/// A running gRPC receiver that the test can take away.
+pub(crate) struct Collector {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    /// The collector goes away: no new connections, and the open ones are closed.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.task).await;
+    }
+}
+
+/// A gRPC receiver the caller can stop (the collector going away).
+pub(crate) async fn grpc_receiver_with_handle() -> (String, Received, Collector) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let received = Received::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(TraceServiceServer::new(received.clone()))
         .add_service(MetricsServiceServer::new(received.clone()))
-        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
-    let handle = tokio::spawn(async move {
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            async move {
+                let _ = stopped.await;
+            },
+        );
+    let task = tokio::spawn(async move {
         let _ = server.await;
     });
-    (address, received, handle)
+    (address, received, Collector { stop, task })
 }
 
 async fn http_receiver() -> (String, Received) {

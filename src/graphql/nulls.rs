@@ -147,7 +147,12 @@ pub fn complete(response: &mut async_graphql::Response, query: &str, operation: 
         ) else {
             continue;
         };
-        apply(&mut response.data, &path[..target.len], target.null_data);
+        if target.null_data {
+            // Nothing of `data` survives; later errors have nowhere to go.
+            response.data = Value::Null;
+            return;
+        }
+        apply(&mut response.data, &path[..target.len]);
     }
 }
 
@@ -222,11 +227,8 @@ fn null_target(
     None
 }
 
-fn apply(data: &mut Value, path: &[PathSegment], null_data: bool) {
-    if null_data {
-        *data = Value::Null;
-        return;
-    }
+/// Sets the field at `path` to null (creating `data` when every root field failed).
+fn apply(data: &mut Value, path: &[PathSegment]) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
@@ -307,6 +309,17 @@ mod tests {
             response.data,
             value!({ "club": null, "other": { "id": "2" } })
         );
+    }
+
+    #[test]
+    fn once_data_is_null_later_errors_do_not_bring_it_back() {
+        let query = r#"{ d: dashboard(clubId: "9") { from } e: club(id: "3") { id } }"#;
+        let mut response = failed(Value::Null, &[&["d"], &["e"]]);
+        complete(&mut response, query, None);
+        assert_eq!(response.data, Value::Null);
+        let mut response = failed(Value::Null, &[&["e"], &["d"]]);
+        complete(&mut response, query, None);
+        assert_eq!(response.data, Value::Null);
     }
 
     #[test]

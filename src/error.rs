@@ -210,7 +210,7 @@ impl ErrorCode {
 }
 
 /// Whether a driver error means "cannot reach the database" rather than a bug.
-fn is_unavailable(error: &sqlx::Error) -> bool {
+pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed

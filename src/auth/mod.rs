@@ -323,23 +323,29 @@ mod tests {
         );
     }
 
+    /// A token with only `sub` and `exp`, signed with the test secret.
+    fn signed(algorithm: Algorithm, sub: &str, exp: u64) -> String {
+        let claims = Claims {
+            sub: sub.into(),
+            exp,
+            iat: None,
+            iss: None,
+            aud: None,
+            nbf: None,
+        };
+        jsonwebtoken::encode(
+            &Header::new(algorithm),
+            &claims,
+            &EncodingKey::from_secret(b"a-secret-long-enough-1234"),
+        )
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn a_remembered_token_still_expires_on_time() {
         let authority = TokenAuthority::new(&settings("a-secret-long-enough-1234"));
         let exp = unix_now() + 1;
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &Claims {
-                sub: "7".into(),
-                exp,
-                iat: None,
-                iss: None,
-                aud: None,
-                nbf: None,
-            },
-            &EncodingKey::from_secret(b"a-secret-long-enough-1234"),
-        )
-        .unwrap();
+        let token = signed(Algorithm::HS256, "7", exp);
         assert_eq!(authority.verify(&token).await, Ok(7));
         assert_eq!(authority.verify(&token).await, Ok(7), "served from memory");
         while unix_now() <= exp {
@@ -372,36 +378,12 @@ mod tests {
             authority.verify(none).await,
             Err("the token's algorithm is not accepted".into())
         );
-        let expired = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &Claims {
-                sub: "1".into(),
-                exp: 1_000,
-                iat: None,
-                iss: None,
-                aud: None,
-                nbf: None,
-            },
-            &EncodingKey::from_secret(b"a-secret-long-enough-1234"),
-        )
-        .unwrap();
+        let expired = signed(Algorithm::HS256, "1", 1_000);
         assert_eq!(
             authority.verify(&expired).await,
             Err("the token has expired".into())
         );
-        let hs512 = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS512),
-            &Claims {
-                sub: "1".into(),
-                exp: 9_999_999_999,
-                iat: None,
-                iss: None,
-                aud: None,
-                nbf: None,
-            },
-            &EncodingKey::from_secret(b"a-secret-long-enough-1234"),
-        )
-        .unwrap();
+        let hs512 = signed(Algorithm::HS512, "1", 9_999_999_999);
         assert!(authority.verify(&hs512).await.is_err());
         // RS256 without a JWKS URL configured.
         let rs256 =

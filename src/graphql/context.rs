@@ -43,8 +43,15 @@ pub struct RequestContext {
 }
 
 impl From<LoadError> for ApiError {
+    /// A DataLoader batch failed: an unreachable database stays `SERVICE_UNAVAILABLE` (the
+    /// batch ran on another task, but the cause is the same as a direct read's).
     fn from(error: LoadError) -> Self {
-        ApiError::internal(anyhow::anyhow!("{error}"))
+        match &*error {
+            crate::error::StoreError::Database(cause) if crate::error::is_unavailable(cause) => {
+                ApiError::ServiceUnavailable("the database is unavailable, retry later".into())
+            }
+            _ => ApiError::internal(anyhow::anyhow!("{error}")),
+        }
     }
 }
 

@@ -48,8 +48,16 @@ impl Unbatched {
 #[derive(MergedObject, Default)]
 struct TestQuery(QueryRoot, Unbatched);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_detector_names_the_unbatched_field_and_spares_dataloader_batches() {
+type TestSchema = Schema<TestQuery, async_graphql::EmptyMutation, EmptySubscription>;
+
+/// A demo database, its store and cache, and the real query root plus the test-only resolvers,
+/// with the telemetry extension (which holds the N+1 counting and the panic guard).
+async fn test_schema() -> (
+    crate::helpers::TestApp,
+    padel_bff::store::Store,
+    Cache,
+    TestSchema,
+) {
     let app = spawn_app(Backend::Sqlite).await;
     let settings = padel_bff::config::Settings::load_from(
         std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
@@ -67,6 +75,12 @@ async fn the_detector_names_the_unbatched_field_and_spares_dataloader_batches() 
         field_spans: FieldSpans::Io,
     })
     .finish();
+    (app, store, cache, schema)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_detector_names_the_unbatched_field_and_spares_dataloader_batches() {
+    let (app, store, cache, schema) = test_schema().await;
     let owner = app.user_id("owner@demo.padel").await;
 
     let context = RequestContext::new(&store, &cache, Credentials::User(owner), None, 3);
@@ -101,23 +115,7 @@ fn app_database(app: &crate::helpers::TestApp) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_resolver_fails_its_field_with_a_generic_error_and_nothing_else() {
-    let app = spawn_app(Backend::Sqlite).await;
-    let settings = padel_bff::config::Settings::load_from(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
-        &[("DATABASE_URL".into(), app_database(&app))],
-    )
-    .unwrap();
-    let store = padel_bff::store::Store::connect(&settings).await.unwrap();
-    let cache = Cache::new(&settings.cache);
-    let schema = Schema::build(
-        TestQuery::default(),
-        async_graphql::EmptyMutation,
-        EmptySubscription,
-    )
-    .extension(Telemetry {
-        field_spans: FieldSpans::Io,
-    })
-    .finish();
+    let (app, store, cache, schema) = test_schema().await;
     let owner = app.user_id("owner@demo.padel").await;
     for _ in 0..3 {
         let context = RequestContext::new(&store, &cache, Credentials::User(owner), None, 3);

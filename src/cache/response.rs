@@ -20,12 +20,11 @@ use std::sync::{
 };
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
 
 use crate::domain::access::{club_access, ClubAccess, ClubScope, Viewer};
 
 /// An authorization decision (or clock reading) a response depended on; re-checked on every hit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
     /// The caller is this user.
     User(i64),

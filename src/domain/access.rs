@@ -18,7 +18,7 @@ pub struct Viewer {
 }
 
 /// What the access rules need to know about a club.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClubScope {
     /// The club.
     pub club_id: i64,
@@ -29,9 +29,7 @@ pub struct ClubScope {
 }
 
 /// How much of a club the caller may use; `None` from [`club_access`] means invisible.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ClubAccess {
     /// Sees the club, books, sees and cancels their own reservations.
     Player,

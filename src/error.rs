@@ -183,6 +183,14 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %error, "database unavailable");
                 ApiError::ServiceUnavailable("the database is unavailable, retry later".into())
             }
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                // The SQLSTATE says which failure this was; the message alone often does not.
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                ApiError::internal(
+                    anyhow::Error::new(StoreError::Database(sqlx::Error::Database(db)))
+                        .context(format!("SQLSTATE {code}")),
+                )
+            }
             other => ApiError::internal(other),
         }
     }

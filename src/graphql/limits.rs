@@ -1,44 +1,20 @@
 //! Query limits checked before any resolver or SQL runs: document size and tokens, depth (an
 //! alias named `__schema` is no way around it), aliases, root fields and directives. Each refusal
 //! is one GraphQL error with code `QUERY_TOO_COMPLEX`. Complexity and fragment recursion use the
-//! engine's own limits, whose errors get the same code.
+//! engine's own limits, whose errors get the same code. The schema's one extension
+//! (`telemetry::graphql`) applies them when it parses a document; a prepared document passed them.
 
-use std::{collections::HashSet, sync::Arc};
+use std::collections::HashSet;
 
 use async_graphql::{
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
     parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet},
-    Name, Positioned, ServerError, ServerResult, Variables,
+    Name, Positioned, ServerError,
 };
-
-use async_graphql::parser::types::OperationType;
 
 use crate::{
     config::LimitSettings, error::ErrorCode, graphql::context::RequestContext,
     ratelimit::OperationKind,
 };
-
-/// The limits extension.
-pub struct QueryLimits {
-    /// The configured limits.
-    pub limits: LimitSettings,
-    /// Whether introspection is enabled (then a pure introspection query may nest deeper).
-    pub introspection: bool,
-}
-
-impl ExtensionFactory for QueryLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(QueryLimitsExtension {
-            limits: self.limits.clone(),
-            introspection: self.introspection,
-        })
-    }
-}
-
-struct QueryLimitsExtension {
-    limits: LimitSettings,
-    introspection: bool,
-}
 
 /// Depth a pure introspection query (GraphiQL's) may reach when introspection is on.
 const INTROSPECTION_DEPTH: usize = 15;
@@ -205,56 +181,46 @@ pub fn check(
     Ok(())
 }
 
-#[async_trait::async_trait]
-impl Extension for QueryLimitsExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        if query.chars().count() > self.limits.max_document_chars {
-            return Err(too_complex(format!(
-                "the document exceeds {} characters",
-                self.limits.max_document_chars
-            )));
-        }
-        if count_tokens(query) > self.limits.max_document_tokens {
-            return Err(too_complex(format!(
-                "the document exceeds {} tokens",
-                self.limits.max_document_tokens
-            )));
-        }
-        let document = next.run(ctx, query, variables).await?;
-        check(&document, &self.limits, self.introspection)?;
-        if let Some(request) = ctx.data_opt::<RequestContext>() {
-            if let Some((limiter, ip)) = &request.rate_limit {
-                // A document holding any mutation is charged as one (the stricter budget).
-                let kind = if document
-                    .operations
-                    .iter()
-                    .any(|(_, op)| op.node.ty == OperationType::Mutation)
-                {
-                    OperationKind::Mutation
-                } else {
-                    OperationKind::Query
-                };
-                if let Err(limited) = limiter.check(request.token_user_id(), *ip, kind).await {
-                    request.stats.set_retry_after(limited.retry_after);
-                    let seconds = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                    let mut error = ErrorCode::RateLimited
-                        .server_error(format!("too many requests: retry after {seconds} s"));
-                    error
-                        .extensions
-                        .get_or_insert_with(Default::default)
-                        .set("retryAfter", seconds);
-                    return Err(error);
-                }
-            }
-        }
-        Ok(document)
+/// Checks the document text before it is parsed: characters and tokens.
+pub fn check_text(query: &str, limits: &LimitSettings) -> Result<(), ServerError> {
+    if query.chars().count() > limits.max_document_chars {
+        return Err(too_complex(format!(
+            "the document exceeds {} characters",
+            limits.max_document_chars
+        )));
     }
+    if count_tokens(query) > limits.max_document_tokens {
+        return Err(too_complex(format!(
+            "the document exceeds {} tokens",
+            limits.max_document_tokens
+        )));
+    }
+    Ok(())
+}
+
+/// Takes the request's rate-limit token: a document holding any mutation is charged as one
+/// (the stricter budget). Runs for every request, prepared document or not.
+pub async fn charge(request: &RequestContext, has_mutation: bool) -> Result<(), ServerError> {
+    let Some((limiter, ip)) = &request.rate_limit else {
+        return Ok(());
+    };
+    let kind = if has_mutation {
+        OperationKind::Mutation
+    } else {
+        OperationKind::Query
+    };
+    if let Err(limited) = limiter.check(request.token_user_id(), *ip, kind).await {
+        request.stats.set_retry_after(limited.retry_after);
+        let seconds = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let mut error = ErrorCode::RateLimited
+            .server_error(format!("too many requests: retry after {seconds} s"));
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("retryAfter", seconds);
+        return Err(error);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod auth_context;
 pub mod availability;
 pub mod context;
 pub mod dashboard;
+pub mod documents;
 pub mod limits;
 pub mod loaders;
 pub mod nulls;
@@ -59,12 +60,11 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
 /// Builds the schema.
 pub fn build_schema(options: SchemaOptions) -> BffSchema {
     let builder = builder()
-        .extension(limits::QueryLimits {
-            limits: options.limits.clone(),
-            introspection: options.introspection,
-        })
         .extension(crate::telemetry::graphql::Telemetry {
             field_spans: options.field_spans,
+            limits: options.limits.clone(),
+            introspection: options.introspection,
+            documents: Default::default(),
         })
         .limit_complexity(options.limits.max_complexity)
         .limit_recursive_depth(options.limits.max_recursive_depth);

@@ -24,7 +24,40 @@ impl ScalarType for Date {
     }
 
     fn to_value(&self) -> Value {
-        Value::String(self.0.format("%Y-%m-%d").to_string())
+        Value::String(format_date(self.0))
+    }
+}
+
+/// `YYYY-MM-DD` without chrono's format-string interpreter (a dashboard serializes one per
+/// day; the interpreter was ~1 k instructions each).
+pub fn format_date(date: NaiveDate) -> String {
+    use chrono::Datelike;
+    let year = date.year();
+    if !(0..=9999).contains(&year) {
+        return date.format("%Y-%m-%d").to_string();
+    }
+    let mut out = String::with_capacity(10);
+    push_digits(&mut out, year as u32, 4);
+    out.push('-');
+    push_digits(&mut out, date.month(), 2);
+    out.push('-');
+    push_digits(&mut out, date.day(), 2);
+    out
+}
+
+/// `HH:MM`, likewise (availability serializes two per slot).
+pub fn format_time(time: NaiveTime) -> String {
+    use chrono::Timelike;
+    let mut out = String::with_capacity(5);
+    push_digits(&mut out, time.hour(), 2);
+    out.push(':');
+    push_digits(&mut out, time.minute(), 2);
+    out
+}
+
+fn push_digits(out: &mut String, value: u32, width: u32) {
+    for place in (0..width).rev() {
+        out.push(char::from(b'0' + (value / 10u32.pow(place) % 10) as u8));
     }
 }
 
@@ -51,7 +84,7 @@ impl ScalarType for LocalTime {
     }
 
     fn to_value(&self) -> Value {
-        Value::String(self.0.format("%H:%M").to_string())
+        Value::String(format_time(self.0))
     }
 }
 
@@ -96,5 +129,24 @@ impl ScalarType for Decimal {
 
     fn to_value(&self) -> Value {
         Value::String(self.0.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_times_format_like_chrono() {
+        for (y, m, d) in [(2026, 1, 9), (1, 12, 31), (9999, 2, 28), (2024, 2, 29)] {
+            let date = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            assert_eq!(format_date(date), date.format("%Y-%m-%d").to_string());
+        }
+        let far = NaiveDate::from_ymd_opt(12345, 1, 1).unwrap();
+        assert_eq!(format_date(far), far.format("%Y-%m-%d").to_string());
+        for minutes in [0, 59, 60, 90, 23 * 60 + 59] {
+            let time = NaiveTime::from_hms_opt(minutes / 60, minutes % 60, 0).unwrap();
+            assert_eq!(format_time(time), time.format("%H:%M").to_string());
+        }
     }
 }

@@ -511,3 +511,69 @@ async fn json_array_batches_are_refused_by_default_and_bounded_when_enabled() {
         "owner@demo.padel"
     );
 }
+
+/// A prepared document (parsed, limit-checked and validated once) skips no check for a request
+/// that differs: other variables are validated again, another operation of the same document is
+/// validated on its own, and refusals are never remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_documents_skip_no_check_for_other_variables_or_operations() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let owner = app.token("owner@demo.padel").await;
+    let query = "query($c: ID!, $s: Int) { courtAvailability(clubId: $c, date: \"2030-01-07\", slotMinutes: $s) { slotMinutes } }";
+    for _ in 0..3 {
+        let ok = app
+            .graphql(Some(&owner), query, json!({"c": "1", "s": 60}))
+            .await;
+        assert_eq!(ok.code(), "", "{}", ok.body);
+        assert_eq!(ok.body["data"]["courtAvailability"]["slotMinutes"], 60);
+    }
+    for variables in [
+        json!({"c": "1", "s": "sixty"}),
+        json!({"s": 60}),
+        json!({"c": {"x": 1}, "s": 60}),
+    ] {
+        let refused = app.graphql(Some(&owner), query, variables.clone()).await;
+        assert_eq!(
+            refused.code(),
+            "BAD_USER_INPUT",
+            "{variables}: {}",
+            refused.body
+        );
+        assert!(refused.body["data"]["courtAvailability"].is_null());
+    }
+    // Two operations in one document: each is checked with its own variables.
+    let two =
+        "query A { authContext { user { email } } } query B($c: ID!) { club(id: $c) { name } }";
+    for _ in 0..2 {
+        let (_, a) = post_json(&app, &owner, &json!({"query": two, "operationName": "A"})).await;
+        assert_eq!(
+            a["data"]["authContext"]["user"]["email"], "owner@demo.padel",
+            "{a}"
+        );
+    }
+    let (_, b) = post_json(&app, &owner, &json!({"query": two, "operationName": "B"})).await;
+    assert!(
+        b["errors"][0]["extensions"]["code"].is_string(),
+        "B without $c must fail: {b}"
+    );
+    let (_, b) = post_json(
+        &app,
+        &owner,
+        &json!({"query": two, "operationName": "B", "variables": {"c": "1"}}),
+    )
+    .await;
+    assert!(b["data"]["club"]["name"].is_string(), "{b}");
+    // Refusals are answered again, never remembered as passed.
+    let deep = format!(
+        "{{ {}name{} }}",
+        "authContext { ".repeat(12),
+        " }".repeat(12)
+    );
+    let invalid = "{ authContext { noSuchField } }";
+    for _ in 0..2 {
+        let reply = app.graphql(Some(&owner), &deep, json!({})).await;
+        assert_eq!(reply.code(), "QUERY_TOO_COMPLEX", "{}", reply.body);
+        let reply = app.graphql(Some(&owner), invalid, json!({})).await;
+        assert_eq!(reply.code(), "GRAPHQL_VALIDATION_FAILED", "{}", reply.body);
+    }
+}

@@ -134,6 +134,13 @@ pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
             level: "info".into(),
             format: padel_bff::config::LogFormat::Text,
         });
+    } else {
+        // The gateway's errors (an internal error's cause: the SQLSTATE and message) go to the
+        // test's captured output, which libtest prints only when that test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("padel_bff=error"))
+            .with_test_writer()
+            .try_init();
     }
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = format!("bff_test_{}_{}_{}", std::process::id(), n, rand_suffix());

@@ -73,6 +73,9 @@ async fn test_schema() -> (
     )
     .extension(Telemetry {
         field_spans: FieldSpans::Io,
+        limits: settings.limits.clone(),
+        introspection: false,
+        documents: Default::default(),
     })
     .finish();
     (app, store, cache, schema)

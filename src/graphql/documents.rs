@@ -1,0 +1,216 @@
+//! Prepared documents: a repeated operation skips the parser, the limit walk and, for the same
+//! operation name and variables, validation. async-graphql parses and validates every request;
+//! on an L1 hit of the dashboard query that was ~330 k and ~100 k of ~1.9 M instructions
+//! (callgrind, docs/performance.md).
+//!
+//! Safe to reuse because each step is a pure function of what the key holds: the parsed document
+//! of the document text; the limit verdict of the document and the (fixed) settings; the
+//! validation verdict of the document, the schema, the operation name and the variable values.
+//! Only documents that parsed and passed the limits, and validations that passed, are kept.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+};
+
+use async_graphql::{
+    parser::types::{ExecutableDocument, OperationType},
+    ValidationResult, Value, Variables,
+};
+
+use crate::cache::keys::fnv1a64;
+
+/// Document text kept, in bytes (weighed by text length; the parsed form is roughly ten times
+/// the text): 2 MiB is ~8 000 dashboard-sized documents, ~20 MiB of memory at most.
+const MAX_DOCUMENT_BYTES: u64 = 2 * 1024 * 1024;
+/// Documents longer than this are not kept (the limits allow longer ones; they are rare).
+const MAX_KEPT_CHARS: usize = 16 * 1024;
+/// Validation verdicts kept per document (by operation name and variables), newest first.
+const MAX_VERDICTS: usize = 32;
+/// Variables larger than this (strings and items counted) are not kept with a verdict: 32 of them
+/// per document must stay small.
+const MAX_KEPT_VARIABLES: usize = 1024;
+
+/// A document that parsed and passed the query limits.
+pub struct Prepared {
+    query: Box<str>,
+    /// The parsed document; each request executes a clone (the engine consumes it).
+    pub document: ExecutableDocument,
+    /// Whether any operation in it is a mutation (rate limiting charges those as mutations).
+    pub has_mutation: bool,
+    verdicts: Mutex<VecDeque<Verdict>>,
+}
+
+struct Verdict {
+    operation: Option<String>,
+    variables: Variables,
+    result: ValidationResult,
+}
+
+impl Prepared {
+    /// The validation result of an earlier request with this operation name and these variables.
+    pub fn verdict(
+        &self,
+        operation: Option<&str>,
+        variables: &Variables,
+    ) -> Option<ValidationResult> {
+        let verdicts = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        verdicts
+            .iter()
+            .find(|v| v.operation.as_deref() == operation && v.variables == *variables)
+            .map(|v| v.result)
+    }
+
+    /// Keeps a passed validation for the next identical request.
+    pub fn remember(
+        &self,
+        operation: Option<String>,
+        variables: Variables,
+        result: ValidationResult,
+    ) {
+        let mut budget = MAX_KEPT_VARIABLES;
+        if !variables.values().all(|v| fits(v, &mut budget)) {
+            return;
+        }
+        let mut verdicts = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        if verdicts
+            .iter()
+            .any(|v| v.operation == operation && v.variables == variables)
+        {
+            return;
+        }
+        if verdicts.len() == MAX_VERDICTS {
+            verdicts.pop_back();
+        }
+        verdicts.push_front(Verdict {
+            operation,
+            variables,
+            result,
+        });
+    }
+}
+
+/// Whether a value's size (bytes of text, 8 per other item) fits the remaining budget.
+fn fits(value: &Value, budget: &mut usize) -> bool {
+    let size = match value {
+        Value::String(s) => s.len(),
+        Value::Binary(b) => b.len(),
+        Value::Enum(n) => n.len(),
+        _ => 8,
+    };
+    let Some(left) = budget.checked_sub(size) else {
+        return false;
+    };
+    *budget = left;
+    match value {
+        Value::List(items) => items.iter().all(|v| fits(v, budget)),
+        Value::Object(map) => map.iter().all(|(k, v)| {
+            *budget = budget.saturating_sub(k.len());
+            fits(v, budget)
+        }),
+        _ => true,
+    }
+}
+
+/// Prepared documents of one schema, bounded.
+pub struct DocumentCache {
+    entries: moka::sync::Cache<u64, Arc<Prepared>>,
+}
+
+impl Default for DocumentCache {
+    fn default() -> Self {
+        DocumentCache {
+            entries: moka::sync::Cache::builder()
+                .weigher(|_, p: &Arc<Prepared>| u32::try_from(p.query.len()).unwrap_or(u32::MAX))
+                .max_capacity(MAX_DOCUMENT_BYTES)
+                .build(),
+        }
+    }
+}
+
+impl DocumentCache {
+    /// The prepared document of exactly this text (the hash only finds the candidate).
+    pub fn get(&self, query: &str) -> Option<Arc<Prepared>> {
+        self.entries
+            .get(&fnv1a64(query.as_bytes()))
+            .filter(|p| *p.query == *query)
+    }
+
+    /// Keeps a document that parsed and passed the limits; returns it prepared.
+    pub fn insert(&self, query: &str, document: ExecutableDocument) -> Arc<Prepared> {
+        let has_mutation = document
+            .operations
+            .iter()
+            .any(|(_, op)| op.node.ty == OperationType::Mutation);
+        let prepared = Arc::new(Prepared {
+            query: query.into(),
+            document,
+            has_mutation,
+            verdicts: Mutex::new(VecDeque::new()),
+        });
+        if query.len() <= MAX_KEPT_CHARS {
+            self.entries
+                .insert(fnv1a64(query.as_bytes()), prepared.clone());
+        }
+        prepared
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_graphql::{CacheControl, Name};
+
+    fn result(complexity: usize) -> ValidationResult {
+        ValidationResult {
+            cache_control: CacheControl::default(),
+            complexity,
+            depth: 1,
+        }
+    }
+
+    fn variables(club: &str) -> Variables {
+        let mut v = Variables::default();
+        v.insert(Name::new("c"), Value::String(club.into()));
+        v
+    }
+
+    #[test]
+    fn documents_are_found_by_exact_text_only() {
+        let cache = DocumentCache::default();
+        let text = "mutation M { a } query Q { b }";
+        let parsed = async_graphql::parser::parse_query(text).unwrap();
+        let prepared = cache.insert(text, parsed);
+        assert!(prepared.has_mutation);
+        assert!(cache.get(text).is_some());
+        assert!(cache.get("query Q { b }").is_none());
+        assert!(cache.get(&format!("{text} ")).is_none());
+    }
+
+    #[test]
+    fn verdicts_need_the_same_operation_and_variables() {
+        let cache = DocumentCache::default();
+        let text = "query Q($c: ID!) { b(c: $c) }";
+        let prepared = cache.insert(text, async_graphql::parser::parse_query(text).unwrap());
+        assert!(!prepared.has_mutation);
+        prepared.remember(Some("Q".into()), variables("1"), result(7));
+        assert_eq!(
+            prepared
+                .verdict(Some("Q"), &variables("1"))
+                .map(|r| r.complexity),
+            Some(7)
+        );
+        assert!(prepared.verdict(Some("Q"), &variables("2")).is_none());
+        assert!(prepared.verdict(None, &variables("1")).is_none());
+        for i in 0..MAX_VERDICTS {
+            prepared.remember(None, variables(&i.to_string()), result(i));
+        }
+        // The oldest verdict made room.
+        assert!(prepared.verdict(Some("Q"), &variables("1")).is_none());
+        assert!(prepared.verdict(None, &variables("0")).is_some());
+        // Large variables are validated every time, never kept.
+        let large = variables(&"x".repeat(MAX_KEPT_VARIABLES + 1));
+        prepared.remember(None, large.clone(), result(1));
+        assert!(prepared.verdict(None, &large).is_none());
+    }
+}

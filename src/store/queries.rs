@@ -154,8 +154,22 @@ macro_rules! insert_reservation {
 }
 
 /// The price arrives as a decimal string: Postgres casts it to NUMERIC, SQLite stores the text.
+///
+/// On Postgres, bookings of one court take turns on a transaction-scoped advisory lock (key space
+/// 1346454597, "PADE", then the court id) before inserting. Without it two racing overlapping
+/// inserts each wait on the other's in-progress exclusion entry: a deadlock that Postgres breaks
+/// only after `deadlock_timeout` (1 s) while both hold pooled connections; 200 racing bookings
+/// then queued long enough to exhaust the pool's acquire timeout (SERVICE_UNAVAILABLE). With the
+/// turn, the second insert sees the first one committed and fails the constraint at once. One
+/// statement still: the lock is taken by the CTE the INSERT reads from, released at commit.
 pub(crate) const INSERT_RESERVATION: (&str, &str) = (
-    insert_reservation!("CAST($8 AS NUMERIC)"),
+    concat!(
+        "WITH turn AS (SELECT pg_advisory_xact_lock(1346454597, CAST($2 % 2147483647 AS INTEGER))) \
+         INSERT INTO reservations (club_id, court_id, created_by_id, date, start_time, end_time, status, \
+         price, idempotency_key, created_at, updated_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, CAST($8 AS NUMERIC), $9, $10, $10 FROM turn RETURNING ",
+        reservation_columns!()
+    ),
     insert_reservation!("$8"),
 );
 

@@ -1,6 +1,8 @@
-//! The GraphQL telemetry extension: operation, parse and validation spans; one span per field that
-//! does work (configurable); a duration histogram for every field; root fields and slow fields
-//! for the request summary; the field path that the N+1 detector reports.
+//! The schema's one extension: operation, parse and validation spans; one span per field that
+//! does work (configurable); a duration histogram for every non-leaf field; root fields and slow
+//! fields for the request summary; the field path that the N+1 detector reports. It also applies
+//! the query limits and the rate-limit charge, and serves prepared documents
+//! (`graphql::documents`).
 
 use std::{
     future::Future,

@@ -259,7 +259,6 @@ async fn run_cached(
         }
         span.record("cache.outcome", "rejected");
     }
-    state.cache.record_response(crate::cache::Outcome::Miss);
     let epoch = state.cache.epoch();
     let recording = std::sync::Arc::new(Recording::default());
     let (response, stats) = whole::record(
@@ -269,6 +268,10 @@ async fn run_cached(
     .await;
     let operation = stats.operation();
     let is_query = operation.as_ref().is_some_and(|(kind, _)| kind == "query");
+    if is_query {
+        // Only queries can be answered from a stored response: a mutation is no miss.
+        state.cache.record_response(crate::cache::Outcome::Miss);
+    }
     if is_query && response.errors.is_empty() && !stats.ran_untracked_sql() {
         if let Ok(data) = serde_json::to_vec(&response.data) {
             let mut requirements = stats.requirements();

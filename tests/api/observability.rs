@@ -558,6 +558,28 @@ on_both_backends!(
             )
         };
         assert_eq!(unauthenticated(&after) - unauthenticated(&before), 1.0);
+        // Whole-response cache: a mutation is no response miss; a new query is one.
+        let response_misses = |t: &str| -> f64 {
+            t.lines()
+                .filter(|l| l.starts_with("bff_cache_requests_total"))
+                .filter(|l| {
+                    l.contains("cache_kind=\"response\"") && l.contains("cache_outcome=\"miss\"")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let switch =
+            "mutation { switchOrganization(organizationId: 1) { currentOrganization { id } } }";
+        let mutated = app.graphql(Some(&token), switch, json!({})).await;
+        assert_eq!(mutated.code(), "", "{}", mutated.body);
+        let after_mutation = get_metrics().await;
+        assert_eq!(response_misses(&after_mutation), response_misses(&after));
+        app.graphql(Some(&token), "{ authContext { permissions } }", json!({}))
+            .await;
+        assert_eq!(
+            response_misses(&get_metrics().await),
+            response_misses(&after) + 1.0
+        );
         for family in [
             "http_server_request_duration_seconds_bucket",
             "graphql_server_field_duration_seconds_bucket",

@@ -20,7 +20,11 @@ use crate::{
         seed::{Scale, SeedOptions, DEMO_OWNER_EMAIL},
         Backend, Store,
     },
-    telemetry::{graphql::FieldSpans, metrics::Instruments, monitoring::Monitoring},
+    telemetry::{
+        graphql::{FieldSpans, FieldTiming},
+        metrics::Instruments,
+        monitoring::Monitoring,
+    },
 };
 
 /// A bound, ready-to-run gateway. Tests build it on port 0 and read [`Application::port`].
@@ -109,7 +113,16 @@ impl Application {
         if let Some(jwks) = tokens.jwks() {
             jwks.prefetch().await;
         }
+        let options = SchemaOptions {
+            introspection: settings.server.introspection,
+            field_spans: FieldSpans::parse(&settings.telemetry.field_spans),
+            field_timing: FieldTiming::parse(&settings.telemetry.field_timing),
+            documents: Default::default(),
+            suggestions: settings.server.suggestions,
+            limits: settings.limits.clone(),
+        };
         let state = AppState {
+            documents: (!options.engine_hook()).then(|| options.documents.clone()),
             instruments,
             registry,
             monitoring: Arc::new(Monitoring::default()),
@@ -119,12 +132,7 @@ impl Application {
                 &cache,
             )),
             cache,
-            schema: build_schema(SchemaOptions {
-                introspection: settings.server.introspection,
-                field_spans: FieldSpans::parse(&settings.telemetry.field_spans),
-                suggestions: settings.server.suggestions,
-                limits: settings.limits.clone(),
-            }),
+            schema: build_schema(options),
             tokens,
             settings: Arc::new(settings),
             store,

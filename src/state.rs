@@ -22,6 +22,9 @@ pub struct AppState {
     pub cache: Cache,
     /// The executable schema.
     pub schema: BffSchema,
+    /// Prepared documents, when the handler prepares them itself (`telemetry.field_timing =
+    /// "root"`: the schema has no extension to do it).
+    pub documents: Option<Arc<crate::graphql::documents::DocumentCache>>,
     /// Verifies bearer tokens.
     pub tokens: TokenAuthority,
     /// Metric instruments (OTLP and `/metrics`).

@@ -117,6 +117,14 @@ pub struct DocumentCache {
     entries: moka::sync::Cache<u64, Arc<Prepared>>,
 }
 
+impl std::fmt::Debug for DocumentCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocumentCache")
+            .field("documents", &self.entries.entry_count())
+            .finish()
+    }
+}
+
 impl Default for DocumentCache {
     fn default() -> Self {
         DocumentCache {

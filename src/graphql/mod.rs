@@ -10,12 +10,19 @@ pub mod limits;
 pub mod loaders;
 pub mod nulls;
 pub mod reservations;
+pub mod root;
 pub mod scalars;
 pub mod types;
 
+use std::sync::Arc;
+
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 
-use crate::error::ErrorCode;
+use crate::{
+    error::ErrorCode,
+    telemetry::graphql::{FieldSpans, FieldTiming},
+};
+pub use root::Rooted;
 
 /// The query root: every domain's queries merged.
 #[derive(MergedObject, Default)]
@@ -34,7 +41,7 @@ pub struct MutationRoot(
 );
 
 /// The executable schema.
-pub type BffSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type BffSchema = Schema<Rooted<QueryRoot>, Rooted<MutationRoot>, EmptySubscription>;
 
 /// Schema settings that differ between profiles.
 #[derive(Debug, Clone)]
@@ -42,32 +49,51 @@ pub struct SchemaOptions {
     /// Answer `__schema`/`__type`.
     pub introspection: bool,
     /// Which fields get spans.
-    pub field_spans: crate::telemetry::graphql::FieldSpans,
+    pub field_spans: FieldSpans,
+    /// Which fields feed the field histogram.
+    pub field_timing: FieldTiming,
+    /// Prepared documents (shared with the HTTP handler, which prepares them itself when the
+    /// schema has no extension).
+    pub documents: Arc<documents::DocumentCache>,
     /// "Did you mean" hints in validation errors.
     pub suggestions: bool,
     /// Query limits.
     pub limits: crate::config::LimitSettings,
 }
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+fn builder(
+    field_spans: FieldSpans,
+) -> SchemaBuilder<Rooted<QueryRoot>, Rooted<MutationRoot>, EmptySubscription> {
     Schema::build(
-        QueryRoot::default(),
-        MutationRoot::default(),
+        Rooted::new(QueryRoot::default(), field_spans),
+        Rooted::new(MutationRoot::default(), field_spans),
         EmptySubscription,
     )
 }
 
+impl SchemaOptions {
+    /// Whether the schema carries the extension (parse/validate spans, validation reuse,
+    /// non-root field timing) or the HTTP handler prepares documents itself.
+    pub fn engine_hook(&self) -> bool {
+        self.field_timing == FieldTiming::Objects || self.field_spans == FieldSpans::All
+    }
+}
+
 /// Builds the schema.
 pub fn build_schema(options: SchemaOptions) -> BffSchema {
-    let builder = builder()
-        .extension(crate::telemetry::graphql::Telemetry {
+    let builder = builder(options.field_spans)
+        .limit_complexity(options.limits.max_complexity)
+        .limit_recursive_depth(options.limits.max_recursive_depth);
+    let builder = if options.engine_hook() {
+        builder.extension(crate::telemetry::graphql::Telemetry {
             field_spans: options.field_spans,
             limits: options.limits.clone(),
             introspection: options.introspection,
-            documents: Default::default(),
+            documents: options.documents.clone(),
         })
-        .limit_complexity(options.limits.max_complexity)
-        .limit_recursive_depth(options.limits.max_recursive_depth);
+    } else {
+        builder
+    };
     let builder = if options.introspection {
         builder
     } else {
@@ -83,7 +109,7 @@ pub fn build_schema(options: SchemaOptions) -> BffSchema {
 
 /// The SDL `padel-bff schema` prints and `schema.graphql` holds.
 pub fn sdl() -> String {
-    builder().finish().sdl()
+    builder(FieldSpans::Io).finish().sdl()
 }
 
 /// Gives every error a code: resolvers set theirs; parse, validation and input-coercion errors

@@ -394,7 +394,12 @@ async fn run(
     let mut response = match resolution {
         Ok(()) => {
             let (query, operation) = (request.query.clone(), request.operation_name.clone());
-            let mut response = state.schema.execute(request.data(context)).await;
+            let mut response = match &state.documents {
+                // No extension on the schema (`telemetry.field_timing = "root"`): prepare the
+                // document and observe the operation here.
+                Some(documents) => execute_prepared(state, documents, request, context).await,
+                None => state.schema.execute(request.data(context)).await,
+            };
             crate::graphql::nulls::complete(&mut response, &query, operation.as_deref());
             response
         }
@@ -422,6 +427,49 @@ async fn run(
     }
     record(state, &stats, started, &codes);
     (response, stats)
+}
+
+/// Executes on a schema without the extension: the document is prepared (parsed or taken from
+/// the prepared documents, limits applied, rate limit charged) before the engine sees it, and the
+/// operation span and duration are recorded here; validation runs in the engine, unobserved.
+async fn execute_prepared(
+    state: &AppState,
+    documents: &crate::graphql::documents::DocumentCache,
+    mut request: async_graphql::Request,
+    context: RequestContext,
+) -> async_graphql::Response {
+    use crate::telemetry::graphql::{finish_operation, operation_span, prepare_document};
+    let prepared = prepare_document(
+        documents,
+        &state.settings.limits,
+        state.settings.server.introspection,
+        Some(&context),
+        &request.query,
+        async { async_graphql::parser::parse_query(&request.query).map_err(Into::into) },
+    )
+    .await;
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => return async_graphql::Response::from_errors(vec![error]),
+    };
+    request.set_parsed_query(prepared.document.clone());
+    let (span, kind, name) = operation_span(Some(&context), request.operation_name.as_deref());
+    let started = Instant::now();
+    let instruments = context.instruments.clone();
+    let response = state
+        .schema
+        .execute(request.data(context))
+        .instrument(span.clone())
+        .await;
+    finish_operation(
+        &span,
+        &response,
+        instruments.as_deref(),
+        kind,
+        name,
+        started,
+    );
+    response
 }
 
 /// The HTTP answer of executed operations.

@@ -17,12 +17,13 @@ use async_graphql::{
         NextPrepareRequest, NextResolve, NextValidation, ResolveInfo,
     },
     parser::types::{ExecutableDocument, OperationType},
-    Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
+    QueryPathSegment, Request, Response, ServerError, ServerResult, ValidationResult, Value,
+    Variables,
 };
 use opentelemetry::KeyValue;
 use tracing::{field::Empty, Instrument};
 
-use super::FIELD_PATH;
+use super::{metrics::Instruments, FIELD_PATH};
 use crate::{
     cache::keys::fnv1a64,
     config::LimitSettings,
@@ -52,6 +53,25 @@ impl FieldSpans {
             "all" => FieldSpans::All,
             "none" => FieldSpans::None,
             _ => FieldSpans::Io,
+        }
+    }
+}
+
+/// Which fields feed the field-duration histogram (`telemetry.field_timing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldTiming {
+    /// Root fields and every field returning an object or a list (an engine hook on every field).
+    Objects,
+    /// Root fields only; no engine hook.
+    Root,
+}
+
+impl FieldTiming {
+    /// Parses the `telemetry.field_timing` setting.
+    pub fn parse(text: &str) -> FieldTiming {
+        match text {
+            "root" => FieldTiming::Root,
+            _ => FieldTiming::Objects,
         }
     }
 }
@@ -146,46 +166,15 @@ impl Extension for TelemetryExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let hash = fnv1a64(query.as_bytes());
-        let span = tracing::debug_span!(
-            "graphql.parse",
-            otel.name = "graphql.parse",
-            graphql.document.hash = %format_args!("{hash:016x}"),
-            graphql.document.prepared = Empty,
-        );
-        let prepared = match self.documents.get(query) {
-            Some(prepared) => {
-                span.record("graphql.document.prepared", true);
-                prepared
-            }
-            None => {
-                span.record("graphql.document.prepared", false);
-                check_text(query, &self.limits)?;
-                let document = next.run(ctx, query, variables).instrument(span).await?;
-                check(&document, &self.limits, self.introspection)?;
-                self.documents.insert(query, document)
-            }
-        };
-        let request = ctx.data_opt::<RequestContext>();
-        if let Some(request) = request {
-            charge(request, prepared.has_mutation).await?;
-            // The operation that runs: the one `operationName` names, else the only one.
-            let wanted = request.operation_name.as_deref();
-            let chosen = prepared
-                .document
-                .operations
-                .iter()
-                .find(|(name, _)| match wanted {
-                    Some(wanted) => name.is_some_and(|n| n.as_str() == wanted),
-                    None => true,
-                });
-            if let Some((name, operation)) = chosen {
-                request.stats.set_operation(
-                    operation_type(operation.node.ty),
-                    name.map(|n| n.as_str()).unwrap_or(""),
-                );
-            }
-        }
+        let prepared = prepare_document(
+            &self.documents,
+            &self.limits,
+            self.introspection,
+            ctx.data_opt::<RequestContext>(),
+            query,
+            next.run(ctx, query, variables),
+        )
+        .await?;
         let document = prepared.document.clone();
         if let Some(operation) = self.operation.get().cloned() {
             let known = prepared.verdict(operation.as_deref(), variables);
@@ -244,37 +233,12 @@ impl Extension for TelemetryExtension {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        let (kind, name) = ctx
-            .data_opt::<RequestContext>()
-            .and_then(|r| r.stats.operation())
-            .unwrap_or_else(|| {
-                (
-                    "query".into(),
-                    operation_name.unwrap_or_default().to_string(),
-                )
-            });
-        let span = tracing::info_span!(
-            "graphql.operation",
-            otel.name = %if name.is_empty() { kind.clone() } else { format!("{kind} {name}") },
-            graphql.operation.type = %kind,
-            graphql.operation.name = %name,
-            otel.status_code = Empty,
-            otel.status_message = Empty,
-        );
+        let request = ctx.data_opt::<RequestContext>();
+        let (span, kind, name) = operation_span(request, operation_name);
         let started = Instant::now();
         let response = next.run(ctx, operation_name).instrument(span.clone()).await;
-        mark_errors(&span, &response.errors);
-        if let Some(request) = ctx.data_opt::<RequestContext>() {
-            if let Some(instruments) = &request.instruments {
-                instruments.operation_duration.record(
-                    started.elapsed().as_secs_f64(),
-                    &[
-                        KeyValue::new("graphql.operation.type", kind),
-                        KeyValue::new("graphql.operation.name", name),
-                    ],
-                );
-            }
-        }
+        let instruments = request.and_then(|r| r.instruments.as_deref());
+        finish_operation(&span, &response, instruments, kind, name, started);
         response
     }
 
@@ -294,16 +258,18 @@ impl Extension for TelemetryExtension {
         'life4: 'async_trait,
         Self: 'async_trait,
     {
-        if info.is_for_introspection {
+        // Root fields are observed by `graphql::Rooted`, with or without this extension. The
+        // engine also runs each item of a list through this hook (parent type `[Slot!]`, the
+        // list's field name): items are not fields, and timing them was most of this hook's
+        // work on a day of slots.
+        if info.is_for_introspection
+            || info.path_node.parent.is_none()
+            || matches!(info.path_node.segment, QueryPathSegment::Index(_))
+        {
             return Box::pin(next.run(ctx, info));
         }
-        let is_root = info.path_node.parent.is_none();
-        let want_span = match self.field_spans {
-            FieldSpans::All => true,
-            FieldSpans::Io => is_root,
-            FieldSpans::None => false,
-        };
-        if !is_root && !want_span {
+        let want_span = self.field_spans == FieldSpans::All;
+        if !want_span {
             // Leaves are reads of already loaded data: nothing to time or trace by default.
             let name = info
                 .return_type
@@ -318,74 +284,194 @@ impl Extension for TelemetryExtension {
                 return Box::pin(next.run(ctx, info));
             }
         }
-        Box::pin(self.measured(ctx, info, next, is_root, want_span))
+        Box::pin(self.measured(ctx, info, next, want_span))
     }
 }
 
 impl TelemetryExtension {
-    /// A field that is timed (and, per `field_spans`, traced).
+    /// A non-root field that is timed (and, per `field_spans`, traced).
     async fn measured(
         &self,
         ctx: &ExtensionContext<'_>,
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
-        is_root: bool,
         want_span: bool,
     ) -> ServerResult<Option<Value>> {
-        let request = ctx.data_opt::<RequestContext>();
-        if is_root {
-            if let Some(request) = request {
-                request.stats.add_root_field(info.name);
-            }
-        }
         let parent_type = info.parent_type.to_string();
         let field_name = info.name.to_string();
         let path: Arc<str> = Arc::from(info.path_node.to_string());
-        let span = if want_span {
-            tracing::debug_span!(
-                "graphql.field",
-                otel.name = %format!("{parent_type}.{field_name}"),
-                graphql.field.path = %path,
-                graphql.field.parent_type = %parent_type,
-                graphql.field.name = %field_name,
-                otel.status_code = Empty,
-                otel.status_message = Empty,
-            )
-        } else {
-            tracing::Span::none()
-        };
-        let started = Instant::now();
-        let run = FIELD_PATH.scope(path.clone(), next.run(ctx, info).instrument(span.clone()));
-        let result = if is_root {
-            // A panic below a root field fails that field alone with the generic error; the
-            // other root fields of the operation still answer and the process goes on.
-            match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::error!(graphql.field.path = %path, "a resolver panicked");
-                    Err(crate::error::ErrorCode::InternalServerError
-                        .server_error("internal server error"))
-                }
-            }
-        } else {
-            run.await
-        };
-        let took = started.elapsed();
-        if let Err(error) = &result {
-            mark_errors(&span, std::slice::from_ref(error));
-        }
+        let request = ctx.data_opt::<RequestContext>();
+        let run = next.run(ctx, info);
+        observe_field(
+            request,
+            &parent_type,
+            &field_name,
+            path,
+            false,
+            want_span,
+            run,
+        )
+        .await
+    }
+}
+
+/// Times one field into the request summary and the field histogram, traces it when `want_span`,
+/// scopes the field path the N+1 detector reports, and for a root field turns a panic below it
+/// into that field's generic error (the other root fields still answer, the process goes on).
+pub(crate) async fn observe_field(
+    request: Option<&RequestContext>,
+    parent_type: &str,
+    field_name: &str,
+    path: Arc<str>,
+    is_root: bool,
+    want_span: bool,
+    run: impl Future<Output = ServerResult<Option<Value>>>,
+) -> ServerResult<Option<Value>> {
+    if is_root {
         if let Some(request) = request {
-            request.stats.record_field(&path, took);
-            if let Some(instruments) = &request.instruments {
-                instruments.field_duration.record(
-                    took.as_secs_f64(),
-                    &[
-                        KeyValue::new("graphql.field.parent_type", parent_type),
-                        KeyValue::new("graphql.field.name", field_name),
-                    ],
-                );
+            request.stats.add_root_field(field_name);
+        }
+    }
+    let span = if want_span {
+        tracing::debug_span!(
+            "graphql.field",
+            otel.name = %format_args!("{parent_type}.{field_name}"),
+            graphql.field.path = %path,
+            graphql.field.parent_type = %parent_type,
+            graphql.field.name = %field_name,
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+        )
+    } else {
+        tracing::Span::none()
+    };
+    let started = Instant::now();
+    let run = FIELD_PATH.scope(path.clone(), run.instrument(span.clone()));
+    let result = if is_root {
+        match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::error!(graphql.field.path = %path, "a resolver panicked");
+                Err(crate::error::ErrorCode::InternalServerError
+                    .server_error("internal server error"))
             }
         }
-        result
+    } else {
+        run.await
+    };
+    let took = started.elapsed();
+    if let Err(error) = &result {
+        mark_errors(&span, std::slice::from_ref(error));
+    }
+    if let Some(request) = request {
+        request.stats.record_field(&path, took);
+        if let Some(instruments) = &request.instruments {
+            instruments.field_duration.record(
+                took.as_secs_f64(),
+                &[
+                    KeyValue::new("graphql.field.parent_type", parent_type.to_string()),
+                    KeyValue::new("graphql.field.name", field_name.to_string()),
+                ],
+            );
+        }
+    }
+    result
+}
+
+/// Parses the document (or takes the prepared one of the same text), applies the query limits,
+/// charges the rate limit and notes which operation runs. Shared by the extension's parse hook
+/// and, with `field_timing = "root"` (no extension), by the HTTP handler before it executes.
+pub(crate) async fn prepare_document(
+    documents: &DocumentCache,
+    limits: &LimitSettings,
+    introspection: bool,
+    request: Option<&RequestContext>,
+    query: &str,
+    parse: impl Future<Output = ServerResult<ExecutableDocument>>,
+) -> ServerResult<Arc<Prepared>> {
+    let hash = fnv1a64(query.as_bytes());
+    let span = tracing::debug_span!(
+        "graphql.parse",
+        otel.name = "graphql.parse",
+        graphql.document.hash = %format_args!("{hash:016x}"),
+        graphql.document.prepared = Empty,
+    );
+    let prepared = match documents.get(query) {
+        Some(prepared) => {
+            span.record("graphql.document.prepared", true);
+            prepared
+        }
+        None => {
+            span.record("graphql.document.prepared", false);
+            check_text(query, limits)?;
+            let document = parse.instrument(span).await?;
+            check(&document, limits, introspection)?;
+            documents.insert(query, document)
+        }
+    };
+    if let Some(request) = request {
+        charge(request, prepared.has_mutation).await?;
+        // The operation that runs: the one `operationName` names, else the only one.
+        let wanted = request.operation_name.as_deref();
+        let chosen = prepared
+            .document
+            .operations
+            .iter()
+            .find(|(name, _)| match wanted {
+                Some(wanted) => name.is_some_and(|n| n.as_str() == wanted),
+                None => true,
+            });
+        if let Some((name, operation)) = chosen {
+            request.stats.set_operation(
+                operation_type(operation.node.ty),
+                name.map(|n| n.as_str()).unwrap_or(""),
+            );
+        }
+    }
+    Ok(prepared)
+}
+
+/// The operation span (its name and type from the parsed document when known).
+pub(crate) fn operation_span(
+    request: Option<&RequestContext>,
+    operation_name: Option<&str>,
+) -> (tracing::Span, String, String) {
+    let (kind, name) = request
+        .and_then(|r| r.stats.operation())
+        .unwrap_or_else(|| {
+            (
+                "query".into(),
+                operation_name.unwrap_or_default().to_string(),
+            )
+        });
+    let span = tracing::info_span!(
+        "graphql.operation",
+        otel.name = %if name.is_empty() { kind.clone() } else { format!("{kind} {name}") },
+        graphql.operation.type = %kind,
+        graphql.operation.name = %name,
+        otel.status_code = Empty,
+        otel.status_message = Empty,
+    );
+    (span, kind, name)
+}
+
+/// Marks the operation span's errors and records the operation duration.
+pub(crate) fn finish_operation(
+    span: &tracing::Span,
+    response: &Response,
+    instruments: Option<&Instruments>,
+    kind: String,
+    name: String,
+    started: Instant,
+) {
+    mark_errors(span, &response.errors);
+    if let Some(instruments) = instruments {
+        instruments.operation_duration.record(
+            started.elapsed().as_secs_f64(),
+            &[
+                KeyValue::new("graphql.operation.type", kind),
+                KeyValue::new("graphql.operation.name", name),
+            ],
+        );
     }
 }

@@ -48,7 +48,8 @@ impl Unbatched {
 #[derive(MergedObject, Default)]
 struct TestQuery(QueryRoot, Unbatched);
 
-type TestSchema = Schema<TestQuery, async_graphql::EmptyMutation, EmptySubscription>;
+type TestSchema =
+    Schema<padel_bff::graphql::Rooted<TestQuery>, async_graphql::EmptyMutation, EmptySubscription>;
 
 /// A demo database, its store and cache, and the real query root plus the test-only resolvers,
 /// with the telemetry extension (which holds the N+1 counting and the panic guard).
@@ -67,7 +68,7 @@ async fn test_schema() -> (
     let store = padel_bff::store::Store::connect(&settings).await.unwrap();
     let cache = Cache::new(&settings.cache);
     let schema = Schema::build(
-        TestQuery::default(),
+        padel_bff::graphql::Rooted::new(TestQuery::default(), FieldSpans::Io),
         async_graphql::EmptyMutation,
         EmptySubscription,
     )

@@ -701,3 +701,102 @@ on_both_backends!(every_response_carries_a_request_id, |app| {
         .unwrap();
     assert_eq!(response.headers()["x-request-id"].len(), 32);
 });
+
+/// `telemetry.field_timing = "root"`: no engine extension. The same answers as the default, the
+/// same refusals (parse, validation, limits, rate limit), root fields still timed, fields below
+/// them not; the default times both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_field_timing_answers_the_same_and_times_root_fields_only() {
+    use crate::helpers::{spawn_app_with, Backend};
+    let full = spawn_app_with(Backend::Sqlite, &[]).await;
+    let lean = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("BFF__TELEMETRY__FIELD_TIMING", "root"),
+            ("BFF__RATE_LIMIT__MUTATION_BURST", "2"),
+            ("BFF__RATE_LIMIT__MUTATION_PER_SECOND", "0.1"),
+        ],
+    )
+    .await;
+    let query = "query Lean($c: ID!) { dashboard(clubId: $c, period: MONTH) { current { reservations revenue } courts { court { name } occupancyRate } } courtAvailability(clubId: $c, date: \"2030-01-07\") { courts { court { name } slots { start available } } } }";
+    let mut bodies = Vec::new();
+    for app in [&full, &lean] {
+        let token = app.token("owner@demo.padel").await;
+        for _ in 0..2 {
+            let reply = app.graphql(Some(&token), query, json!({"c": "1"})).await;
+            assert_eq!(reply.code(), "", "{}", reply.body);
+            bodies.push(reply.body["data"].clone());
+        }
+    }
+    assert!(bodies[0]["dashboard"]["courts"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty()));
+    assert!(bodies.iter().all(|b| *b == bodies[0]), "{bodies:?}");
+
+    let token = lean.token("owner@demo.padel").await;
+    for (query, code) in [
+        ("{ authContext { user { email } ", "GRAPHQL_PARSE_FAILED"),
+        ("{ authContext { noSuchField } }", "GRAPHQL_VALIDATION_FAILED"),
+        (
+            "{ authContext { clubs { club { organization { clubs { courts { club { courts { name } } } } } } } } }",
+            "QUERY_TOO_COMPLEX",
+        ),
+    ] {
+        for _ in 0..2 {
+            let reply = lean.graphql(Some(&token), query, json!({})).await;
+            assert_eq!(reply.code(), code, "{query}: {}", reply.body);
+        }
+    }
+    let switch =
+        "mutation { switchOrganization(organizationId: 1) { currentOrganization { id } } }";
+    for _ in 0..2 {
+        let reply = lean.graphql(Some(&token), switch, json!({})).await;
+        assert_eq!(reply.code(), "", "{}", reply.body);
+    }
+    let limited = lean.graphql(Some(&token), switch, json!({})).await;
+    assert_eq!(limited.code(), "RATE_LIMITED", "{}", limited.body);
+
+    let timed = |app: &crate::helpers::TestApp, field: &'static str| {
+        let (client, address) = (app.client.clone(), app.address.clone());
+        async move {
+            let text = client
+                .get(format!("{address}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            metric_value(
+                &text,
+                "graphql_server_field_duration_seconds_count",
+                &format!("graphql_field_name=\"{field}\""),
+            )
+        }
+    };
+    // Each app executed the query once (the repeat was a whole-response hit: no resolver ran).
+    assert_eq!(timed(&lean, "dashboard").await, 1.0);
+    assert_eq!(timed(&lean, "courtAvailability").await, 1.0);
+    assert_eq!(timed(&lean, "courts").await, 0.0);
+    assert_eq!(timed(&full, "dashboard").await, 1.0);
+    assert!(timed(&full, "courts").await >= 2.0);
+    let operations = |app: &crate::helpers::TestApp| {
+        let (client, address) = (app.client.clone(), app.address.clone());
+        async move {
+            let text = client
+                .get(format!("{address}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            metric_value(
+                &text,
+                "graphql_server_operation_duration_seconds_count",
+                "graphql_operation_name=\"Lean\"",
+            )
+        }
+    };
+    assert_eq!(operations(&lean).await, 2.0);
+}

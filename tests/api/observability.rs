@@ -756,47 +756,31 @@ async fn root_field_timing_answers_the_same_and_times_root_fields_only() {
     let limited = lean.graphql(Some(&token), switch, json!({})).await;
     assert_eq!(limited.code(), "RATE_LIMITED", "{}", limited.body);
 
-    let timed = |app: &crate::helpers::TestApp, field: &'static str| {
+    let scrape = |app: &crate::helpers::TestApp| {
         let (client, address) = (app.client.clone(), app.address.clone());
         async move {
-            let text = client
-                .get(format!("{address}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            metric_value(
-                &text,
-                "graphql_server_field_duration_seconds_count",
-                &format!("graphql_field_name=\"{field}\""),
-            )
+            let response = client.get(format!("{address}/metrics")).send().await;
+            response.unwrap().text().await.unwrap()
         }
+    };
+    let (lean_metrics, full_metrics) = (scrape(&lean).await, scrape(&full).await);
+    let timed = |text: &str, field: &str| {
+        metric_value(
+            text,
+            "graphql_server_field_duration_seconds_count",
+            &format!("graphql_field_name=\"{field}\""),
+        )
     };
     // Each app executed the query once (the repeat was a whole-response hit: no resolver ran).
-    assert_eq!(timed(&lean, "dashboard").await, 1.0);
-    assert_eq!(timed(&lean, "courtAvailability").await, 1.0);
-    assert_eq!(timed(&lean, "courts").await, 0.0);
-    assert_eq!(timed(&full, "dashboard").await, 1.0);
-    assert!(timed(&full, "courts").await >= 2.0);
-    let operations = |app: &crate::helpers::TestApp| {
-        let (client, address) = (app.client.clone(), app.address.clone());
-        async move {
-            let text = client
-                .get(format!("{address}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            metric_value(
-                &text,
-                "graphql_server_operation_duration_seconds_count",
-                "graphql_operation_name=\"Lean\"",
-            )
-        }
-    };
-    assert_eq!(operations(&lean).await, 2.0);
+    assert_eq!(timed(&lean_metrics, "dashboard"), 1.0);
+    assert_eq!(timed(&lean_metrics, "courtAvailability"), 1.0);
+    assert_eq!(timed(&lean_metrics, "courts"), 0.0);
+    assert_eq!(timed(&full_metrics, "dashboard"), 1.0);
+    assert!(timed(&full_metrics, "courts") >= 2.0);
+    let operations = metric_value(
+        &lean_metrics,
+        "graphql_server_operation_duration_seconds_count",
+        "graphql_operation_name=\"Lean\"",
+    );
+    assert_eq!(operations, 2.0);
 }

@@ -143,12 +143,12 @@ pub(crate) const RESERVATION_BY_IDEMPOTENCY_KEY: &str = concat!(
     " FROM reservations WHERE created_by_id = $1 AND idempotency_key = $2"
 );
 
+/// `INSERT INTO reservations (…) {source} RETURNING …`: the column list once, for both engines.
 macro_rules! insert_reservation {
-    ($price:literal) => {
+    ($source:literal) => {
         concat!(
             "INSERT INTO reservations (club_id, court_id, created_by_id, date, start_time, end_time, status, \
-             price, idempotency_key, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, ", $price, ", $9, $10, $10) RETURNING ", reservation_columns!()
+             price, idempotency_key, created_at, updated_at) ", $source, " RETURNING ", reservation_columns!()
         )
     };
 }
@@ -164,13 +164,12 @@ macro_rules! insert_reservation {
 /// statement still: the lock is taken by the CTE the INSERT reads from, released at commit.
 pub(crate) const INSERT_RESERVATION: (&str, &str) = (
     concat!(
-        "WITH turn AS (SELECT pg_advisory_xact_lock(1346454597, CAST($2 % 2147483647 AS INTEGER))) \
-         INSERT INTO reservations (club_id, court_id, created_by_id, date, start_time, end_time, status, \
-         price, idempotency_key, created_at, updated_at) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, CAST($8 AS NUMERIC), $9, $10, $10 FROM turn RETURNING ",
-        reservation_columns!()
+        "WITH turn AS (SELECT pg_advisory_xact_lock(1346454597, CAST($2 % 2147483647 AS INTEGER))) ",
+        insert_reservation!(
+            "SELECT $1, $2, $3, $4, $5, $6, $7, CAST($8 AS NUMERIC), $9, $10, $10 FROM turn"
+        )
     ),
-    insert_reservation!("$8"),
+    insert_reservation!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)"),
 );
 
 pub(crate) const CANCEL_RESERVATION: &str = concat!(

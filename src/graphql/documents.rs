@@ -33,6 +33,8 @@ const MAX_KEPT_VARIABLES: usize = 1024;
 
 /// A document that parsed and passed the query limits.
 pub struct Prepared {
+    /// 64-bit FNV-1a of the text: the cache key, and the hash spans report.
+    pub hash: u64,
     query: Box<str>,
     /// The parsed document; each request executes a clone (the engine consumes it).
     pub document: ExecutableDocument,
@@ -137,28 +139,32 @@ impl Default for DocumentCache {
 }
 
 impl DocumentCache {
-    /// The prepared document of exactly this text (the hash only finds the candidate).
-    pub fn get(&self, query: &str) -> Option<Arc<Prepared>> {
+    /// The prepared document of exactly this text, or (not prepared yet) the text's hash, the
+    /// key [`DocumentCache::insert`] files it under.
+    pub fn lookup(&self, query: &str) -> Result<Arc<Prepared>, u64> {
+        let hash = fnv1a64(query.as_bytes());
         self.entries
-            .get(&fnv1a64(query.as_bytes()))
+            .get(&hash)
             .filter(|p| *p.query == *query)
+            .ok_or(hash)
     }
 
-    /// Keeps a document that parsed and passed the limits; returns it prepared.
-    pub fn insert(&self, query: &str, document: ExecutableDocument) -> Arc<Prepared> {
+    /// Keeps a document that parsed and passed the limits under the hash `lookup` gave; returns
+    /// it prepared.
+    pub fn insert(&self, hash: u64, query: &str, document: ExecutableDocument) -> Arc<Prepared> {
         let has_mutation = document
             .operations
             .iter()
             .any(|(_, op)| op.node.ty == OperationType::Mutation);
         let prepared = Arc::new(Prepared {
+            hash,
             query: query.into(),
             document,
             has_mutation,
             verdicts: Mutex::new(VecDeque::new()),
         });
         if query.len() <= MAX_KEPT_CHARS {
-            self.entries
-                .insert(fnv1a64(query.as_bytes()), prepared.clone());
+            self.entries.insert(hash, prepared.clone());
         }
         prepared
     }
@@ -188,18 +194,24 @@ mod tests {
         let cache = DocumentCache::default();
         let text = "mutation M { a } query Q { b }";
         let parsed = async_graphql::parser::parse_query(text).unwrap();
-        let prepared = cache.insert(text, parsed);
+        let hash = cache.lookup(text).err().unwrap();
+        let prepared = cache.insert(hash, text, parsed);
         assert!(prepared.has_mutation);
-        assert!(cache.get(text).is_some());
-        assert!(cache.get("query Q { b }").is_none());
-        assert!(cache.get(&format!("{text} ")).is_none());
+        assert_eq!(cache.lookup(text).ok().map(|p| p.hash), Some(hash));
+        assert!(cache.lookup("query Q { b }").is_err());
+        assert!(cache.lookup(&format!("{text} ")).is_err());
     }
 
     #[test]
     fn verdicts_need_the_same_operation_and_variables() {
         let cache = DocumentCache::default();
         let text = "query Q($c: ID!) { b(c: $c) }";
-        let prepared = cache.insert(text, async_graphql::parser::parse_query(text).unwrap());
+        let hash = cache.lookup(text).err().unwrap();
+        let prepared = cache.insert(
+            hash,
+            text,
+            async_graphql::parser::parse_query(text).unwrap(),
+        );
         assert!(!prepared.has_mutation);
         prepared.remember(Some("Q".into()), variables("1"), result(7));
         assert_eq!(

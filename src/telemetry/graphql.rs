@@ -25,7 +25,6 @@ use tracing::{field::Empty, Instrument};
 
 use super::{metrics::Instruments, FIELD_PATH};
 use crate::{
-    cache::keys::fnv1a64,
     config::LimitSettings,
     graphql::{
         context::RequestContext,
@@ -389,24 +388,28 @@ pub(crate) async fn prepare_document(
     query: &str,
     parse: impl Future<Output = ServerResult<ExecutableDocument>>,
 ) -> ServerResult<Arc<Prepared>> {
-    let hash = fnv1a64(query.as_bytes());
     let span = tracing::debug_span!(
         "graphql.parse",
         otel.name = "graphql.parse",
-        graphql.document.hash = %format_args!("{hash:016x}"),
+        graphql.document.hash = Empty,
         graphql.document.prepared = Empty,
     );
-    let prepared = match documents.get(query) {
-        Some(prepared) => {
+    let prepared = match documents.lookup(query) {
+        Ok(prepared) => {
+            span.record(
+                "graphql.document.hash",
+                format_args!("{:016x}", prepared.hash),
+            );
             span.record("graphql.document.prepared", true);
             prepared
         }
-        None => {
+        Err(hash) => {
+            span.record("graphql.document.hash", format_args!("{hash:016x}"));
             span.record("graphql.document.prepared", false);
             check_text(query, limits)?;
             let document = parse.instrument(span).await?;
             check(&document, limits, introspection)?;
-            documents.insert(query, document)
+            documents.insert(hash, query, document)
         }
     };
     if let Some(request) = request {

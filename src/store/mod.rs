@@ -709,7 +709,7 @@ impl Store {
     ) -> Result<Vec<Aggregate>, StoreError> {
         let sql = dialect!(
             self,
-            queries::DASHBOARD_PG.as_str(),
+            queries::DASHBOARD_PG,
             queries::DASHBOARD_SQLITE.as_str()
         );
         let rows: Vec<DashboardRow> = on_pool!(self, sql, |pool| sqlx::query_as(sql)

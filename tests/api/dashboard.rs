@@ -360,3 +360,171 @@ on_both_backends!(
         }
     }
 );
+
+/// Rollup rows (non-zero) minus the same groupings recomputed from reservations, both ways.
+async fn rollup_drift(app: &TestApp) -> Vec<(&'static str, i64)> {
+    const CHECKS: [(&str, &str, &str); 3] = [
+        (
+            "dashboard_day_totals",
+            "SELECT club_id, date, court_id, status, reservations, cents, minutes FROM dashboard_day_totals \
+             WHERE reservations <> 0 OR cents <> 0 OR minutes <> 0",
+            "SELECT club_id, date, court_id, status, COUNT(*), SUM(CAST(ROUND(price * 100) AS BIGINT)), \
+             SUM(CAST(EXTRACT(EPOCH FROM (end_time - start_time)) / 60 AS BIGINT)) \
+             FROM reservations GROUP BY club_id, date, court_id, status",
+        ),
+        (
+            "dashboard_hour_starts",
+            "SELECT club_id, date, CAST(hour AS INTEGER), reservations FROM dashboard_hour_starts WHERE reservations <> 0",
+            "SELECT club_id, date, CAST(EXTRACT(HOUR FROM start_time) AS INTEGER), COUNT(*) FROM reservations \
+             WHERE status <> 'cancelled' GROUP BY 1, 2, 3",
+        ),
+        (
+            "dashboard_day_players",
+            "SELECT club_id, date, user_id, reservations FROM dashboard_day_players WHERE reservations <> 0",
+            "SELECT club_id, date, created_by_id, COUNT(*) FROM reservations WHERE status <> 'cancelled' \
+             GROUP BY club_id, date, created_by_id",
+        ),
+    ];
+    let mut drift = Vec::new();
+    for (table, rollup, regrouped) in CHECKS {
+        let n = app
+            .scalar_i64(&format!(
+                "SELECT COUNT(*) FROM ((({rollup}) EXCEPT ALL ({regrouped})) UNION ALL \
+                 (({regrouped}) EXCEPT ALL ({rollup}))) d"
+            ))
+            .await;
+        drift.push((table, n));
+    }
+    drift
+}
+
+async fn assert_rollups_exact(app: &TestApp, after: &str) {
+    let drift = rollup_drift(app).await;
+    assert!(
+        drift.iter().all(|(_, n)| *n == 0),
+        "after {after}: rows differing from a regrouping of reservations: {drift:?}"
+    );
+}
+
+/// Postgres serves dashboards from rollups kept by triggers (migration 0004). Every kind of change
+/// must keep them equal to a regrouping of the reservations: the gateway's bookings and
+/// cancellations, SQL inserts, updates of any column, a refused statement, deletes and TRUNCATE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_dashboard_rollups_follow_every_kind_of_change() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await;
+    let total = app
+        .scalar_i64("SELECT COUNT(*) FROM dashboard_day_totals WHERE reservations > 0")
+        .await;
+    assert!(total > 0, "the seeded demo (COPY) reached the rollups");
+    assert_rollups_exact(&app, "seeding").await;
+
+    // Through the gateway: a booking, then its cancellation.
+    let player = app.token("player@demo.padel").await;
+    let date = (app.today + chrono::Days::new(20)).to_string();
+    app.execute(&format!(
+        "DELETE FROM reservations WHERE court_id = 1 AND date = '{date}'"
+    ))
+    .await;
+    assert_rollups_exact(&app, "a delete").await;
+    let reply = app
+        .graphql(
+            Some(&player),
+            "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:30\"}) { id } }",
+            json!({"d": date}),
+        )
+        .await;
+    let id = reply.ok()["createReservation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_rollups_exact(&app, "a booking").await;
+    let reply = app
+        .graphql(
+            Some(&player),
+            "mutation($id: ID!) { cancelReservation(id: $id) { status } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(reply.ok()["cancelReservation"]["status"], "CANCELLED");
+    assert_rollups_exact(&app, "a cancellation").await;
+
+    // By hand: a multi-row insert, then updates of every column the rollups read.
+    app.execute(&format!(
+        "INSERT INTO reservations (club_id, court_id, created_by_id, date, start_time, end_time, status, price, created_at, updated_at) \
+         SELECT 1, 1, 11 + g % 5, DATE '{date}', TIME '06:00' + make_interval(mins => 20 * g), \
+                TIME '06:20' + make_interval(mins => 20 * g), 'pending', 7.25 + g, now(), now() \
+         FROM generate_series(0, 8) g"
+    ))
+    .await;
+    assert_rollups_exact(&app, "a multi-row insert").await;
+    app.execute(&format!(
+        "UPDATE reservations SET status = 'confirmed', price = price * 2, created_by_id = 12 \
+         WHERE court_id = 1 AND date = '{date}' AND start_time < TIME '07:00'"
+    ))
+    .await;
+    app.execute(&format!(
+        "UPDATE reservations SET status = 'cancelled' WHERE court_id = 1 AND date = '{date}' AND start_time >= TIME '08:00'"
+    ))
+    .await;
+    app.execute(&format!(
+        "UPDATE reservations SET court_id = 2, club_id = 1, date = date + 1, start_time = TIME '05:00', end_time = TIME '05:45' \
+         WHERE court_id = 1 AND date = '{date}' AND status = 'cancelled'"
+    ))
+    .await;
+    assert_rollups_exact(
+        &app,
+        "updates of status, price, creator, court, date and times",
+    )
+    .await;
+
+    // A statement the overlap constraint refuses changes nothing, rollups included.
+    let crate::helpers::RawDb::Postgres(pool) = &app.raw else {
+        unreachable!()
+    };
+    let before = app
+        .scalar_i64("SELECT CAST(SUM(reservations) AS BIGINT) FROM dashboard_day_totals")
+        .await;
+    let refused = sqlx::query(&format!(
+        "INSERT INTO reservations (club_id, court_id, created_by_id, date, start_time, end_time, status, price, created_at, updated_at) \
+         VALUES (1, 1, 11, '{date}', '06:00', '06:20', 'confirmed', 5, now(), now())"
+    ))
+    .execute(pool)
+    .await;
+    assert!(refused.is_err(), "an overlapping booking was accepted");
+    let after = app
+        .scalar_i64("SELECT CAST(SUM(reservations) AS BIGINT) FROM dashboard_day_totals")
+        .await;
+    assert_eq!(before, after);
+    assert_rollups_exact(&app, "a refused insert").await;
+
+    // The dashboard read from the rollups still matches an independent recomputation.
+    let manager = app.token("manager@demo.padel").await;
+    let month_from = app.today.with_day(1).unwrap();
+    let prev_to = month_from.pred_opt().unwrap();
+    let next = (month_from + chrono::Days::new(40)).with_day(1).unwrap();
+    check_dashboard(
+        &app,
+        &manager,
+        "MONTH",
+        app.today,
+        month_from,
+        next.pred_opt().unwrap(),
+        prev_to.with_day(1).unwrap(),
+        prev_to,
+    )
+    .await;
+
+    app.execute("DELETE FROM reservations WHERE club_id = 2")
+        .await;
+    assert_rollups_exact(&app, "deleting a club's reservations").await;
+    app.execute("TRUNCATE reservations").await;
+    assert_eq!(
+        app.scalar_i64(
+            "SELECT (SELECT COUNT(*) FROM dashboard_day_totals) + (SELECT COUNT(*) FROM dashboard_hour_starts) \
+             + (SELECT COUNT(*) FROM dashboard_day_players)"
+        )
+        .await,
+        0,
+        "TRUNCATE reservations empties the rollups"
+    );
+}

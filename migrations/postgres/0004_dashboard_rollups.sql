@@ -91,6 +91,9 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- The backfill writes in key order, so a club's days share heap pages (a club-month: ~20 pages
+-- instead of ~900 when written in hash order).
+--
 -- Created before the backfill: the trigger's lock on reservations holds writers off until this
 -- migration commits, so no change falls between the backfill and the first trigger run.
 CREATE TRIGGER reservations_rollup_insert AFTER INSERT ON reservations
@@ -109,12 +112,15 @@ INSERT INTO dashboard_day_totals (club_id, date, court_id, status, reservations,
 SELECT club_id, date, court_id, status, COUNT(*),
        SUM(CAST(ROUND(price * 100) AS BIGINT)),
        SUM(CAST(EXTRACT(EPOCH FROM (end_time - start_time)) / 60 AS BIGINT))
-FROM reservations GROUP BY club_id, date, court_id, status;
+FROM reservations GROUP BY club_id, date, court_id, status
+ORDER BY club_id, date, court_id, status;
 
 INSERT INTO dashboard_hour_starts (club_id, date, hour, reservations)
 SELECT club_id, date, CAST(EXTRACT(HOUR FROM start_time) AS SMALLINT) AS start_hour, COUNT(*)
-FROM reservations WHERE status <> 'cancelled' GROUP BY club_id, date, start_hour;
+FROM reservations WHERE status <> 'cancelled' GROUP BY club_id, date, start_hour
+ORDER BY club_id, date, start_hour;
 
 INSERT INTO dashboard_day_players (club_id, date, user_id, reservations)
 SELECT club_id, date, created_by_id, COUNT(*)
-FROM reservations WHERE status <> 'cancelled' GROUP BY club_id, date, created_by_id;
+FROM reservations WHERE status <> 'cancelled' GROUP BY club_id, date, created_by_id
+ORDER BY club_id, date, created_by_id;

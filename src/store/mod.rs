@@ -155,9 +155,15 @@ impl Store {
             )
         } else {
             let timeout_ms = db.statement_timeout.as_millis().to_string();
+            // No parallel workers: the gateway's statements read a few hundred rows, and starting
+            // workers (~2–5 ms each) cost more than they save. Postgres chose a Parallel Append for
+            // the dashboard's five groupings: 9 ms against 2 ms without (docs/performance.md).
             let options = PgConnectOptions::from_str(url)?
                 .application_name("padel-bff")
-                .options([("statement_timeout", timeout_ms.as_str())]);
+                .options([
+                    ("statement_timeout", timeout_ms.as_str()),
+                    ("max_parallel_workers_per_gather", "0"),
+                ]);
             Db::Postgres(
                 PgPoolOptions::new()
                     .max_connections(db.max_connections)

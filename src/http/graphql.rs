@@ -38,9 +38,13 @@ pub(crate) async fn post_graphql(
         request_id: request_id.map(|r| r.0 .0).unwrap_or_default(),
         client_ip: client_ip.map(|c| c.0 .0),
     };
+    // Boxed once here: axum boxes this handler's future and its layers move it, a memcpy of
+    // its whole size each time; the request's own future (cache reads, SQL, the engine) is large.
     match request.into_inner() {
-        BatchRequest::Single(request) => execute(&state, &headers, &edge, request).await,
-        BatchRequest::Batch(requests) => execute_batch(&state, &headers, &edge, requests).await,
+        BatchRequest::Single(request) => Box::pin(execute(&state, &headers, &edge, request)).await,
+        BatchRequest::Batch(requests) => {
+            Box::pin(execute_batch(&state, &headers, &edge, requests)).await
+        }
     }
 }
 
@@ -397,8 +401,12 @@ async fn run(
             let mut response = match &state.documents {
                 // No extension on the schema (`telemetry.field_timing = "root"`): prepare the
                 // document and observe the operation here.
-                Some(documents) => execute_prepared(state, documents, request, context).await,
-                None => state.schema.execute(request.data(context)).await,
+                // Boxed: the engine's future is large, and unboxed it is part of the handler's
+                // future, which axum boxes and every layer moves (a memcpy of its whole size each).
+                Some(documents) => {
+                    Box::pin(execute_prepared(state, documents, request, context)).await
+                }
+                None => Box::pin(state.schema.execute(request.data(context))).await,
             };
             crate::graphql::nulls::complete(&mut response, &query, operation.as_deref());
             response

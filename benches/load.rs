@@ -371,17 +371,21 @@ fn main() {
         };
         // Reads of the three operations over 40 clubs and 14 days, and 5 % bookings, each on a
         // distinct free slot (court, day, hour) far past the seeded calendar; `run` picks the day
-        // so that two mixed runs (and two bench runs a minute apart) never book the same slot.
-        let minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60;
+        // so that two mixed runs (and two bench runs ten seconds apart) never book the same slot.
+        // Ten-second ticks (a bench run takes longer), wrapping after 11 hours.
+        let tick = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 10 % 4_000;
         let mixed = move |run: u64| -> MakeRequest {
             let reads = [dashboard(false), auth(false), availability(false)];
             let admin = admin.clone();
             Arc::new(move |c, b, i| {
                 if i % 20 == 7 {
-                    let n = i / 20;
+                    // Warm-up indices count from 0, measured ones from 1 000 000: each phase of
+                    // each run has two days of its own (3 900 slots a day), each ten-second tick eight.
+                    let (phase, n) = (i / 1_000_000, (i % 1_000_000) / 20);
                     let court = n % 300 + 1;
                     let hour = 9 + (n / 300) % 13;
-                    let day = today + chrono::Days::new(400 + (minute % 5_000) * 4 + run * 2 + n / (300 * 13));
+                    let day = today
+                        + chrono::Days::new(400 + tick * 8 + run * 4 + phase.min(1) * 2 + (n / (300 * 13)).min(1));
                     c.post(format!("{b}/graphql")).bearer_auth(&admin).json(&json!({
                         "query": "mutation($i: CreateReservationInput!) { createReservation(input: $i) { id } }",
                         "variables": {"i": {"courtId": court, "date": day.to_string(), "start": format!("{hour:02}:00"), "end": format!("{:02}:00", hour + 1)}},

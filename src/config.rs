@@ -216,6 +216,14 @@ pub struct KindSettings {
     pub stale_if_error: Duration,
 }
 
+impl KindSettings {
+    /// No fresh and no stale window: nothing of this kind could ever be served from the cache,
+    /// so the cache is bypassed for it (`ttl = "0s"` with both stale windows off).
+    pub fn keeps_nothing(&self) -> bool {
+        self.ttl.is_zero() && self.stale_while_revalidate.is_zero() && self.stale_if_error.is_zero()
+    }
+}
+
 /// Deployment profile: changes defaults that trade convenience for safety.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

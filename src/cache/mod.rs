@@ -53,7 +53,7 @@ pub enum Outcome {
     StaleWhileRevalidate,
     /// Expired value served because the load failed.
     StaleIfError,
-    /// The cache is disabled.
+    /// The cache is disabled, or this kind keeps nothing (`ttl` and both stale windows 0).
     Bypass,
 }
 
@@ -299,7 +299,10 @@ impl Cache {
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
         let kind = key.kind;
-        if !self.inner.settings.enabled {
+        let settings = self.kind_settings(kind);
+        // A kind with no fresh and no stale window is not cached: no lookup in either tier (a
+        // Redis round trip per read for nothing), no encoding, no entry.
+        if !self.inner.settings.enabled || settings.keeps_nothing() {
             response::spoil();
             return load().await.map(|v| (v, Outcome::Bypass));
         }
@@ -343,7 +346,6 @@ impl Cache {
                 }
             }
         }
-        let settings = self.kind_settings(kind);
         if let Some(entry) = &stale {
             let swr = settings.stale_while_revalidate.as_millis() as u64;
             if swr > 0 && now < entry.fresh_until_ms + swr {
@@ -801,5 +803,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((value, outcome), (7, Outcome::StaleIfError));
+    }
+
+    #[tokio::test]
+    async fn a_kind_that_keeps_nothing_is_loaded_every_time_and_never_stored() {
+        let mut s = settings();
+        s.court_availability.ttl = Duration::ZERO;
+        s.court_availability.stale_while_revalidate = Duration::ZERO;
+        s.court_availability.stale_if_error = Duration::ZERO;
+        let cache = Cache::new(&s);
+        let key = CacheKey::new(Kind::CourtAvailability, &[("club", &1)], "");
+        for n in 0..3u8 {
+            let (value, outcome) = cache
+                .get_or_load(key.clone(), vec![], move || async move { Ok::<u8, ()>(n) })
+                .await
+                .unwrap();
+            assert_eq!((value, outcome), (n, Outcome::Bypass));
+        }
+        assert!(cache.l1_get(key.as_str()).is_none());
+        // Any window at all keeps the value.
+        s.court_availability.stale_if_error = Duration::from_secs(1);
+        let cache = Cache::new(&s);
+        cache
+            .get_or_load(key.clone(), vec![], || async { Ok::<u8, ()>(1) })
+            .await
+            .unwrap();
+        assert!(cache.l1_get(key.as_str()).is_some());
     }
 }

@@ -181,7 +181,7 @@ pub async fn dashboard(
     cache
         .get_or_load(key, tags, move || async move {
             let rows = store
-                .dashboard_aggregates(club_id, current, previous)
+                .dashboard_aggregates(club_id, period, current, previous)
                 .await?;
             Ok::<_, ApiError>(dashboard::compute(
                 &DashboardInput {

@@ -31,15 +31,29 @@ CREATE TABLE dashboard_hour_starts (
     PRIMARY KEY (club_id, date, hour)
 );
 
--- Non-cancelled reservations per club, date and creator: distinct players of a period are not a
--- sum of days, so the rollup keeps who played each day and the reader counts them once.
-CREATE TABLE dashboard_day_players (
+-- Non-cancelled reservations per club, period and creator, for each period kind a dashboard
+-- shows (D day, W ISO week, M month, Y year; `period_start` is the period's first day). Distinct
+-- players are not a sum of days: keeping them per whole period makes "players this month" a count
+-- of ~50 rows instead of a distinct count over a month of (day, player) pairs.
+CREATE TABLE dashboard_period_players (
     club_id       BIGINT NOT NULL,
-    date          DATE NOT NULL,
+    period        CHAR(1) NOT NULL CHECK (period IN ('D', 'W', 'M', 'Y')),
+    period_start  DATE NOT NULL,
     user_id       BIGINT NOT NULL,
     reservations  BIGINT NOT NULL,
-    PRIMARY KEY (club_id, date, user_id)
+    PRIMARY KEY (club_id, period, period_start, user_id)
 );
+
+-- The first day of the period of kind `kind` holding `d` (weeks start on Monday, as the
+-- dashboard's do). Plain date arithmetic: no time zone involved.
+CREATE FUNCTION bff_period_start(kind CHAR(1), d DATE) RETURNS DATE LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE kind
+        WHEN 'W' THEN d - CAST(EXTRACT(ISODOW FROM d) AS INTEGER) + 1
+        WHEN 'M' THEN d - CAST(EXTRACT(DAY FROM d) AS INTEGER) + 1
+        WHEN 'Y' THEN make_date(CAST(EXTRACT(YEAR FROM d) AS INTEGER), 1, 1)
+        ELSE d
+    END
+$$;
 
 -- Applies one statement's changes: its new rows count +1, its old rows -1 (an UPDATE is both).
 -- Transition tables are only visible to the statement kind that declares them, hence the text.
@@ -76,18 +90,19 @@ BEGIN
         $sql$, changes);
     EXECUTE format($sql$
         WITH c AS (%s)
-        INSERT INTO dashboard_day_players AS t (club_id, date, user_id, reservations)
-        SELECT club_id, date, created_by_id, SUM(sign)
-        FROM c WHERE status <> 'cancelled' GROUP BY club_id, date, created_by_id
-        ORDER BY club_id, date, created_by_id
-        ON CONFLICT (club_id, date, user_id) DO UPDATE SET reservations = t.reservations + EXCLUDED.reservations
+        INSERT INTO dashboard_period_players AS t (club_id, period, period_start, user_id, reservations)
+        SELECT club_id, kinds.kind, bff_period_start(kinds.kind, date) AS start_day, created_by_id, SUM(sign)
+        FROM c CROSS JOIN (VALUES ('D'), ('W'), ('M'), ('Y')) AS kinds (kind)
+        WHERE status <> 'cancelled' GROUP BY club_id, kinds.kind, start_day, created_by_id
+        ORDER BY club_id, kinds.kind, start_day, created_by_id
+        ON CONFLICT (club_id, period, period_start, user_id) DO UPDATE SET reservations = t.reservations + EXCLUDED.reservations
         $sql$, changes);
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION bff_dashboard_rollups_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    TRUNCATE dashboard_day_totals, dashboard_hour_starts, dashboard_day_players;
+    TRUNCATE dashboard_day_totals, dashboard_hour_starts, dashboard_period_players;
     RETURN NULL;
 END $$;
 
@@ -120,7 +135,8 @@ SELECT club_id, date, CAST(EXTRACT(HOUR FROM start_time) AS SMALLINT) AS start_h
 FROM reservations WHERE status <> 'cancelled' GROUP BY club_id, date, start_hour
 ORDER BY club_id, date, start_hour;
 
-INSERT INTO dashboard_day_players (club_id, date, user_id, reservations)
-SELECT club_id, date, created_by_id, COUNT(*)
-FROM reservations WHERE status <> 'cancelled' GROUP BY club_id, date, created_by_id
-ORDER BY club_id, date, created_by_id;
+INSERT INTO dashboard_period_players (club_id, period, period_start, user_id, reservations)
+SELECT club_id, kinds.kind, bff_period_start(kinds.kind, date) AS start_day, created_by_id, COUNT(*)
+FROM reservations CROSS JOIN (VALUES ('D'), ('W'), ('M'), ('Y')) AS kinds (kind)
+WHERE status <> 'cancelled' GROUP BY club_id, kinds.kind, start_day, created_by_id
+ORDER BY club_id, kinds.kind, start_day, created_by_id;

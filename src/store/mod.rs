@@ -23,7 +23,7 @@ use crate::{
     domain::{
         dashboard::{Aggregate, Tally},
         period::DateRange,
-        ReservationStatus,
+        Period, ReservationStatus,
     },
     error::StoreError,
     telemetry::{metrics::Instruments, RequestStats},
@@ -706,10 +706,12 @@ impl Store {
         })?)
     }
 
-    /// Grouped reservation counts for a dashboard: `previous.from ..= current.to`.
+    /// Grouped reservation counts for a dashboard: `previous.from ..= current.to`, the two
+    /// periods of kind `period` (Postgres reads its players rollup by period).
     pub async fn dashboard_aggregates(
         &self,
         club_id: i64,
+        period: Period,
         current: DateRange,
         previous: DateRange,
     ) -> Result<Vec<Aggregate>, StoreError> {
@@ -718,14 +720,32 @@ impl Store {
             queries::DASHBOARD_PG,
             queries::DASHBOARD_SQLITE.as_str()
         );
-        let rows: Vec<DashboardRow> = on_pool!(self, sql, |pool| sqlx::query_as(sql)
-            .bind(club_id)
-            .bind(previous.from)
-            .bind(current.from)
-            .bind(current.to)
-            .fetch_all(pool)
-            .await)?;
+        let postgres = matches!(self.db, Db::Postgres(_));
+        let rows: Vec<DashboardRow> = on_pool!(self, sql, |pool| {
+            let query = sqlx::query_as(sql)
+                .bind(club_id)
+                .bind(previous.from)
+                .bind(current.from)
+                .bind(current.to);
+            // Only the rollups need the period kind; SQLite's scan has four parameters.
+            let query = if postgres {
+                query.bind(period_code(period))
+            } else {
+                query
+            };
+            query.fetch_all(pool).await
+        })?;
         Ok(rows.into_iter().filter_map(to_aggregate).collect())
+    }
+}
+
+/// The `period` column of `dashboard_period_players`.
+fn period_code(period: Period) -> &'static str {
+    match period {
+        Period::Day => "D",
+        Period::Week => "W",
+        Period::Month => "M",
+        Period::Year => "Y",
     }
 }
 

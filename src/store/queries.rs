@@ -219,8 +219,9 @@ fn dashboard_sql(minutes: &str, hour: &str) -> String {
 }
 
 /// The dashboard on Postgres, from the rollups that `0004_dashboard_rollups.sql` keeps (per day:
-/// totals per court and status, start hours, players): the same five groupings and row shape as
-/// [`dashboard_sql`], over a few hundred summed rows. Counts that fell back to 0 are skipped.
+/// totals per court and status, start hours; per period: players): the same five groupings and
+/// row shape as [`dashboard_sql`], over a few hundred summed rows. Counts that fell back to 0 are
+/// skipped. `$5` is the period kind (`D`, `W`, `M`, `Y`); `$2` and `$3` are period starts.
 pub(crate) const DASHBOARD_PG: &str = "\
     SELECT 'period' AS part, CAST(CASE WHEN date >= $3 THEN 1 ELSE 0 END AS BIGINT) AS key_int, \
            CAST(NULL AS DATE) AS day, status, CAST(SUM(reservations) AS BIGINT) AS n, \
@@ -243,10 +244,11 @@ pub(crate) const DASHBOARD_PG: &str = "\
     FROM dashboard_hour_starts WHERE club_id = $1 AND date >= $3 AND date <= $4 AND reservations <> 0 \
     GROUP BY hour \
     UNION ALL \
-    SELECT 'players', CAST(CASE WHEN date >= $3 THEN 1 ELSE 0 END AS BIGINT), NULL, NULL, COUNT(DISTINCT user_id), \
+    SELECT 'players', CAST(CASE WHEN period_start = $3 THEN 1 ELSE 0 END AS BIGINT), NULL, NULL, COUNT(*), \
            CAST(NULL AS BIGINT), CAST(NULL AS BIGINT) \
-    FROM dashboard_day_players WHERE club_id = $1 AND date >= $2 AND date <= $4 AND reservations > 0 \
-    GROUP BY 2";
+    FROM dashboard_period_players \
+    WHERE club_id = $1 AND period = $5 AND period_start IN ($2, $3) AND reservations > 0 \
+    GROUP BY period_start";
 
 pub(crate) static DASHBOARD_SQLITE: LazyLock<String> = LazyLock::new(|| {
     let minute_of = |col: &str| {

@@ -379,10 +379,13 @@ async fn rollup_drift(app: &TestApp) -> Vec<(&'static str, i64)> {
              WHERE status <> 'cancelled' GROUP BY 1, 2, 3",
         ),
         (
-            "dashboard_day_players",
-            "SELECT club_id, date, user_id, reservations FROM dashboard_day_players WHERE reservations <> 0",
-            "SELECT club_id, date, created_by_id, COUNT(*) FROM reservations WHERE status <> 'cancelled' \
-             GROUP BY club_id, date, created_by_id",
+            "dashboard_period_players",
+            "SELECT club_id, CAST(period AS TEXT), period_start, user_id, reservations FROM dashboard_period_players \
+             WHERE reservations <> 0",
+            // Period starts from date_trunc (the migration uses date arithmetic): ISO weeks.
+            "SELECT club_id, k.kind, CAST(date_trunc(k.unit, CAST(date AS TIMESTAMP)) AS DATE), created_by_id, COUNT(*) \
+             FROM reservations CROSS JOIN (VALUES ('D', 'day'), ('W', 'week'), ('M', 'month'), ('Y', 'year')) AS k (kind, unit) \
+             WHERE status <> 'cancelled' GROUP BY 1, 2, 3, 4",
         ),
     ];
     let mut drift = Vec::new();
@@ -521,7 +524,7 @@ async fn postgres_dashboard_rollups_follow_every_kind_of_change() {
     assert_eq!(
         app.scalar_i64(
             "SELECT (SELECT COUNT(*) FROM dashboard_day_totals) + (SELECT COUNT(*) FROM dashboard_hour_starts) \
-             + (SELECT COUNT(*) FROM dashboard_day_players)"
+             + (SELECT COUNT(*) FROM dashboard_period_players)"
         )
         .await,
         0,

@@ -81,8 +81,8 @@ async fn hot_queries_use_their_indexes_and_never_scan_reservations() {
         ),
         (
             "dashboard players",
-            "SELECT COUNT(DISTINCT user_id) FROM dashboard_day_players WHERE club_id = 1 AND date >= DATE '2023-10-01' AND date <= DATE '2023-11-30' AND reservations > 0",
-            "dashboard_day_players_pkey",
+            "SELECT period_start, COUNT(*) FROM dashboard_period_players WHERE club_id = 1 AND period = 'M' AND period_start IN (DATE '2023-10-01', DATE '2023-11-01') AND reservations > 0 GROUP BY period_start",
+            "dashboard_period_players_pkey",
         ),
         (
             "availability busy intervals",

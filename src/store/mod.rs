@@ -294,7 +294,19 @@ impl Store {
     /// Applies pending migrations of the backend's migration set.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.db {
-            Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+            Db::Postgres(pool) => {
+                // On a connection of its own without the request statement_timeout: a backfill
+                // (migration 0004 sums 1.9 M reservations in ~20 s) must not be cancelled. The
+                // connection is closed afterwards, never returned to the pool.
+                use sqlx::Connection;
+                let mut conn = pool.acquire().await?.detach();
+                sqlx::query("SET statement_timeout = 0")
+                    .execute(&mut conn)
+                    .await?;
+                let result = sqlx::migrate!("migrations/postgres").run(&mut conn).await;
+                let _ = conn.close().await;
+                result?
+            }
             Db::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
         }
         Ok(())

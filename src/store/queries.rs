@@ -247,7 +247,7 @@ pub(crate) const DASHBOARD_PG: &str = "\
     SELECT 'players', CAST(CASE WHEN period_start = $3 THEN 1 ELSE 0 END AS BIGINT), NULL, NULL, COUNT(*), \
            CAST(NULL AS BIGINT), CAST(NULL AS BIGINT) \
     FROM dashboard_period_players \
-    WHERE club_id = $1 AND period = $5 AND period_start IN ($2, $3) AND reservations > 0 \
+    WHERE club_id = $1 AND period = CAST($5 AS CHAR(1)) AND period_start IN ($2, $3) AND reservations > 0 \
     GROUP BY period_start";
 
 pub(crate) static DASHBOARD_SQLITE: LazyLock<String> = LazyLock::new(|| {

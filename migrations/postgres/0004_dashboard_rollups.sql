@@ -1,6 +1,6 @@
--- Dashboard rollups: per-day sums of reservations, so that a dashboard reads a few hundred summed
--- rows instead of grouping every reservation of two periods five ways (a club-month on the large
--- seed: ~1.4 ms against ~6.7 ms of Postgres time; docs/performance.md).
+-- Dashboard rollups: sums of reservations per day (and players per period), so that a dashboard
+-- reads a few hundred summed rows instead of grouping every reservation of two periods five ways
+-- (a club-month on the large seed: ~1 ms against ~7 ms of Postgres time; docs/performance.md).
 --
 -- Kept by statement-level triggers in the transaction of the change itself: the gateway's own
 -- bookings and cancellations, SQL by hand, COPY and bulk loads all count, and a rolled-back change

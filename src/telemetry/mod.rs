@@ -93,7 +93,7 @@ pub fn init(settings: &Settings) -> TelemetryGuard {
 }
 
 /// Colored text only on a terminal: log files and collectors get plain lines (and the escape
-/// codes were ~3 % of an in-cache request's instructions).
+/// codes cost 2–12 % of an in-cache request's instructions).
 fn colors() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal()

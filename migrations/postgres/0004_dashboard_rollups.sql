@@ -55,19 +55,15 @@ CREATE FUNCTION bff_period_start(kind CHAR(1), d DATE) RETURNS DATE LANGUAGE sql
     END
 $$;
 
--- Applies one statement's changes: its new rows count +1, its old rows -1 (an UPDATE is both).
--- Transition tables are only visible to the statement kind that declares them, hence the text.
--- Keys are upserted in key order so that two statements never take the same rows' locks in
--- opposite orders.
-CREATE FUNCTION bff_dashboard_rollups() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    changes text := CASE TG_OP
-        WHEN 'INSERT' THEN 'SELECT *, 1 AS sign FROM new_rows'
-        WHEN 'DELETE' THEN 'SELECT *, -1 AS sign FROM old_rows'
-        ELSE 'SELECT *, 1 AS sign FROM new_rows UNION ALL SELECT *, -1 AS sign FROM old_rows'
-    END;
+-- The three upserts that apply changed reservation rows to the rollups, for the trigger and the
+-- backfill alike. `changes` is a query yielding reservation rows with a `sign` column (+1 counts a
+-- row in, -1 out). Returned as text for the caller to run: a trigger's transition tables are in
+-- scope only in the trigger function itself (a function it calls sees them empty). Keys are
+-- upserted in key order, the tables always in this order, so that two statements never take the
+-- same rows' locks in opposite orders.
+CREATE FUNCTION bff_dashboard_rollup_statements(changes TEXT) RETURNS SETOF TEXT LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-    EXECUTE format($sql$
+    RETURN NEXT format($sql$
         WITH c AS (%s)
         INSERT INTO dashboard_day_totals AS t (club_id, date, court_id, status, reservations, cents, minutes)
         SELECT club_id, date, court_id, status, SUM(sign),
@@ -79,16 +75,16 @@ BEGIN
             reservations = t.reservations + EXCLUDED.reservations,
             cents = t.cents + EXCLUDED.cents,
             minutes = t.minutes + EXCLUDED.minutes
-        $sql$, changes);
-    EXECUTE format($sql$
+    $sql$, changes);
+    RETURN NEXT format($sql$
         WITH c AS (%s)
         INSERT INTO dashboard_hour_starts AS t (club_id, date, hour, reservations)
         SELECT club_id, date, CAST(EXTRACT(HOUR FROM start_time) AS SMALLINT) AS start_hour, SUM(sign)
         FROM c WHERE status <> 'cancelled' GROUP BY club_id, date, start_hour
         ORDER BY club_id, date, start_hour
         ON CONFLICT (club_id, date, hour) DO UPDATE SET reservations = t.reservations + EXCLUDED.reservations
-        $sql$, changes);
-    EXECUTE format($sql$
+    $sql$, changes);
+    RETURN NEXT format($sql$
         WITH c AS (%s)
         INSERT INTO dashboard_period_players AS t (club_id, period, period_start, user_id, reservations)
         SELECT club_id, kinds.kind, bff_period_start(kinds.kind, date) AS start_day, created_by_id, SUM(sign)
@@ -96,7 +92,22 @@ BEGIN
         WHERE status <> 'cancelled' GROUP BY club_id, kinds.kind, start_day, created_by_id
         ORDER BY club_id, kinds.kind, start_day, created_by_id
         ON CONFLICT (club_id, period, period_start, user_id) DO UPDATE SET reservations = t.reservations + EXCLUDED.reservations
-        $sql$, changes);
+    $sql$, changes);
+END $$;
+
+-- Applies one statement's changes: its new rows count +1, its old rows -1 (an UPDATE is both).
+-- Transition tables exist only for the statement kind that declares them, hence the text.
+CREATE FUNCTION bff_dashboard_rollups() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    upsert TEXT;
+BEGIN
+    FOR upsert IN SELECT bff_dashboard_rollup_statements(CASE TG_OP
+        WHEN 'INSERT' THEN 'SELECT *, 1 AS sign FROM new_rows'
+        WHEN 'DELETE' THEN 'SELECT *, -1 AS sign FROM old_rows'
+        ELSE 'SELECT *, 1 AS sign FROM new_rows UNION ALL SELECT *, -1 AS sign FROM old_rows'
+    END) LOOP
+        EXECUTE upsert;
+    END LOOP;
     RETURN NULL;
 END $$;
 
@@ -106,9 +117,6 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- The backfill writes in key order, so a club's days share heap pages (a club-month: ~20 pages
--- instead of ~900 when written in hash order).
---
 -- Created before the backfill: the trigger's lock on reservations holds writers off until this
 -- migration commits, so no change falls between the backfill and the first trigger run.
 CREATE TRIGGER reservations_rollup_insert AFTER INSERT ON reservations
@@ -123,20 +131,14 @@ CREATE TRIGGER reservations_rollup_delete AFTER DELETE ON reservations
 CREATE TRIGGER reservations_rollup_truncate AFTER TRUNCATE ON reservations
     FOR EACH STATEMENT EXECUTE FUNCTION bff_dashboard_rollups_truncate();
 
-INSERT INTO dashboard_day_totals (club_id, date, court_id, status, reservations, cents, minutes)
-SELECT club_id, date, court_id, status, COUNT(*),
-       SUM(CAST(ROUND(price * 100) AS BIGINT)),
-       SUM(CAST(EXTRACT(EPOCH FROM (end_time - start_time)) / 60 AS BIGINT))
-FROM reservations GROUP BY club_id, date, court_id, status
-ORDER BY club_id, date, court_id, status;
-
-INSERT INTO dashboard_hour_starts (club_id, date, hour, reservations)
-SELECT club_id, date, CAST(EXTRACT(HOUR FROM start_time) AS SMALLINT) AS start_hour, COUNT(*)
-FROM reservations WHERE status <> 'cancelled' GROUP BY club_id, date, start_hour
-ORDER BY club_id, date, start_hour;
-
-INSERT INTO dashboard_period_players (club_id, period, period_start, user_id, reservations)
-SELECT club_id, kinds.kind, bff_period_start(kinds.kind, date) AS start_day, created_by_id, COUNT(*)
-FROM reservations CROSS JOIN (VALUES ('D'), ('W'), ('M'), ('Y')) AS kinds (kind)
-WHERE status <> 'cancelled' GROUP BY club_id, kinds.kind, start_day, created_by_id
-ORDER BY club_id, kinds.kind, start_day, created_by_id;
+-- The backfill: every existing reservation counted in, by the same upserts as the trigger. They
+-- write in key order, so a club's days share heap pages (a club-month: ~20 pages instead of ~900
+-- when written in hash order).
+DO $$
+DECLARE
+    upsert TEXT;
+BEGIN
+    FOR upsert IN SELECT bff_dashboard_rollup_statements('SELECT *, 1 AS sign FROM reservations') LOOP
+        EXECUTE upsert;
+    END LOOP;
+END $$;

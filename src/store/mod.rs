@@ -296,7 +296,7 @@ impl Store {
         match &self.db {
             Db::Postgres(pool) => {
                 // On a connection of its own without the request statement_timeout: a backfill
-                // (migration 0004 sums 1.9 M reservations in ~16 s) must not be cancelled. The
+                // (migration 0004 sums 1.9 M reservations in ~25 s) must not be cancelled. The
                 // connection is closed afterwards, never returned to the pool.
                 use sqlx::Connection;
                 let mut conn = pool.acquire().await?.detach();

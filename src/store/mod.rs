@@ -727,11 +727,7 @@ impl Store {
         current: DateRange,
         previous: DateRange,
     ) -> Result<Vec<Aggregate>, StoreError> {
-        let sql = dialect!(
-            self,
-            queries::DASHBOARD_PG,
-            queries::DASHBOARD_SQLITE.as_str()
-        );
+        let sql = dialect!(self, queries::DASHBOARD_PG, queries::DASHBOARD_SQLITE);
         let postgres = matches!(self.db, Db::Postgres(_));
         let rows: Vec<DashboardRow> = on_pool!(self, sql, |pool| {
             let query = sqlx::query_as(sql)

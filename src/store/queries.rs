@@ -2,8 +2,6 @@
 //! `(postgres, sqlite)` where the dialects differ: id lists (`= ANY($1)` against `json_each`),
 //! time arithmetic and decimal input.
 
-use std::sync::LazyLock;
-
 /// Builds the `(postgres, sqlite)` pair of a statement filtering `$column` by the id list `$1`.
 macro_rules! by_ids {
     ($head:expr, $column:literal, $tail:literal) => {
@@ -190,37 +188,37 @@ pub(crate) const ROLE_PERMISSIONS: &str =
 
 /// The dashboard in one statement (SQLite): one scan of the club's reservations between the
 /// previous period's first day ($2) and the current period's last day ($4), grouped five ways.
-fn dashboard_sql(minutes: &str, hour: &str) -> String {
-    format!(
-        "WITH base AS ( \
-            SELECT date, court_id, status, created_by_id, \
-                   CAST(CASE WHEN date >= $3 THEN 1 ELSE 0 END AS BIGINT) AS cur, \
-                   CAST(ROUND(price * 100) AS BIGINT) AS cents, \
-                   CAST({minutes} AS BIGINT) AS minutes, \
-                   CAST({hour} AS BIGINT) AS hour \
-            FROM reservations WHERE club_id = $1 AND date >= $2 AND date <= $4 \
-         ) \
-         SELECT 'period' AS part, cur AS key_int, CAST(NULL AS DATE) AS day, status, COUNT(*) AS n, \
-                CAST(SUM(cents) AS BIGINT) AS cents, CAST(SUM(minutes) AS BIGINT) AS minutes \
-         FROM base GROUP BY cur, status \
-         UNION ALL \
-         SELECT 'court', court_id, NULL, status, COUNT(*), CAST(SUM(cents) AS BIGINT), CAST(SUM(minutes) AS BIGINT) \
-         FROM base WHERE cur = 1 GROUP BY court_id, status \
-         UNION ALL \
-         SELECT 'day', CAST(NULL AS BIGINT), date, status, COUNT(*), CAST(SUM(cents) AS BIGINT), CAST(SUM(minutes) AS BIGINT) \
-         FROM base WHERE cur = 1 GROUP BY date, status \
-         UNION ALL \
-         SELECT 'hour', hour, NULL, NULL, COUNT(*), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT) \
-         FROM base WHERE cur = 1 AND status <> 'cancelled' GROUP BY hour \
-         UNION ALL \
-         SELECT 'players', cur, NULL, NULL, COUNT(DISTINCT created_by_id), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT) \
-         FROM base WHERE status <> 'cancelled' GROUP BY cur"
-    )
-}
+/// Times are `HH:MM:SS` text: minutes and hours come from their digits.
+pub(crate) const DASHBOARD_SQLITE: &str = "\
+    WITH base AS ( \
+        SELECT date, court_id, status, created_by_id, \
+               CAST(CASE WHEN date >= $3 THEN 1 ELSE 0 END AS BIGINT) AS cur, \
+               CAST(ROUND(price * 100) AS BIGINT) AS cents, \
+               CAST((CAST(substr(end_time, 1, 2) AS INTEGER) * 60 + CAST(substr(end_time, 4, 2) AS INTEGER)) \
+                  - (CAST(substr(start_time, 1, 2) AS INTEGER) * 60 + CAST(substr(start_time, 4, 2) AS INTEGER)) \
+                  AS BIGINT) AS minutes, \
+               CAST(CAST(substr(start_time, 1, 2) AS INTEGER) AS BIGINT) AS hour \
+        FROM reservations WHERE club_id = $1 AND date >= $2 AND date <= $4 \
+    ) \
+    SELECT 'period' AS part, cur AS key_int, CAST(NULL AS DATE) AS day, status, COUNT(*) AS n, \
+           CAST(SUM(cents) AS BIGINT) AS cents, CAST(SUM(minutes) AS BIGINT) AS minutes \
+    FROM base GROUP BY cur, status \
+    UNION ALL \
+    SELECT 'court', court_id, NULL, status, COUNT(*), CAST(SUM(cents) AS BIGINT), CAST(SUM(minutes) AS BIGINT) \
+    FROM base WHERE cur = 1 GROUP BY court_id, status \
+    UNION ALL \
+    SELECT 'day', CAST(NULL AS BIGINT), date, status, COUNT(*), CAST(SUM(cents) AS BIGINT), CAST(SUM(minutes) AS BIGINT) \
+    FROM base WHERE cur = 1 GROUP BY date, status \
+    UNION ALL \
+    SELECT 'hour', hour, NULL, NULL, COUNT(*), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT) \
+    FROM base WHERE cur = 1 AND status <> 'cancelled' GROUP BY hour \
+    UNION ALL \
+    SELECT 'players', cur, NULL, NULL, COUNT(DISTINCT created_by_id), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT) \
+    FROM base WHERE status <> 'cancelled' GROUP BY cur";
 
 /// The dashboard on Postgres, from the rollups that `0004_dashboard_rollups.sql` keeps (per day:
 /// totals per court and status, start hours; per period: players): the same five groupings and
-/// row shape as [`dashboard_sql`], over a few hundred summed rows. Counts that fell back to 0 are
+/// row shape as [`DASHBOARD_SQLITE`], over a few hundred summed rows. Counts that fell back to 0 are
 /// skipped. `$5` is the period kind (`D`, `W`, `M`, `Y`); `$2` and `$3` are period starts.
 pub(crate) const DASHBOARD_PG: &str = "\
     SELECT 'period' AS part, CAST(CASE WHEN date >= $3 THEN 1 ELSE 0 END AS BIGINT) AS key_int, \
@@ -249,15 +247,3 @@ pub(crate) const DASHBOARD_PG: &str = "\
     FROM dashboard_period_players \
     WHERE club_id = $1 AND period = CAST($5 AS CHAR(1)) AND period_start IN ($2, $3) AND reservations > 0 \
     GROUP BY period_start";
-
-pub(crate) static DASHBOARD_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    let minute_of = |col: &str| {
-        format!(
-            "(CAST(substr({col}, 1, 2) AS INTEGER) * 60 + CAST(substr({col}, 4, 2) AS INTEGER))"
-        )
-    };
-    dashboard_sql(
-        &format!("{} - {}", minute_of("end_time"), minute_of("start_time")),
-        "CAST(substr(start_time, 1, 2) AS INTEGER)",
-    )
-});

@@ -17,21 +17,7 @@ pub(crate) struct PrivateRedis {
 
 impl PrivateRedis {
     pub(crate) fn start() -> PrivateRedis {
-        // Below Linux's ephemeral range (32768–60999): a test that kills this server and starts
-        // it again on the same port must not find the port handed meanwhile to a listener some
-        // other test bound on port 0 (a gateway), which then answered as "Redis".
-        let mut candidate = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-            ^ std::process::id();
-        let port = loop {
-            candidate = candidate.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            let port = 20_000 + (candidate >> 8) as u16 % 12_000;
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                break port;
-            }
-        };
+        let port = crate::helpers::free_port();
         let mut redis = PrivateRedis { port, child: None };
         redis.spawn();
         redis

@@ -638,11 +638,25 @@ fn postgres_bindir() -> std::path::PathBuf {
     std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-/// A TCP port nothing listens on right now.
+/// A free port for a server a test stops and starts again on the same port (private Redis or
+/// Postgres). Taken below Linux's ephemeral range (32768–60999): a port from there (bind to port
+/// 0) can be handed, while its server is down, to a listener another test binds on port 0 (a
+/// gateway), which then answers in its place. Never the same port twice in this process, so two
+/// tests starting servers at once cannot pick the same one either.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut candidate = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .subsec_nanos()
+        ^ std::process::id();
+    loop {
+        candidate = candidate.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let port = 20_000 + (candidate >> 8) as u16 % 12_000;
+        if !taken.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.push(port);
+            return port;
+        }
+    }
 }

@@ -113,6 +113,14 @@ impl Drop for Server {
     }
 }
 
+/// The mixed run's bookings: every twentieth request (5 %).
+fn is_booking(i: u64) -> bool {
+    i % 20 == 7
+}
+
+/// The mixed run's two kinds of request, each also reported alone.
+const MIXED_PARTS: &[Part] = &[("bookings", is_booking), ("reads", |i| !is_booking(i))];
+
 /// One request a scenario sends; `i` varies it.
 type MakeRequest =
     Arc<dyn Fn(&reqwest::Client, &str, u64) -> reqwest::RequestBuilder + Send + Sync>;
@@ -181,6 +189,24 @@ async fn closed_loop(
     connections: usize,
     seconds: f64,
 ) -> Result {
+    closed_loop_parts(name, base, make, connections, seconds, &[])
+        .await
+        .remove(0)
+}
+
+/// A share of one run's requests, told apart by request index (the mixed run's bookings).
+type Part = (&'static str, fn(u64) -> bool);
+
+/// `closed_loop`, plus a row per part with only that part's requests (same run, same clock), so
+/// a mixed run shows which kind of request makes its tail.
+async fn closed_loop_parts(
+    name: &str,
+    base: &str,
+    make: MakeRequest,
+    connections: usize,
+    seconds: f64,
+    parts: &[Part],
+) -> Vec<Result> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build()
@@ -194,29 +220,39 @@ async fn closed_loop(
     for worker in 0..connections as u64 {
         let (client, make, base) = (client.clone(), make.clone(), base.to_string());
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0;
+            // (request index, latency µs, answered without error)
+            let mut samples = Vec::new();
             // Past the warm-up's indices, so bookings never reuse a slot.
             let mut i = 1_000_000 + worker;
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                if !ok(make(&client, &base, i).send().await).await {
-                    errors += 1;
-                }
-                latencies.push(sent.elapsed().as_micros() as u64);
+                let good = ok(make(&client, &base, i).send().await).await;
+                samples.push((i, sent.elapsed().as_micros() as u64, good));
                 i += connections as u64;
             }
-            (latencies, errors)
+            samples
         }));
     }
     let mut all = Vec::new();
-    let mut errors = 0;
     for task in tasks {
-        let (latencies, e) = task.await.unwrap();
-        all.extend(latencies);
-        errors += e;
+        all.extend(task.await.unwrap());
     }
-    summarize(name, all, errors, started.elapsed())
+    let elapsed = started.elapsed();
+    let row = |label: String, keep: &dyn Fn(u64) -> bool| {
+        let picked: Vec<_> = all.iter().filter(|(i, _, _)| keep(*i)).collect();
+        let errors = picked.iter().filter(|(_, _, good)| !good).count() as u64;
+        summarize(
+            &label,
+            picked.iter().map(|(_, us, _)| *us).collect(),
+            errors,
+            elapsed,
+        )
+    };
+    let mut rows = vec![row(name.to_string(), &|_| true)];
+    for (part, keep) in parts {
+        rows.push(row(format!("{name}: {part}"), keep));
+    }
+    rows
 }
 
 /// Open loop at `rate` req/s: latency runs from each request's intended send time.
@@ -378,7 +414,7 @@ fn main() {
             let reads = [dashboard(false), auth(false), availability(false)];
             let admin = admin.clone();
             Arc::new(move |c, b, i| {
-                if i % 20 == 7 {
+                if is_booking(i) {
                     // Warm-up indices count from 0, measured ones from 1 000 000: each phase of
                     // each run has two days of its own (3 900 slots a day), each ten-second tick eight.
                     let (phase, n) = (i / 1_000_000, (i % 1_000_000) / 20);
@@ -425,7 +461,7 @@ fn main() {
                 results.push(fixed_rate("l1-hit@50% courtAvailability", &base, availability(true), max * 0.5, seconds).await);
             }
             if wanted("mixed") {
-                results.push(closed_loop("mixed (5% bookings)", &base, mixed(0), connections, seconds).await);
+                results.extend(closed_loop_parts("mixed (5% bookings)", &base, mixed(0), connections, seconds, MIXED_PARTS).await);
             }
         }
         // The same L1 hits with `telemetry.field_timing = "root"`: no engine extension, root
@@ -443,7 +479,7 @@ fn main() {
                 results.push(closed_loop(name, &server.base, make, connections, seconds).await);
             }
             if wanted("mixed") {
-                results.push(closed_loop("mixed (5% bookings), response cache on", &server.base, mixed(1), connections, seconds).await);
+                results.extend(closed_loop_parts("mixed (5% bookings), response cache on", &server.base, mixed(1), connections, seconds, MIXED_PARTS).await);
             }
         }
         // L1 disabled: every hit is an L2 hit.

@@ -797,6 +797,12 @@ fn to_aggregate(row: DashboardRow) -> Option<Aggregate> {
             status: status?,
             tally,
         },
+        "court_day" => Aggregate::CourtDay {
+            court_id: row.key_int?,
+            date: row.day?,
+            status: status?,
+            tally,
+        },
         "hour" => Aggregate::Hour {
             hour: row.key_int?,
             count: row.n,

@@ -113,7 +113,7 @@ impl ReservationQuery {
             let mut ids: Vec<i64> = rows.iter().map(|r| r.created_by_id).collect();
             ids.sort_unstable();
             ids.dedup();
-            let users = request.store.users_by_ids(&ids).await?;
+            let users = request.loaders.loader().users_now(&ids).await?;
             request
                 .loaders
                 .feed_many(users.into_iter().map(|u| (UserId(u.id), u)))
@@ -289,10 +289,15 @@ impl ReservationMutation {
     }
 }
 
-/// The court a mutation names, read at once: mutations run one after another, so its loader
-/// would have nothing to batch with and would only add its batching delay (1 ms).
+/// The court a mutation names, read at once (as a batch of one): mutations run one after
+/// another, so the loader would have nothing to batch with and would only add its delay (1 ms).
 async fn court_by_id(request: &RequestContext, court_id: i64) -> ApiResult<CourtRow> {
-    let court = request.store.courts_by_ids(&[court_id]).await?.pop();
+    let court = request
+        .loaders
+        .loader()
+        .courts_now(&[court_id])
+        .await?
+        .pop();
     court.ok_or_else(|| ApiError::not_found("court"))
 }
 

@@ -111,6 +111,35 @@ async fn the_detector_names_the_unbatched_field_and_spares_dataloader_batches() 
         .await;
     assert!(response.errors.is_empty(), "{:?}", response.errors);
     assert!(stats.n_plus_one().is_empty(), "{:?}", stats.n_plus_one());
+
+    // Creators loaded at once by each of three lists (one statement per list, no loader delay)
+    // are batches too, not three repeats of one statement. (The three lists' own statement is a
+    // repeat, and is reported as one.)
+    let context = RequestContext::new(&store, &cache, Credentials::User(owner), None, 3);
+    let stats = context.stats.clone();
+    let lists: String = (1..=3)
+        .map(|d| {
+            let date = app.today + chrono::Duration::days(d);
+            format!("d{d}: reservations(clubId: 1, date: \"{date}\") {{ createdBy {{ email }} }} ")
+        })
+        .collect();
+    let response = schema
+        .execute(async_graphql::Request::new(format!("{{ {lists} }}")).data(context))
+        .await;
+    assert!(response.errors.is_empty(), "{:?}", response.errors);
+    let creators = response.data.into_json().unwrap().to_string();
+    assert!(creators.contains("@demo.padel"), "{creators}");
+    let suspected = stats.n_plus_one();
+    assert!(
+        suspected.iter().all(|(_, sql)| !sql.contains("FROM users")),
+        "{suspected:?}"
+    );
+    assert!(
+        suspected
+            .iter()
+            .any(|(_, sql)| sql.contains("FROM reservations")),
+        "{suspected:?}"
+    );
 }
 
 fn app_database(app: &crate::helpers::TestApp) -> String {

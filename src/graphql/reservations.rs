@@ -6,7 +6,7 @@ use chrono::Utc;
 
 use super::{
     context::{parse_id, request, RequestContext},
-    loaders::UserId,
+    loaders::{CourtId, UserId},
     scalars::{Date, LocalTime},
     types::{Club, Court, Reservation, ReservationStatus},
 };
@@ -289,16 +289,22 @@ impl ReservationMutation {
     }
 }
 
-/// The court a mutation names, read at once (as a batch of one): mutations run one after
-/// another, so the loader would have nothing to batch with and would only add its delay (1 ms).
+/// The court a mutation names, read at once (as a batch of one) and handed to the loader for the
+/// answer's `court` fields: mutations run one after another, so the loader would have nothing to
+/// batch with and would only add its delay (1 ms).
 async fn court_by_id(request: &RequestContext, court_id: i64) -> ApiResult<CourtRow> {
     let court = request
         .loaders
         .loader()
         .courts_now(&[court_id])
         .await?
-        .pop();
-    court.ok_or_else(|| ApiError::not_found("court"))
+        .pop()
+        .ok_or_else(|| ApiError::not_found("court"))?;
+    request
+        .loaders
+        .feed_one(CourtId(court.id), court.clone())
+        .await;
+    Ok(court)
 }
 
 /// A court of an invisible club is reported as a missing court.

@@ -353,14 +353,12 @@ impl ServicesOnCpu1 {
 impl Drop for ServicesOnCpu1 {
     fn drop(&mut self) {
         if self.0 {
-            let all = format!(
-                "0-{}",
-                std::thread::available_parallelism()
-                    .map_or(1, |n| n.get())
-                    .max(2)
-                    - 1
-            );
-            set_service_affinity(&all);
+            // Every online CPU (this process's own affinity is CPU 1 by now, so
+            // `available_parallelism` would answer 1).
+            let online = std::fs::read_to_string("/sys/devices/system/cpu/online")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "0-1".to_string());
+            set_service_affinity(&online);
         }
     }
 }

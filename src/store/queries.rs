@@ -219,10 +219,10 @@ pub(crate) const DASHBOARD_SQLITE: &str = "\
 /// The dashboard on Postgres, from the rollups that `0004_dashboard_rollups.sql` keeps (per day:
 /// totals per court and status, start hours; per period: players), in the row shape of
 /// [`DASHBOARD_SQLITE`]. `period` rows hold the previous period only: the current period's day
-/// rows come back as they are (`court_day`, a few hundred) and the domain sums them per period, court and day: grouping them three ways here
-/// cost more Postgres time than sending them (pgbench: 1.40 -> 0.90 ms a statement). Counts that
-/// fell back to 0 are skipped. `$5` is the period kind (`D`, `W`, `M`, `Y`); `$2` and `$3` are
-/// period starts.
+/// rows come back as they are (`court_day`, a few hundred) and the domain sums them per period,
+/// court and day; grouping them three ways here cost more Postgres time than sending them
+/// (pgbench: 1.40 -> 0.90 ms a statement). Counts that fell back to 0 are skipped. `$5` is the
+/// period kind (`D`, `W`, `M`, `Y`); `$2` and `$3` are period starts.
 pub(crate) const DASHBOARD_PG: &str = "\
     SELECT 'period' AS part, CAST(0 AS BIGINT) AS key_int, \
            CAST(NULL AS DATE) AS day, status, CAST(SUM(reservations) AS BIGINT) AS n, \

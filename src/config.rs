@@ -51,9 +51,13 @@ pub struct RateLimitSettings {
     pub mutation_burst: f64,
     /// An IP's buckets are this many times a user's (several users may share one address).
     pub ip_factor: f64,
-    /// Take the client IP from the first `X-Forwarded-For` address (only behind a proxy that sets
-    /// it); otherwise the TCP peer address.
+    /// Take the client IP from `X-Forwarded-For` when the peer is a trusted proxy; otherwise the
+    /// TCP peer address.
     pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For` is believed: the client is the right-most address in it
+    /// that is not one of them.
+    #[serde(deserialize_with = "networks")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl TelemetrySettings {
@@ -96,6 +100,14 @@ pub struct LimitSettings {
     pub max_document_chars: usize,
     /// Tokens of the document.
     pub max_document_tokens: usize,
+    /// Field selections after expanding every fragment spread, over the whole document.
+    pub max_fields: usize,
+    /// Bracket nesting of the document text, checked before parsing.
+    pub max_nesting: usize,
+    /// Days before the club's today a date may name.
+    pub date_days_back: u32,
+    /// Days after the club's today a date may name.
+    pub date_days_ahead: u32,
     /// Accept a JSON array of operations in one POST.
     pub batch_enabled: bool,
     /// Operations in one batch, when batches are enabled.
@@ -133,6 +145,8 @@ pub struct TelemetrySettings {
     /// Executions of one statement shape in one request (outside DataLoader batches) that count
     /// as a suspected N+1.
     pub n_plus_one_threshold: u32,
+    /// Distinct operation names metrics and monitoring report by name; others are `other`.
+    pub max_operation_names: usize,
     /// Requests slower than this log a warning with their slowest fields.
     #[serde(deserialize_with = "duration")]
     pub slow_default: Duration,
@@ -178,6 +192,12 @@ pub struct CacheSettings {
     /// How long a registered persisted query (APQ) is kept.
     #[serde(deserialize_with = "duration")]
     pub persisted_query_ttl: Duration,
+    /// Bytes of persisted-query text each process keeps (its own LRU).
+    pub persisted_query_l1_max_bytes: u64,
+    /// Persisted queries Redis keeps at most (the oldest registrations are dropped).
+    pub persisted_query_max_count: u64,
+    /// Tag generations each process mirrors at most (a full mirror starts over).
+    pub generation_mirror_max_tags: u64,
     /// Fill availability and dashboards of active clubs when `serve` starts.
     pub warmup_on_start: bool,
     /// Days of availability the warm-up fills, from today.
@@ -245,6 +265,11 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// Largest request body accepted, in bytes (413 above it).
     pub body_limit_bytes: usize,
+    /// A request's headers must arrive within this long (slowloris).
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Open connections at most; more wait in the listen backlog.
+    pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
@@ -304,8 +329,11 @@ pub struct AuthSettings {
     pub jwks_timeout: Duration,
     /// Required `iss` claim; empty disables the check.
     pub issuer: String,
-    /// Required `aud` claim; empty disables the check.
+    /// Required `aud` claim; empty disables the check (refused with a JWKS URL unless
+    /// `allow_any_audience`).
     pub audience: String,
+    /// Accept JWKS-signed tokens of any audience, on purpose.
+    pub allow_any_audience: bool,
     /// Clock skew tolerated on `exp`/`nbf`.
     #[serde(deserialize_with = "duration")]
     pub leeway: Duration,
@@ -370,11 +398,10 @@ pub enum ConfigError {
 }
 
 impl Settings {
-    /// Loads settings from `config/` (or `BFF_CONFIG_DIR`) and the process environment.
+    /// Loads settings from the config directory ([`config_dir`]) and the process environment.
     pub fn load() -> Result<Self, ConfigError> {
         let vars: Vec<(String, String)> = std::env::vars().collect();
-        let dir = std::env::var("BFF_CONFIG_DIR").unwrap_or_else(|_| "config".into());
-        Self::load_from(&PathBuf::from(dir), &vars)
+        Self::load_from(&config_dir(), &vars)
     }
 
     /// Loads settings from a config directory and an explicit environment (tests use this).
@@ -389,10 +416,17 @@ impl Settings {
             Err(_) => parse_file("embedded default.toml", EMBEDDED_DEFAULT)?,
         };
         if let Some(profile) = env("BFF_PROFILE").filter(|p| !p.is_empty()) {
+            // Fails closed: a profile named without its file would leave development defaults
+            // (GraphiQL, introspection, CORS *, the published secret) on an exposed server.
             let path = dir.join(format!("{profile}.toml"));
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                merge(&mut table, parse_file(&path.display().to_string(), &text)?);
-            }
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+                path: path.display().to_string(),
+                message: format!(
+                    "BFF_PROFILE={profile} needs this file ({e}); set BFF_CONFIG_DIR to the \
+                     directory holding the profiles"
+                ),
+            })?;
+            merge(&mut table, parse_file(&path.display().to_string(), &text)?);
             set(&mut table, "profile", toml::Value::String(profile));
         }
         apply_env(&mut table, vars)?;
@@ -419,6 +453,32 @@ impl Settings {
                 "auth.jwt_secret",
                 "is empty and auth.jwks_url is not set: no token could ever be verified",
             );
+        }
+        if self.profile == Profile::Production
+            && !self.auth.jwt_secret.is_empty()
+            && self.auth.jwt_secret.len() < 32
+        {
+            // RFC 7518 section 3.2: an HS256 key must be at least as long as the hash (256 bits).
+            return key_error(
+                "auth.jwt_secret",
+                "must be at least 32 bytes in the production profile (RFC 7518 section 3.2)",
+            );
+        }
+        if jwks && self.auth.audience.is_empty() && !self.auth.allow_any_audience {
+            // The identity provider signs tokens for other applications too.
+            return key_error(
+                "auth.audience",
+                "is required with auth.jwks_url (or set auth.allow_any_audience = true on purpose)",
+            );
+        }
+        if self.rate_limit.trust_forwarded_for && self.rate_limit.trusted_proxies.is_empty() {
+            return key_error(
+                "rate_limit.trusted_proxies",
+                "must list the proxies in front of the gateway when trust_forwarded_for is on",
+            );
+        }
+        if self.telemetry.max_operation_names == 0 {
+            return key_error("telemetry.max_operation_names", "must be at least 1");
         }
         if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 16 {
             return key_error(
@@ -532,6 +592,28 @@ impl Settings {
     }
 }
 
+/// The directory holding `default.toml` and the profile files: `BFF_CONFIG_DIR` when set, else
+/// the first of `./config`, `config/` beside the binary or up to two levels above it (a cargo
+/// build in `target/release/`), and `/etc/padel-bff` that holds a `default.toml`; else `./config`
+/// (the embedded default then applies, and any `BFF_PROFILE` is refused for want of its file).
+pub fn config_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BFF_CONFIG_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let mut candidates = vec![PathBuf::from("config")];
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
+    {
+        candidates.extend(exe_dir.ancestors().take(3).map(|dir| dir.join("config")));
+    }
+    candidates.push(PathBuf::from("/etc/padel-bff"));
+    candidates
+        .into_iter()
+        .find(|dir| dir.join("default.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from("config"))
+}
+
 fn parse_file(path: &str, text: &str) -> Result<toml::Table, ConfigError> {
     text.parse::<toml::Table>().map_err(|e| ConfigError::File {
         path: path.into(),
@@ -613,6 +695,16 @@ fn apply_env(table: &mut toml::Table, vars: &[(String, String)]) -> Result<(), C
 /// Environment values are strings; integers, decimals and booleans are recognised so typed keys
 /// work.
 fn env_value(value: &str) -> toml::Value {
+    // A TOML array (`["10.0.0.0/8", "192.0.2.1"]`) for list keys.
+    if value.trim_start().starts_with('[') {
+        if let Some(list) = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+        {
+            return list;
+        }
+    }
     if let Ok(i) = value.parse::<i64>() {
         toml::Value::Integer(i)
     } else if let Some(f) = value
@@ -626,6 +718,22 @@ fn env_value(value: &str) -> toml::Value {
     } else {
         toml::Value::String(value.to_string())
     }
+}
+
+/// CIDRs (`10.0.0.0/8`) or single addresses (`10.1.2.3`).
+fn networks<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|text| {
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{text}` is not a CIDR such as 10.0.0.0/8 or an IP address"
+                    ))
+                })
+        })
+        .collect()
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -691,12 +799,61 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("auth.jwt_secret"), "{error}");
+        // RFC 7518: 32 bytes at least for HS256 in production.
+        let error = load(&[
+            ("BFF_PROFILE", "production"),
+            ("BFF_JWT_SECRET", "a-31-byte-secret-is-too-short!!"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("32 bytes"), "{error}");
         let settings = load(&[
             ("BFF_PROFILE", "production"),
-            ("BFF_JWT_SECRET", "a-real-secret-of-enough-length"),
+            ("BFF_JWT_SECRET", "a-real-secret-of-enough-length-32b"),
         ])
         .unwrap();
         assert_eq!(settings.profile, Profile::Production);
         assert!(!settings.server.introspection);
+    }
+
+    #[test]
+    fn a_profile_without_its_file_refuses_to_start() {
+        let error = load(&[("BFF_PROFILE", "staging")]).unwrap_err().to_string();
+        assert!(error.contains("staging.toml"), "{error}");
+        // The embedded default alone (no config directory): production is refused too.
+        let empty = std::env::temp_dir().join(format!("bff-no-config-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let vars = vec![
+            ("BFF_PROFILE".to_string(), "production".to_string()),
+            ("BFF_JWT_SECRET".to_string(), "x".repeat(40)),
+        ];
+        let error = Settings::load_from(&empty, &vars).unwrap_err().to_string();
+        assert!(error.contains("production.toml"), "{error}");
+    }
+
+    #[test]
+    fn jwks_needs_an_audience_unless_any_is_allowed_on_purpose() {
+        let jwks = ("BFF_JWKS_URL", "https://idp.example/.well-known/jwks.json");
+        let error = load(&[jwks]).unwrap_err().to_string();
+        assert!(error.contains("auth.audience"), "{error}");
+        assert!(load(&[jwks, ("BFF__AUTH__AUDIENCE", "padel-bff")]).is_ok());
+        assert!(load(&[jwks, ("BFF__AUTH__ALLOW_ANY_AUDIENCE", "true")]).is_ok());
+    }
+
+    #[test]
+    fn forwarded_for_needs_the_trusted_proxies() {
+        let trust = ("BFF__RATE_LIMIT__TRUST_FORWARDED_FOR", "true");
+        let error = load(&[trust]).unwrap_err().to_string();
+        assert!(error.contains("trusted_proxies"), "{error}");
+        let path = std::env::temp_dir().join(format!("bff-proxies-{}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(
+            path.join("default.toml"),
+            EMBEDDED_DEFAULT.replace("trusted_proxies = []", "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]"),
+        )
+        .unwrap();
+        let vars = vec![(trust.0.to_string(), trust.1.to_string())];
+        let settings = Settings::load_from(&path, &vars).unwrap();
+        assert_eq!(settings.rate_limit.trusted_proxies.len(), 2);
     }
 }

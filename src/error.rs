@@ -12,6 +12,9 @@ pub enum StoreError {
     /// The caller already used this idempotency key.
     #[error("idempotency key already used")]
     IdempotencyKeyTaken,
+    /// The player already holds the club's maximum of live bookings.
+    #[error("the player holds the club's maximum of active bookings")]
+    QuotaExceeded,
     /// Any other database failure: logged, never shown.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -73,11 +76,15 @@ pub enum ErrorCode {
     PersistedQueryNotFound,
     /// Safelist mode: the operation is not in the manifest.
     OperationNotInSafelist,
+    /// The document asks for `__schema` or `__type` while introspection is off (production);
+    /// of the GRAPHQL_VALIDATION_FAILED family, as Apollo's servers answer it.
+    IntrospectionDisabled,
 }
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::IntrospectionDisabled,
         ErrorCode::OperationNotInSafelist,
         ErrorCode::PersistedQueryNotFound,
         ErrorCode::RateLimited,
@@ -109,6 +116,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             ErrorCode::OperationNotInSafelist => "OPERATION_NOT_IN_SAFELIST",
+            ErrorCode::IntrospectionDisabled => "INTROSPECTION_DISABLED",
         }
     }
 }
@@ -179,6 +187,10 @@ impl From<StoreError> for ApiError {
             StoreError::IdempotencyKeyTaken => {
                 ApiError::Conflict("idempotency key already used".into())
             }
+            StoreError::QuotaExceeded => ApiError::BadUserInput(
+                "max_active_bookings: you already hold the club's maximum of active bookings"
+                    .into(),
+            ),
             StoreError::Database(error) if is_unavailable(&error) => {
                 tracing::warn!(error = %error, "database unavailable");
                 ApiError::ServiceUnavailable("the database is unavailable, retry later".into())

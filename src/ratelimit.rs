@@ -35,6 +35,25 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
+impl Limited {
+    /// Whole seconds to wait, as `Retry-After` and `extensions.retryAfter` say it (at least 1).
+    pub fn seconds(&self) -> u64 {
+        self.retry_after.as_secs_f64().ceil().max(1.0) as u64
+    }
+
+    /// The GraphQL error of a refused request: `RATE_LIMITED` with `retryAfter`.
+    pub fn error(&self) -> async_graphql::ServerError {
+        let seconds = self.seconds();
+        let mut error = crate::error::ErrorCode::RateLimited
+            .server_error(format!("too many requests: retry after {seconds} s"));
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("retryAfter", seconds);
+        error
+    }
+}
+
 /// Token buckets of every caller.
 pub struct RateLimiter {
     settings: RateLimitSettings,

@@ -52,6 +52,21 @@ impl Safelist {
         Ok(safelist)
     }
 
+    /// The names of the operations in the list (they label metrics as themselves).
+    pub fn operation_names(&self) -> Vec<String> {
+        self.by_id
+            .values()
+            .filter_map(|body| async_graphql::parser::parse_query(body).ok())
+            .flat_map(|document| {
+                document
+                    .operations
+                    .iter()
+                    .filter_map(|(name, _)| name.map(|n| n.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Operations in the list.
     pub fn len(&self) -> usize {
         self.by_id.len()

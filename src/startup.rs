@@ -1,7 +1,7 @@
 //! Building and running the application: connect, migrate, seed the embedded database, bind.
 
 use std::{
-    future::{Future, IntoFuture},
+    future::Future,
     net::SocketAddr,
     sync::Arc,
 };
@@ -103,10 +103,15 @@ impl Application {
             }
         };
         let registry = prometheus::Registry::new();
+        let operation_names = crate::telemetry::labels::OperationNames::new(
+            settings.telemetry.max_operation_names,
+            safelist.iter().flat_map(|s| s.operation_names()),
+        );
         let instruments = Instruments::new(
             crate::telemetry::meter_provider(&settings, &registry)?,
             &cache,
             &store,
+            operation_names,
         );
         let store = store.with_instruments(instruments.clone());
         let tokens = TokenAuthority::new(&settings.auth);
@@ -123,6 +128,7 @@ impl Application {
         };
         let state = AppState {
             documents: (!options.engine_hook()).then(|| options.documents.clone()),
+            prepared: options.documents.clone(),
             instruments,
             registry,
             monitoring: Arc::new(Monitoring::default()),
@@ -168,33 +174,29 @@ impl Application {
         let store = self.state.store.clone();
         let instruments = self.state.instruments.clone();
         let stop = Arc::new(tokio::sync::Notify::new());
+        let limits = crate::http::serve::ConnectionLimits {
+            header_read_timeout: self.state.settings.server.header_read_timeout,
+            max_connections: self.state.settings.server.max_connections,
+        };
         let router = crate::http::router(self.state);
-        let serve = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown({
+        let serve = crate::http::serve::serve(self.listener, router, limits, {
             let stop = stop.clone();
             async move { stop.notified().await }
         });
-        let mut serve = std::pin::pin!(serve.into_future());
-        let result = tokio::select! {
-            result = &mut serve => result,
+        let mut serve = std::pin::pin!(serve);
+        tokio::select! {
+            () = &mut serve => {}
             () = shutdown => {
                 tracing::info!("shutting down: waiting for in-flight requests");
                 stop.notify_one();
-                match tokio::time::timeout(grace, &mut serve).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        tracing::warn!(grace_seconds = grace.as_secs(), "shutdown grace period over; dropping open connections");
-                        Ok(())
-                    }
+                if tokio::time::timeout(grace, &mut serve).await.is_err() {
+                    tracing::warn!(grace_seconds = grace.as_secs(), "shutdown grace period over; dropping open connections");
                 }
             }
         };
         store.close().await;
         instruments.shutdown();
-        result
+        Ok(())
     }
 }
 

@@ -299,6 +299,7 @@ mod tests {
             jwt_secret: secret.into(),
             issuer: String::new(),
             audience: String::new(),
+            allow_any_audience: false,
             leeway: Duration::from_secs(0),
             demo_token_ttl: Duration::from_secs(60),
             jwks_url: String::new(),

@@ -14,6 +14,8 @@
 //!   after repeated failures, and when Redis comes back L1 is flushed and missed invalidations are
 //!   replayed.
 
+mod apq;
+mod generations;
 pub mod keys;
 mod metrics;
 mod redis_tier;
@@ -119,9 +121,11 @@ struct Inner {
     /// Bumped whenever the invalidation channel drops or comes back: a load that started
     /// before may have missed invalidations nobody can replay to it, so it is not kept in L1.
     epoch: std::sync::atomic::AtomicU64,
-    /// Local mirror of tag generations.
-    generations: Mutex<HashMap<String, u64>>,
+    /// Local mirror of tag generations (bounded).
+    generations: Mutex<generations::Mirror>,
     inflight: Mutex<HashMap<String, Arc<OnceCell<Arc<Entry>>>>>,
+    /// Persisted-query documents by SHA-256, bounded by bytes apart from L1 (`apq`).
+    persisted: moka::sync::Cache<String, Arc<str>>,
     redis: Option<RedisTier>,
     metrics: Arc<CacheMetrics>,
 }
@@ -156,8 +160,12 @@ impl Cache {
             // With Redis, L1 waits for the invalidation channel before serving anything.
             l1_on: AtomicBool::new(settings.l1_enabled && !redis_configured),
             epoch: std::sync::atomic::AtomicU64::new(0),
-            generations: Mutex::new(HashMap::new()),
+            generations: Mutex::new(generations::Mirror::new(
+                usize::try_from(settings.generation_mirror_max_tags).unwrap_or(usize::MAX),
+                redis_configured,
+            )),
             inflight: Mutex::new(HashMap::new()),
+            persisted: apq::local_store(settings),
             redis: redis_configured
                 .then(|| RedisTier::start(settings, weak.clone(), metrics.clone())),
             metrics,
@@ -193,37 +201,6 @@ impl Cache {
     pub fn l1_usage(&self) -> (u64, u64) {
         self.inner.l1.run_pending_tasks();
         (self.inner.l1.entry_count(), self.inner.l1.weighted_size())
-    }
-
-    /// The text of a persisted query (APQ) by its SHA-256, from L1 or Redis.
-    pub async fn persisted_query(&self, sha256: &str) -> Option<String> {
-        let key = format!("bff:v{}:apq:{sha256}", keys::CACHE_FORMAT);
-        let now = now_ms();
-        if let Some(entry) = self.l1_get(&key).filter(|e| now < e.fresh_until_ms) {
-            return String::from_utf8(entry.value.clone()).ok();
-        }
-        let (entry, _) = self.inner.redis.as_ref()?.get(&key, &[]).await?;
-        let entry = Arc::new(entry.filter(|e| now < e.fresh_until_ms)?);
-        self.l1_put(&key, entry.clone());
-        String::from_utf8(entry.value.clone()).ok()
-    }
-
-    /// Registers a persisted query's text under its SHA-256, in L1 and Redis (every replica).
-    pub fn register_persisted_query(&self, sha256: &str, text: &str) {
-        let key = format!("bff:v{}:apq:{sha256}", keys::CACHE_FORMAT);
-        let until = now_ms() + self.inner.settings.persisted_query_ttl.as_millis() as u64;
-        let entry = Arc::new(Entry {
-            fresh_until_ms: until,
-            stale_until_ms: until,
-            tags: Vec::new(),
-            generations: Vec::new(),
-            value: text.as_bytes().to_vec(),
-            response: None,
-        });
-        self.l1_put(&key, entry.clone());
-        if let Some(redis) = &self.inner.redis {
-            redis.put_in_background(key, entry);
-        }
     }
 
     /// Takes a token from a bucket shared by every replica; `None` without a usable Redis.
@@ -492,28 +469,35 @@ impl Cache {
 
     /// Whether every tag of the entry is still at the generation the entry recorded.
     fn is_current(&self, entry: &Entry) -> bool {
-        let generations = self.inner.generations.lock().expect("generations lock");
-        entry
-            .tags
-            .iter()
-            .zip(&entry.generations)
-            .all(|(tag, generation)| generations.get(tag).copied().unwrap_or(0) == *generation)
+        self.inner
+            .generations
+            .lock()
+            .expect("generations lock")
+            .is_current(&entry.tags, &entry.generations)
     }
 
+    /// The generations a load starting now records.
     fn current_generations(&self, tags: &[String]) -> Vec<u64> {
-        let generations = self.inner.generations.lock().expect("generations lock");
-        tags.iter()
-            .map(|t| generations.get(t).copied().unwrap_or(0))
-            .collect()
+        self.inner
+            .generations
+            .lock()
+            .expect("generations lock")
+            .for_load(tags)
     }
 
-    /// Raises the local mirror to generations seen elsewhere (never lowers it).
+    /// Raises the local mirror to generations read from Redis (never lowers it).
     fn observe_generations(&self, tags: &[String], seen: &[u64]) {
-        let mut generations = self.inner.generations.lock().expect("generations lock");
-        for (tag, generation) in tags.iter().zip(seen) {
-            let current = generations.entry(tag.clone()).or_insert(0);
-            *current = (*current).max(*generation);
-        }
+        self.inner
+            .generations
+            .lock()
+            .expect("generations lock")
+            .observe(tags, seen);
+    }
+
+    /// Tags mirrored, and how often the full mirror started over.
+    pub fn mirror_usage(&self) -> (usize, u64) {
+        let mirror = self.inner.generations.lock().expect("generations lock");
+        (mirror.len(), mirror.resets)
     }
 
     /// Invalidates every entry derived from any of `tags`, on every replica. Returns once Redis
@@ -522,12 +506,11 @@ impl Cache {
         if !self.inner.settings.enabled || tags.is_empty() {
             return;
         }
-        {
-            let mut generations = self.inner.generations.lock().expect("generations lock");
-            for tag in tags {
-                *generations.entry(tag.clone()).or_insert(0) += 1;
-            }
-        }
+        self.inner
+            .generations
+            .lock()
+            .expect("generations lock")
+            .bump(tags);
         if let Some(redis) = &self.inner.redis {
             match redis.bump(tags).await {
                 Some(remote) => self.observe_generations(tags, &remote),
@@ -627,7 +610,11 @@ impl Cache {
 
     /// Applies generations published by another replica.
     fn apply_remote(&self, tags: &[String], generations: &[u64]) {
-        self.observe_generations(tags, generations);
+        self.inner
+            .generations
+            .lock()
+            .expect("generations lock")
+            .apply_published(tags, generations);
     }
 
     /// The invalidation channel is (re)established: what was missed is unknown, so start over.

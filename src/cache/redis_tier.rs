@@ -28,23 +28,50 @@ fn prefixed(prefix: &str, key: &str) -> String {
     }
 }
 
-/// Tag generations outlive every entry (longest TTL + stale window), so an expired tag key can
-/// never make an old entry current again.
-const TAG_TTL_SECONDS: u64 = 7 * 24 * 3600;
-
-/// Increments every tag (KEYS), refreshes their expiry, publishes the new generations; one round
-/// trip, atomic.
+/// Increments every tag (KEYS) and publishes the new generations; one round trip, atomic.
+///
+/// Generation keys carry no TTL. One that is missing anyway (a Redis restart without data, an
+/// eviction under an `allkeys-*` policy, a flush) starts again from Redis's clock in
+/// microseconds, not from 0: the new generation is higher than any the lost counter reached
+/// (unless it counted over a million invalidations a second), so every replica, which only ever
+/// raises its mirror, sees the change. Starting from 1 would look older than what replicas hold,
+/// and they would ignore it until the TTL.
 const BUMP_SCRIPT: &str = r#"
 local out = {}
 local lines = {}
+local t = redis.call('TIME')
+local base = t[1] * 1000000 + t[2]
 for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('SET', key, string.format('%d', base))
+  end
   local g = redis.call('INCR', key)
-  redis.call('EXPIRE', key, ARGV[1])
   out[i] = g
-  lines[i] = g .. ' ' .. ARGV[i + 2]
+  lines[i] = string.format('%d', g) .. ' ' .. ARGV[i + 1]
 end
-redis.call('PUBLISH', ARGV[2], table.concat(lines, '\n'))
+redis.call('PUBLISH', ARGV[1], table.concat(lines, '\n'))
 return out
+"#;
+
+/// Stores a persisted document (KEYS[1]) with a TTL and indexes it by time (KEYS[2]); drops what
+/// expired from the index and the oldest registrations beyond the count bound. ARGV: text, TTL in
+/// ms, count bound.
+const REGISTER_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[2], now, KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl)
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[3])
+if over > 0 then
+  for _, key in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do
+    redis.call('DEL', key)
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
+end
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
 "#;
 
 const MAX_MISSED: usize = 10_000;
@@ -283,6 +310,44 @@ impl RedisTier {
         });
     }
 
+    /// A persisted document by SHA-256.
+    pub(crate) async fn persisted_query(&self, sha256: &str) -> Option<String> {
+        let mut command = redis::cmd("GET");
+        command.arg(self.persisted_key(sha256));
+        let mut connection = self.connection.clone();
+        self.call(self.read_timeout, command.query_async(&mut connection))
+            .await
+            .flatten()
+    }
+
+    /// Stores a persisted document for `ttl`, keeping at most `max_count` of them.
+    pub(crate) async fn register_persisted_query(
+        &self,
+        sha256: &str,
+        text: &str,
+        ttl: Duration,
+        max_count: u64,
+    ) {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(REGISTER_SCRIPT)
+            .arg(2)
+            .arg(self.persisted_key(sha256))
+            .arg(self.persisted_key("index"))
+            .arg(text)
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg(max_count.max(1));
+        let mut connection = self.connection.clone();
+        let _: Option<i64> = self
+            .call(self.write_timeout, command.query_async(&mut connection))
+            .await;
+    }
+
+    /// `{prefix}:v{format}:pq:{sha256}` (and `…:pq:index`, the registration index).
+    fn persisted_key(&self, name: &str) -> String {
+        format!("{}:v{}:pq:{name}", self.prefix, keys::CACHE_FORMAT)
+    }
+
     /// Increments tag generations in Redis and publishes them; `None` when Redis is skipped.
     pub(crate) async fn bump(&self, tags: &[String]) -> Option<Vec<u64>> {
         let mut connection = self.connection.clone();
@@ -341,7 +406,7 @@ fn bump_command(prefix: &str, tags: &[String]) -> redis::Cmd {
     for tag in tags {
         command.arg(prefixed(prefix, &keys::tag_key(tag)));
     }
-    command.arg(TAG_TTL_SECONDS).arg(channel(prefix));
+    command.arg(channel(prefix));
     for tag in tags {
         command.arg(tag);
     }

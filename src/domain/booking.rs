@@ -27,6 +27,55 @@ pub enum BookingRuleError {
     /// The interval is not inside one opening interval of that day.
     #[error("the club is not open for the whole of that time")]
     OutsideOpeningHours,
+    /// The date lies beyond the club's booking horizon.
+    #[error("booking_horizon_days: this club takes bookings at most {days} days ahead (until {last})")]
+    BeyondHorizon {
+        /// The club's horizon.
+        days: u32,
+        /// The last bookable date.
+        last: NaiveDate,
+    },
+    /// A player cancels too close to the start (or after it).
+    #[error("cancellation window: players may cancel up to {minutes} minutes before the start")]
+    TooLateToCancel {
+        /// The club's cut-off.
+        minutes: u32,
+    },
+}
+
+/// A booking on `date` lies within `horizon_days` of the club's today.
+pub fn check_horizon(
+    today: NaiveDate,
+    date: NaiveDate,
+    horizon_days: u32,
+) -> Result<(), BookingRuleError> {
+    let last = today
+        .checked_add_days(chrono::Days::new(horizon_days.into()))
+        .unwrap_or(NaiveDate::MAX);
+    if date > last {
+        return Err(BookingRuleError::BeyondHorizon {
+            days: horizon_days,
+            last,
+        });
+    }
+    Ok(())
+}
+
+/// A player may cancel a reservation starting at `date` `start` until `cutoff_minutes` before
+/// it, by the club's wall clock `now` (staff and above any time: the caller decides that).
+pub fn check_cancellation(
+    now: chrono::NaiveDateTime,
+    date: NaiveDate,
+    start: NaiveTime,
+    cutoff_minutes: u32,
+) -> Result<(), BookingRuleError> {
+    let latest = date.and_time(start) - chrono::Duration::minutes(cutoff_minutes.into());
+    if now > latest {
+        return Err(BookingRuleError::TooLateToCancel {
+            minutes: cutoff_minutes,
+        });
+    }
+    Ok(())
 }
 
 /// Checks date, interval and opening hours for a booking of `[start, end)` on `date`.
@@ -58,6 +107,24 @@ pub fn check_booking(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_horizon_and_the_cancellation_window_hold() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
+        assert!(check_horizon(today, day(31), 30).is_ok());
+        assert!(matches!(
+            check_horizon(today, NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(), 30),
+            Err(BookingRuleError::BeyondHorizon { days: 30, .. })
+        ));
+        assert!(check_horizon(today, NaiveDate::MAX, 30).is_err());
+        let at = |h: u32, m: u32| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        let now = day(1).and_time(at(16, 0));
+        assert!(check_cancellation(now, day(1), at(18, 0), 120).is_ok());
+        assert!(check_cancellation(now, day(1), at(17, 59), 120).is_err());
+        assert!(check_cancellation(now, day(1), at(15, 0), 0).is_err());
+        assert!(check_cancellation(now, day(2), at(9, 0), 120).is_ok());
+    }
 
     fn t(h: u32, m: u32) -> NaiveTime {
         NaiveTime::from_hms_opt(h, m, 0).unwrap()

@@ -4,6 +4,43 @@ use chrono::{Datelike, Days, NaiveDate};
 
 use super::Period;
 
+/// How far from a club's today a query or booking may name a date (`limits.date_days_back`,
+/// `limits.date_days_ahead`): every date is a cache tag and entry of its own, so a client
+/// walking years 0000 to 9999 would otherwise grow every replica's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateWindow {
+    /// Days before today.
+    pub days_back: u32,
+    /// Days after today.
+    pub days_ahead: u32,
+}
+
+impl Default for DateWindow {
+    fn default() -> Self {
+        DateWindow {
+            days_back: 730,
+            days_ahead: 365,
+        }
+    }
+}
+
+impl DateWindow {
+    /// `Err` with a message naming the window when `date` lies outside it.
+    pub fn check(&self, date: NaiveDate, today: NaiveDate) -> Result<(), String> {
+        let first = today.checked_sub_days(Days::new(self.days_back.into()));
+        let last = today.checked_add_days(Days::new(self.days_ahead.into()));
+        let inside = first.is_none_or(|f| date >= f) && last.is_none_or(|l| date <= l);
+        if inside {
+            Ok(())
+        } else {
+            Err(format!(
+                "date {date} is outside the window of {} days back and {} days ahead of the club's today ({today})",
+                self.days_back, self.days_ahead
+            ))
+        }
+    }
+}
+
 /// An inclusive range of dates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DateRange {
@@ -67,6 +104,19 @@ pub fn previous_range(period: Period, anchor: NaiveDate) -> DateRange {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dates_outside_the_window_are_refused() {
+        let window = super::DateWindow::default();
+        let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        assert!(window.check(today, today).is_ok());
+        assert!(window.check(NaiveDate::from_ymd_opt(2024, 12, 1).unwrap(), today).is_ok());
+        assert!(window.check(NaiveDate::from_ymd_opt(2024, 11, 30).unwrap(), today).is_err());
+        assert!(window.check(NaiveDate::from_ymd_opt(2027, 12, 1).unwrap(), today).is_ok());
+        assert!(window.check(NaiveDate::from_ymd_opt(2027, 12, 2).unwrap(), today).is_err());
+        assert!(window.check(NaiveDate::MIN, today).is_err());
+        assert!(window.check(NaiveDate::MAX, today).is_err());
+    }
+
     use super::*;
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {

@@ -75,6 +75,7 @@ impl AvailabilityQuery {
             })
             .transpose()?;
         let (layout, _) = request.club_layout(club_id, ClubAccess::Player).await?;
+        request.check_date(&layout.club, date.0)?;
         if let Some(ids) = &wanted {
             if let Some(bad) = ids
                 .iter()

@@ -40,6 +40,8 @@ pub struct RequestContext {
     pub rate_limit: Option<(Arc<crate::ratelimit::RateLimiter>, Option<std::net::IpAddr>)>,
     /// The `operationName` of the request, to tell which operation of the document runs.
     pub operation_name: Option<String>,
+    /// How far from a club's today dates may reach.
+    pub date_window: crate::domain::period::DateWindow,
 }
 
 impl From<LoadError> for ApiError {
@@ -86,7 +88,21 @@ impl RequestContext {
             principal: OnceCell::new(),
             rate_limit: None,
             operation_name: None,
+            date_window: Default::default(),
         }
+    }
+
+    /// Sets how far from a club's today dates may reach (`limits.date_days_*`).
+    pub fn with_date_window(mut self, window: crate::domain::period::DateWindow) -> Self {
+        self.date_window = window;
+        self
+    }
+
+    /// `BAD_USER_INPUT` for a date outside the window around the club's today.
+    pub fn check_date(&self, club: &ClubRow, date: NaiveDate) -> ApiResult<()> {
+        self.date_window
+            .check(date, self.today_at(club))
+            .map_err(ApiError::bad_input)
     }
 
     /// Names the operation of the document that runs (the request's `operationName`).

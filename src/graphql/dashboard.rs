@@ -118,6 +118,9 @@ impl DashboardQuery {
         let request = request(ctx);
         let club_id = parse_id(&club_id, "club")?;
         let (layout, _) = request.club_layout(club_id, ClubAccess::Manager).await?;
+        if let Some(date) = date {
+            request.check_date(&layout.club, date.0)?;
+        }
         let anchor = date
             .map(|d| d.0)
             .unwrap_or_else(|| request.today_at(&layout.club));

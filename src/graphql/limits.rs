@@ -4,7 +4,7 @@
 //! engine's own limits, whose errors get the same code. The schema's one extension
 //! (`telemetry::graphql`) applies them when it parses a document; a prepared document passed them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_graphql::{
     parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet},
@@ -68,94 +68,175 @@ pub fn count_tokens(text: &str) -> usize {
     tokens
 }
 
-/// Walks selections (following fragments once per path) measuring depth and counting aliases
-/// and directives.
-struct Walk<'a> {
-    fragments: &'a std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
+/// What a selection set costs once every fragment spread in it is expanded: the budget the
+/// limits compare. Sums saturate, so a fan-out of 2^40 is a large number, not an overflow.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    /// Deepest field nesting below (a field counts 1).
+    depth: usize,
+    /// Field selections after expansion.
+    fields: usize,
+    /// Aliased field selections after expansion.
     aliases: usize,
+    /// Directives after expansion (fields, spreads, inline fragments).
     directives: usize,
+    /// Most directives on one selection.
     max_field_directives: usize,
+    /// Whether `__schema` or `__type` is asked for.
+    introspection: bool,
+    /// Whether every root selection is an introspection field (`__schema`, `__type`, `__typename`).
+    only_meta: bool,
 }
 
-impl Walk<'_> {
-    fn depth(&mut self, set: &SelectionSet, visiting: &mut HashSet<Name>) -> usize {
-        let mut deepest = 0;
-        for selection in &set.items {
-            let depth = match &selection.node {
-                Selection::Field(field) => {
-                    let f = &field.node;
-                    if f.alias.is_some() {
-                        self.aliases += 1;
-                    }
-                    self.directives += f.directives.len();
-                    self.max_field_directives = self.max_field_directives.max(f.directives.len());
-                    1 + self.depth(&f.selection_set.node, visiting)
-                }
-                Selection::FragmentSpread(spread) => {
-                    let name = &spread.node.fragment_name.node;
-                    self.directives += spread.node.directives.len();
-                    match self.fragments.get(name) {
-                        Some(fragment) if visiting.insert(name.clone()) => {
-                            let d = self.depth(&fragment.node.selection_set.node, visiting);
-                            visiting.remove(name);
-                            d
-                        }
-                        _ => 0,
-                    }
-                }
-                Selection::InlineFragment(inline) => {
-                    self.directives += inline.node.directives.len();
-                    self.depth(&inline.node.selection_set.node, visiting)
-                }
-            };
-            deepest = deepest.max(depth);
+impl Cost {
+    /// This cost and another one beside it in the same selection set.
+    fn beside(self, other: Cost) -> Cost {
+        Cost {
+            depth: self.depth.max(other.depth),
+            fields: self.fields.saturating_add(other.fields),
+            aliases: self.aliases.saturating_add(other.aliases),
+            directives: self.directives.saturating_add(other.directives),
+            max_field_directives: self.max_field_directives.max(other.max_field_directives),
+            introspection: self.introspection || other.introspection,
+            only_meta: self.only_meta && other.only_meta,
         }
-        deepest
     }
 }
 
-/// Checks a parsed document against the limits.
+/// Costs selection sets, computing each fragment's cost once: the walk is linear in the size of
+/// the document however often fragments spread each other (a naive walk of `F(i)` spreading
+/// `F(i+1)` twice visits 2^n selections).
+struct Costs<'a> {
+    fragments: &'a HashMap<Name, Positioned<FragmentDefinition>>,
+    /// Costs of fragments spread at the root of an operation.
+    at_root: HashMap<&'a str, Cost>,
+    /// Costs of fragments spread below a field.
+    nested: HashMap<&'a str, Cost>,
+    /// Fragments being costed: a spread of one of these is a cycle (refused by validation), so it
+    /// costs nothing here.
+    open: HashSet<&'a str>,
+}
+
+impl<'a> Costs<'a> {
+    fn new(fragments: &'a HashMap<Name, Positioned<FragmentDefinition>>) -> Self {
+        Costs {
+            fragments,
+            at_root: HashMap::new(),
+            nested: HashMap::new(),
+            open: HashSet::new(),
+        }
+    }
+
+    fn set(&mut self, set: &'a SelectionSet, root: bool) -> Cost {
+        let mut total = Cost {
+            only_meta: true,
+            ..Cost::default()
+        };
+        for selection in &set.items {
+            let cost = match &selection.node {
+                Selection::Field(field) => {
+                    let f = &field.node;
+                    let name = f.name.node.as_str();
+                    let below = self.set(&f.selection_set.node, false);
+                    let directives = f.directives.len();
+                    Cost {
+                        depth: below.depth.saturating_add(1),
+                        fields: below.fields.saturating_add(1),
+                        aliases: below.aliases.saturating_add(usize::from(f.alias.is_some())),
+                        directives: below.directives.saturating_add(directives),
+                        max_field_directives: below.max_field_directives.max(directives),
+                        introspection: below.introspection
+                            || (root && matches!(name, "__schema" | "__type")),
+                        // By field *name*: an alias called __schema is no introspection.
+                        only_meta: name.starts_with("__"),
+                    }
+                }
+                Selection::FragmentSpread(spread) => {
+                    let directives = spread.node.directives.len();
+                    let fragment = self.fragment(spread.node.fragment_name.node.as_str(), root);
+                    Cost {
+                        directives: fragment.directives.saturating_add(directives),
+                        max_field_directives: fragment.max_field_directives.max(directives),
+                        ..fragment
+                    }
+                }
+                Selection::InlineFragment(inline) => {
+                    let directives = inline.node.directives.len();
+                    let inner = self.set(&inline.node.selection_set.node, root);
+                    Cost {
+                        directives: inner.directives.saturating_add(directives),
+                        max_field_directives: inner.max_field_directives.max(directives),
+                        ..inner
+                    }
+                }
+            };
+            total = total.beside(cost);
+        }
+        total
+    }
+
+    /// A fragment's cost, memoised. Root-level and nested spreads differ only in whether
+    /// `__schema` counts as introspection, so the two are memoised apart.
+    fn fragment(&mut self, name: &'a str, root: bool) -> Cost {
+        let Some((key, fragment)) = self.fragments.get_key_value(name) else {
+            return Cost::default();
+        };
+        let key = key.as_str();
+        let memo = if root { &self.at_root } else { &self.nested };
+        if let Some(cost) = memo.get(key) {
+            return *cost;
+        }
+        if !self.open.insert(key) {
+            return Cost::default();
+        }
+        let cost = self.set(&fragment.node.selection_set.node, root);
+        self.open.remove(key);
+        let memo = if root { &mut self.at_root } else { &mut self.nested };
+        memo.insert(key, cost);
+        cost
+    }
+}
+
+/// Checks a parsed document against the limits, in time linear in its size. The budget covers
+/// the whole document (every operation), expanded: a fragment spread costs what it expands to.
 pub fn check(
     document: &ExecutableDocument,
     limits: &LimitSettings,
     introspection: bool,
 ) -> Result<(), ServerError> {
+    let mut costs = Costs::new(&document.fragments);
+    let mut fields = 0usize;
+    let mut aliases = 0usize;
+    let mut directives = 0usize;
     for (_, operation) in document.operations.iter() {
-        let mut walk = Walk {
-            fragments: &document.fragments,
-            aliases: 0,
-            directives: 0,
-            max_field_directives: 0,
-        };
         let set = &operation.node.selection_set.node;
-        let depth = walk.depth(set, &mut HashSet::new());
-        walk.directives += operation.node.directives.len();
-        let root_fields: Vec<&str> = set
-            .items
-            .iter()
-            .filter_map(|s| match &s.node {
-                Selection::Field(f) => Some(f.node.name.node.as_str()),
-                _ => None,
-            })
-            .collect();
-        // By field *name*: an alias called __schema does not make a query introspection.
-        let pure_introspection = !root_fields.is_empty()
-            && root_fields.iter().all(|n| n.starts_with("__"))
-            && set.items.len() == root_fields.len();
-        let max_depth = if introspection && pure_introspection {
+        let cost = costs.set(set, true);
+        let operation_directives = operation.node.directives.len()
+            + operation
+                .node
+                .variable_definitions
+                .iter()
+                .map(|v| v.node.directives.len())
+                .sum::<usize>();
+        fields = fields.saturating_add(cost.fields);
+        aliases = aliases.saturating_add(cost.aliases);
+        directives = directives
+            .saturating_add(cost.directives)
+            .saturating_add(operation_directives);
+        if cost.introspection && !introspection {
+            return Err(ErrorCode::IntrospectionDisabled.server_error(
+                "introspection is disabled: the document asks for __schema or __type",
+            ));
+        }
+        let max_depth = if introspection && cost.only_meta {
             INTROSPECTION_DEPTH.max(limits.max_depth)
         } else {
             limits.max_depth
         };
-        if depth > max_depth {
+        if cost.depth > max_depth {
             return Err(too_complex(format!(
-                "query depth {depth} exceeds the limit of {max_depth}"
-            )));
-        }
-        if walk.aliases > limits.max_aliases {
-            return Err(too_complex(format!(
-                "{} aliases exceed the limit of {}",
-                walk.aliases, limits.max_aliases
+                "query depth {} exceeds the limit of {max_depth}",
+                cost.depth
             )));
         }
         if set.items.len() > limits.max_root_fields {
@@ -165,18 +246,89 @@ pub fn check(
                 limits.max_root_fields
             )));
         }
-        if walk.max_field_directives > limits.max_directives_per_field {
+        if cost.max_field_directives.max(operation.node.directives.len())
+            > limits.max_directives_per_field
+        {
             return Err(too_complex(format!(
                 "a field has more than {} directives",
                 limits.max_directives_per_field
             )));
         }
-        if walk.directives > limits.max_directives {
-            return Err(too_complex(format!(
-                "{} directives exceed the limit of {}",
-                walk.directives, limits.max_directives
-            )));
+    }
+    let fragment_directives: usize = document
+        .fragments
+        .values()
+        .map(|f| f.node.directives.len())
+        .sum();
+    directives = directives.saturating_add(fragment_directives);
+    if fields > limits.max_fields {
+        return Err(too_complex(format!(
+            "the document expands to {fields} fields, over the limit of {}",
+            limits.max_fields
+        )));
+    }
+    if aliases > limits.max_aliases {
+        return Err(too_complex(format!(
+            "{aliases} aliases exceed the limit of {}",
+            limits.max_aliases
+        )));
+    }
+    if directives > limits.max_directives {
+        return Err(too_complex(format!(
+            "{directives} directives exceed the limit of {}",
+            limits.max_directives
+        )));
+    }
+    Ok(())
+}
+
+/// The deepest nesting of `{`, `(` and `[` outside strings and comments, stopping once past
+/// `limit`: checked before the parser (which recurses) sees the text.
+fn bracket_depth(text: &str, limit: usize) -> usize {
+    let bytes = text.as_bytes();
+    let (mut i, mut depth, mut deepest) = (0, 0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'(' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > limit {
+                    return deepest;
+                }
+            }
+            b'}' | b')' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
         }
+        i += 1;
+    }
+    deepest
+}
+
+/// Refuses variables holding a NUL character anywhere (strings or keys): no column may store
+/// one (Postgres refuses it, which would surface as an internal error), and no rule needs one.
+pub fn check_variables(variables: &async_graphql::Variables) -> Result<(), ServerError> {
+    fn has_nul(value: &async_graphql::Value) -> bool {
+        use async_graphql::Value;
+        match value {
+            Value::String(s) => s.contains('\0'),
+            Value::List(items) => items.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    if variables.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+        return Err(ErrorCode::BadUserInput.server_error("a variable contains a NUL character"));
     }
     Ok(())
 }
@@ -195,30 +347,34 @@ pub fn check_text(query: &str, limits: &LimitSettings) -> Result<(), ServerError
             limits.max_document_tokens
         )));
     }
+    if bracket_depth(query, limits.max_nesting) > limits.max_nesting {
+        return Err(too_complex(format!(
+            "the document nests brackets deeper than {}",
+            limits.max_nesting
+        )));
+    }
+    if query.contains('\0') {
+        return Err(ErrorCode::BadUserInput.server_error("the document contains a NUL character"));
+    }
     Ok(())
 }
 
-/// Takes the request's rate-limit token: a document holding any mutation is charged as one
-/// (the stricter budget). Runs for every request, prepared document or not.
+/// Charges a document holding a mutation to the mutation buckets (the stricter budget). Every
+/// request already paid a query token at the edge (client IP, before its body was read) and once
+/// its token was verified (the user), prepared document or not, refused or not.
 pub async fn charge(request: &RequestContext, has_mutation: bool) -> Result<(), ServerError> {
     let Some((limiter, ip)) = &request.rate_limit else {
         return Ok(());
     };
-    let kind = if has_mutation {
-        OperationKind::Mutation
-    } else {
-        OperationKind::Query
-    };
-    if let Err(limited) = limiter.check(request.token_user_id(), *ip, kind).await {
+    if !has_mutation {
+        return Ok(());
+    }
+    if let Err(limited) = limiter
+        .check(request.token_user_id(), *ip, OperationKind::Mutation)
+        .await
+    {
         request.stats.set_retry_after(limited.retry_after);
-        let seconds = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        let mut error = ErrorCode::RateLimited
-            .server_error(format!("too many requests: retry after {seconds} s"));
-        error
-            .extensions
-            .get_or_insert_with(Default::default)
-            .set("retryAfter", seconds);
-        return Err(error);
+        return Err(limited.error());
     }
     Ok(())
 }
@@ -269,7 +425,7 @@ mod tests {
         assert!(run("{ __typename @include(if: true) @include(if: true) @include(if: true) @include(if: true) @include(if: true) @include(if: true) }", false).is_err());
         // Fragment cycles do not hang the walk.
         assert!(run(
-            "query { ...A } fragment A on QueryRoot { ...B } fragment B on QueryRoot { ...A }",
+            "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }",
             false
         )
         .is_ok());

@@ -9,6 +9,7 @@ pub mod documents;
 pub mod limits;
 pub mod loaders;
 pub mod nulls;
+pub mod order;
 pub mod reservations;
 pub mod root;
 pub mod scalars;
@@ -24,8 +25,9 @@ use crate::{
 };
 pub use root::Rooted;
 
-/// The query root: every domain's queries merged.
+/// The query root: every domain's queries merged. Exported as `Query`, the contract's name.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(
     auth_context::AuthQuery,
     dashboard::DashboardQuery,
@@ -33,8 +35,9 @@ pub struct QueryRoot(
     reservations::ReservationQuery,
 );
 
-/// The mutation root.
+/// The mutation root, exported as `Mutation`.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(
     reservations::ReservationMutation,
     auth_context::AuthMutation,

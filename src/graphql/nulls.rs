@@ -38,8 +38,8 @@ fn field_types() -> &'static FieldTypes {
             async_graphql::parser::parse_schema(super::sdl()).expect("the exported SDL parses");
         let mut types = FieldTypes {
             fields: HashMap::new(),
-            query: "QueryRoot".into(),
-            mutation: "MutationRoot".into(),
+            query: "Query".into(),
+            mutation: "Mutation".into(),
         };
         for definition in document.definitions {
             match definition {

@@ -13,13 +13,25 @@ use super::{
 use crate::{
     cache::tags,
     domain::{
-        access::ClubAccess, booking::check_booking, money::Cents, schedule::minute_of,
+        access::ClubAccess,
+        booking::{check_booking, check_cancellation, check_horizon},
+        money::Cents,
+        schedule::minute_of,
         ReservationStatus as Status,
     },
     error::{ApiError, ApiResult, StoreError},
     reads::schedule_of,
-    store::{CourtRow, NewReservation, ReservationRow},
+    store::{CourtRow, NewReservation, Quota, ReservationRow},
 };
+
+/// The club's wall clock now (UTC when its zone is unknown).
+fn club_now(timezone: &str) -> chrono::NaiveDateTime {
+    let now = Utc::now();
+    match timezone.parse::<chrono_tz::Tz>() {
+        Ok(zone) => now.with_timezone(&zone).naive_local(),
+        Err(_) => now.naive_utc(),
+    }
+}
 
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -96,7 +108,8 @@ impl ReservationQuery {
         let request = request(ctx);
         let club_id = parse_id(&club_id, "club")?;
         // The layout brings the club's courts into the DataLoader with the access check.
-        let (_, access) = request.club_layout(club_id, ClubAccess::Player).await?;
+        let (layout, access) = request.club_layout(club_id, ClubAccess::Player).await?;
+        request.check_date(&layout.club, date.0)?;
         let created_by = if access < ClubAccess::Staff {
             Some(request.principal().await?.user.id)
         } else {
@@ -178,7 +191,7 @@ impl ReservationMutation {
             }
         }
         let court = court_by_id(request, court_id).await?;
-        let (layout, _) = request
+        let (layout, access) = request
             .club_layout(court.club_id, ClubAccess::Player)
             .await
             .map_err(court_not_found)?;
@@ -201,6 +214,26 @@ impl ReservationMutation {
             input.end.0,
         )
         .map_err(|e| ApiError::bad_input(e.to_string()))?;
+        let rules = request
+            .store
+            .booking_rules(layout.club.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("court"))?;
+        check_horizon(
+            today,
+            input.date.0,
+            u32::try_from(rules.booking_horizon_days).unwrap_or(0),
+        )
+        .map_err(|e| ApiError::bad_input(e.to_string()))?;
+        // Players have a quota of live bookings at the club; staff and above book for others.
+        let quota = (access < ClubAccess::Staff).then(|| {
+            let now = club_now(&layout.club.timezone);
+            Quota {
+                max_active: i64::from(rules.max_active_bookings),
+                today: now.date(),
+                now: now.time(),
+            }
+        });
         let minutes = i64::from(minute_of(input.end.0) - minute_of(input.start.0));
         let new = NewReservation {
             club_id: layout.club.id,
@@ -213,7 +246,7 @@ impl ReservationMutation {
             price: Cents::for_minutes(court.price_per_hour(), minutes),
             idempotency_key: key.map(str::to_string),
         };
-        match request.store.insert_reservation(&new, Utc::now()).await {
+        match request.store.insert_reservation(&new, Utc::now(), quota).await {
             Ok(row) => {
                 // Before answering: once the client sees the booking, no replica serves the old slots.
                 request
@@ -243,7 +276,7 @@ impl ReservationMutation {
     async fn cancel_reservation(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Reservation> {
         let request = request(ctx);
         let id = parse_id(&id, "reservation")?;
-        let (row, _) = visible_reservation(request, id).await?;
+        let (row, access) = visible_reservation(request, id).await?;
         match row.status() {
             Status::Cancelled => return Ok(Reservation(row)),
             Status::Completed | Status::NoShow => {
@@ -253,11 +286,36 @@ impl ReservationMutation {
             }
             Status::Pending | Status::Confirmed => {}
         }
-        let row = request
-            .store
-            .cancel_reservation(id, Utc::now())
-            .await?
-            .ok_or_else(|| ApiError::not_found("reservation"))?;
+        if access < ClubAccess::Staff {
+            let (club, _) = request.club(row.club_id, ClubAccess::Player).await?;
+            let cutoff = request
+                .store
+                .booking_rules(row.club_id)
+                .await?
+                .map_or(0, |r| r.cancellation_cutoff_minutes);
+            check_cancellation(
+                club_now(&club.timezone),
+                row.date,
+                row.start_time,
+                u32::try_from(cutoff).unwrap_or(0),
+            )
+            .map_err(|e| ApiError::bad_input(e.to_string()))?;
+        }
+        // Conditional: a racing cancellation that got there first leaves nothing to change, and
+        // this one answers with the row as that one left it (invalidating nothing twice).
+        let Some(row) = request.store.cancel_reservation(id, Utc::now()).await? else {
+            let row = request
+                .store
+                .reservation(id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("reservation"))?;
+            return match row.status() {
+                Status::Cancelled => Ok(Reservation(row)),
+                _ => Err(ApiError::bad_input(
+                    "only pending or confirmed reservations can be cancelled",
+                )),
+            };
+        };
         request
             .cache
             .invalidate(&tags::booking_change(row.club_id, row.date))

@@ -79,9 +79,16 @@ async fn execute_batch(
         return finish(state, response, &Outcome::default());
     }
     let credentials = state.tokens.credentials(headers).await;
-    let runs = requests
-        .into_iter()
-        .map(|request| run(state, credentials.clone(), edge, request, None));
+    let runs = requests.into_iter().map(|mut request| {
+        let credentials = credentials.clone();
+        async move {
+            let resolution = match charge_user(state, &credentials).await {
+                Err(limited) => Err(limited.error()),
+                Ok(()) => resolve_persisted_query(state, &mut request).await,
+            };
+            run(state, credentials, edge, request, resolution).await
+        }
+    });
     let results = futures_util::future::join_all(runs).await;
     let mut outcome = Outcome::default();
     let mut responses = Vec::with_capacity(results.len());
@@ -157,8 +164,15 @@ pub(crate) async fn get_graphql(State(state): State<AppState>, request: Request)
     if !state.settings.server.graphiql {
         return StatusCode::NOT_FOUND.into_response();
     }
+    // The demo owner's token only for a client on this machine: anyone who can reach a
+    // development gateway over the network would otherwise be handed an owner's token.
+    let loopback = request
+        .extensions()
+        .get::<super::ClientIp>()
+        .is_some_and(|ip| ip.0.is_loopback());
     let token = state
         .demo_owner_id
+        .filter(|_| loopback)
         .and_then(|id| state.tokens.sign(id, state.settings.auth.demo_token_ttl))
         .map(|token| format!("Bearer {token}"));
     let mut page = GraphiQLSource::build()
@@ -222,14 +236,15 @@ async fn run_cached(
         _ => None,
     };
     let mut request = request;
-    let Some(user_id) = user_id else {
-        let (response, stats) = run(state, credentials, edge, request, None).await;
-        return (Answer::Executed(response), stats);
-    };
-    if let Err(error) = resolve_persisted_query(state, &mut request).await {
-        let (response, stats) = run(state, credentials, edge, request, Some(Err(error))).await;
+    if let Err(limited) = charge_user(state, &credentials).await {
+        let (response, stats) = run(state, credentials, edge, request, Err(limited.error())).await;
         return (Answer::Executed(response), stats);
     }
+    let resolution = resolve_persisted_query(state, &mut request).await;
+    let Some(user_id) = user_id.filter(|_| resolution.is_ok()) else {
+        let (response, stats) = run(state, credentials, edge, request, resolution).await;
+        return (Answer::Executed(response), stats);
+    };
     let key = response_key(user_id, &request);
     if let Some(stored) = state.cache.response_get(&key) {
         let stats = std::sync::Arc::new(RequestStats::new(
@@ -243,7 +258,7 @@ async fn run_cached(
             cache.kind = "response",
             cache.outcome = tracing::field::Empty,
         );
-        let allowed = hit_allowed(state, edge, user_id, &stored, &stats)
+        let allowed = hit_allowed(state, user_id, &stored, &stats)
             .instrument(span.clone())
             .await;
         if allowed {
@@ -255,7 +270,10 @@ async fn run_cached(
                 started.elapsed().as_secs_f64(),
                 &[
                     KeyValue::new("graphql.operation.type", "query"),
-                    KeyValue::new("graphql.operation.name", stored.name.clone()),
+                    KeyValue::new(
+                        "graphql.operation.name",
+                        state.instruments.operation_names.label(&stored.name),
+                    ),
                 ],
             );
             record(state, &stats, started, &[]);
@@ -267,7 +285,7 @@ async fn run_cached(
     let recording = std::sync::Arc::new(Recording::default());
     let (response, stats) = whole::record(
         recording.clone(),
-        run(state, credentials, edge, request, Some(Ok(()))),
+        run(state, credentials, edge, request, resolution),
     )
     .await;
     let operation = stats.operation();
@@ -291,7 +309,7 @@ async fn run_cached(
             let stored = StoredResponse {
                 body: cached_body(&data, &kinds, show_cache),
                 requirements,
-                operation: operation_key(&stats),
+                operation: operation_key(state, &stats),
                 name: operation.map(|(_, name)| name).unwrap_or_default(),
                 kinds,
             };
@@ -316,11 +334,10 @@ fn response_key(user_id: i64, request: &async_graphql::Request) -> crate::cache:
 }
 
 /// A stored response may be served to this caller: the user is still active (exact, from the
-/// cache), every access decision stored with it still holds, and the rate limit allows a query
-/// (charged once, and only for a hit: a refused hit runs the normal way and is charged there).
+/// cache) and every access decision stored with it still holds. (The request paid its
+/// rate-limit tokens before the lookup.)
 async fn hit_allowed(
     state: &AppState,
-    edge: &Edge,
     user_id: i64,
     stored: &crate::cache::response::StoredResponse,
     stats: &RequestStats,
@@ -340,16 +357,54 @@ async fn hit_allowed(
         return false;
     }
     stats.set_user(principal.user.id, principal.user.is_superuser);
-    // Over the limit: run it the normal way, which answers RATE_LIMITED properly.
+    true
+}
+
+/// Charges a signed-in caller's query bucket, once per operation, before any work on it (its
+/// client address paid at the edge, before the body was read). Anonymous callers have no bucket
+/// of their own; a bad token is refused later, as UNAUTHENTICATED.
+async fn charge_user(
+    state: &AppState,
+    credentials: &crate::auth::Credentials,
+) -> Result<(), crate::ratelimit::Limited> {
+    let crate::auth::Credentials::User(user_id) = credentials else {
+        return Ok(());
+    };
     state
         .rate_limiter
-        .check(
-            Some(user_id),
-            edge.client_ip,
-            crate::ratelimit::OperationKind::Query,
-        )
+        .check(Some(*user_id), None, crate::ratelimit::OperationKind::Query)
         .await
-        .is_ok()
+}
+
+/// Edge middleware of `/graphql`: one token from the client address's bucket per request, taken
+/// before the body is read or parsed, so that refused, unparsable and anonymous requests pay
+/// like any other. Over the limit: HTTP 429 with `Retry-After` and one `RATE_LIMITED` error.
+pub(crate) async fn charge_client(
+    State(state): State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.uri().path() != "/graphql" {
+        return next.run(request).await;
+    }
+    let ip = request.extensions().get::<super::ClientIp>().map(|c| c.0);
+    let charged = state
+        .rate_limiter
+        .check(None, ip, crate::ratelimit::OperationKind::Query)
+        .await;
+    match charged {
+        Ok(()) => next.run(request).await,
+        Err(limited) => {
+            let response = async_graphql::Response::from_errors(vec![limited.error()]);
+            let outcome = Outcome {
+                operations: 1,
+                limited: 1,
+                retry_after: Some(limited.retry_after),
+                sql_statements: 0,
+            };
+            finish(&state, response, &outcome)
+        }
+    }
 }
 
 /// `{"data": …}` around the stored bytes, with `extensions.cache` where responses show it.
@@ -370,15 +425,17 @@ fn cached_body(data: &[u8], kinds: &[String], show_cache: bool) -> bytes::Bytes 
     body.into()
 }
 
-/// One operation: context, persisted-query resolution (unless already `resolved`), execution,
-/// error codes, recording.
+/// One operation: context, execution of the resolved document (or the answer of a refusal made
+/// before it: rate limit, persisted query), error codes, recording, and the registration of a
+/// persisted query whose document proved valid.
 async fn run(
     state: &AppState,
     credentials: crate::auth::Credentials,
     edge: &Edge,
     request: async_graphql::Request,
-    resolved: Option<Result<(), async_graphql::ServerError>>,
+    resolution: Result<Option<String>, async_graphql::ServerError>,
 ) -> (async_graphql::Response, std::sync::Arc<RequestStats>) {
+    let signed_in = matches!(credentials, crate::auth::Credentials::User(_));
     let started = Instant::now();
     let context = RequestContext::new(
         &state.store,
@@ -388,16 +445,28 @@ async fn run(
         state.settings.telemetry.n_plus_one_threshold,
     )
     .with_rate_limit(state.rate_limiter.clone(), edge.client_ip)
-    .with_operation_name(request.operation_name.clone());
+    .with_operation_name(request.operation_name.clone())
+    .with_date_window(crate::domain::period::DateWindow {
+        days_back: state.settings.limits.date_days_back,
+        days_ahead: state.settings.limits.date_days_ahead,
+    });
     let stats = context.stats.clone();
-    let mut request = request;
-    let resolution = match resolved {
-        Some(resolution) => resolution,
-        None => resolve_persisted_query(state, &mut request).await,
-    };
+    if let Err(error) = &resolution {
+        if let Some(async_graphql::Value::Number(seconds)) =
+            error.extensions.as_ref().and_then(|e| e.get("retryAfter"))
+        {
+            let seconds = seconds.as_u64().unwrap_or(1);
+            stats.set_retry_after(std::time::Duration::from_secs(seconds));
+        }
+    }
+    let mut registration = None;
+    let resolution = resolution.and_then(|register| {
+        crate::graphql::limits::check_variables(&request.variables).map(|()| register)
+    });
     let mut response = match resolution {
-        Ok(()) => {
+        Ok(register) => {
             let (query, operation) = (request.query.clone(), request.operation_name.clone());
+            registration = register.map(|hash| (hash, query.clone()));
             let mut response = match &state.documents {
                 // No extension on the schema (`telemetry.field_timing = "root"`): prepare the
                 // document and observe the operation here.
@@ -409,6 +478,25 @@ async fn run(
                 None => Box::pin(state.schema.execute(request.data(context))).await,
             };
             crate::graphql::nulls::complete(&mut response, &query, operation.as_deref());
+            // Selection order (the engine inserts fields as they complete). Nothing to order
+            // when nothing ran (a refused document is never parsed again).
+            match state.prepared.lookup(&query) {
+                _ if response.data == async_graphql::Value::Null => {}
+                Ok(prepared) => crate::graphql::order::restore_operation(
+                    &mut response.data,
+                    &prepared.document,
+                    operation.as_deref(),
+                ),
+                Err(_) => {
+                    if let Ok(document) = async_graphql::parser::parse_query(&query) {
+                        crate::graphql::order::restore_operation(
+                            &mut response.data,
+                            &document,
+                            operation.as_deref(),
+                        );
+                    }
+                }
+            }
             response
         }
         Err(error) => async_graphql::Response::from_errors(vec![error]),
@@ -433,9 +521,27 @@ async fn run(
             .extensions
             .insert("cache".to_string(), async_graphql::Value::List(outcomes));
     }
+    if let Some((hash, query)) = registration {
+        // Only a signed-in caller's document that parsed, passed the limits and validated is
+        // kept: an anonymous or invalid registration would be storage for free.
+        let valid = stats.operation().is_some()
+            && !codes.iter().any(|code| REFUSALS.contains(code));
+        if signed_in && valid {
+            state.cache.register_persisted_query(&hash, &query).await;
+        }
+    }
     record(state, &stats, started, &codes);
     (response, stats)
 }
+
+/// Codes of a document refused before execution: such a document is never registered.
+const REFUSALS: [&str; 5] = [
+    "GRAPHQL_PARSE_FAILED",
+    "GRAPHQL_VALIDATION_FAILED",
+    "QUERY_TOO_COMPLEX",
+    "INTROSPECTION_DISABLED",
+    "RATE_LIMITED",
+];
 
 /// Executes on a schema without the extension: the document is prepared (parsed or taken from
 /// the prepared documents, limits applied, rate limit charged) before the engine sees it, and the
@@ -513,13 +619,13 @@ fn common_headers(state: &AppState, http: &mut Response, outcome: &Outcome) {
 }
 
 /// Automatic persisted queries (the Apollo protocol): a hash alone is replaced by the document
-/// registered under it (any replica may have registered it: the documents live in the two-tier
-/// cache); a document with its hash is checked and registered. Execution then parses the text as
-/// usual, so every limit and rate limit applies.
+/// registered under it (any replica may have registered it: the documents live in Redis); a
+/// document with its hash is checked against it and returned for registration once it has proved
+/// valid (`run`). Execution then parses the text as usual, so every limit applies.
 async fn resolve_persisted_query(
     state: &AppState,
     request: &mut async_graphql::Request,
-) -> Result<(), async_graphql::ServerError> {
+) -> Result<Option<String>, async_graphql::ServerError> {
     if let Some(safelist) = &state.safelist {
         // Safelist mode: the manifest's documents only, named by id/hash or sent verbatim; no
         // new registrations.
@@ -531,14 +637,14 @@ async fn resolve_persisted_query(
         return match safelist.resolve(id.as_deref(), &request.query) {
             Some(document) if request.query.is_empty() || request.query == document => {
                 request.query = document;
-                Ok(())
+                Ok(None)
             }
             _ => Err(ErrorCode::OperationNotInSafelist
                 .server_error("this operation is not in the safelist")),
         };
     }
     let Some(extension) = request.extensions.remove("persistedQuery") else {
-        return Ok(());
+        return Ok(None);
     };
     let extension = extension.into_json().unwrap_or_default();
     let hash = extension["sha256Hash"]
@@ -555,7 +661,7 @@ async fn resolve_persisted_query(
         return match state.cache.persisted_query(&hash).await {
             Some(text) => {
                 request.query = text;
-                Ok(())
+                Ok(None)
             }
             None => Err(ErrorCode::PersistedQueryNotFound.server_error("PersistedQueryNotFound")),
         };
@@ -563,8 +669,7 @@ async fn resolve_persisted_query(
     if crate::safelist::sha256_hex(&request.query) != hash {
         return Err(ErrorCode::BadUserInput.server_error("provided sha does not match query"));
     }
-    state.cache.register_persisted_query(&hash, &request.query);
-    Ok(())
+    Ok(Some(hash))
 }
 
 /// The `extensions.code` of an error (every error has one after `assign_error_codes`).
@@ -581,9 +686,10 @@ fn error_code(error: &async_graphql::ServerError) -> &'static str {
         .unwrap_or("")
 }
 
-/// The monitoring key of an operation: its name, or its root fields when anonymous.
-fn operation_key(stats: &RequestStats) -> String {
-    match stats.operation() {
+/// The monitoring key of an operation: its name, or its root fields when anonymous; from the
+/// bounded set of labels (`telemetry::labels`).
+fn operation_key(state: &AppState, stats: &RequestStats) -> String {
+    let key = match stats.operation() {
         Some((_, name)) if !name.is_empty() => name,
         _ => {
             let mut roots = stats.root_fields();
@@ -595,13 +701,14 @@ fn operation_key(stats: &RequestStats) -> String {
                 roots.join("+")
             }
         }
-    }
+    };
+    state.instruments.operation_names.label(&key)
 }
 
 /// Summary line, slow-request warning, metrics and monitoring for one GraphQL request.
 fn record(state: &AppState, stats: &RequestStats, started: Instant, codes: &[&'static str]) {
     let duration = started.elapsed();
-    let operation = operation_key(stats);
+    let operation = operation_key(state, stats);
     let outcomes = stats.cache_outcomes();
     let hits = outcomes
         .iter()

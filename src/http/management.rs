@@ -65,6 +65,8 @@ pub(crate) async fn cache_status(State(state): State<AppState>, headers: HeaderM
     let cache = &state.cache;
     let settings = &state.settings.cache;
     let (entries, bytes) = cache.l1_usage();
+    let persisted = cache.persisted_usage();
+    let mirror = cache.mirror_usage();
     let kinds: Vec<_> = cache
         .metrics()
         .kinds()
@@ -100,6 +102,13 @@ pub(crate) async fn cache_status(State(state): State<AppState>, headers: HeaderM
         "redisErrors": cache.metrics().redis_errors(),
         "invalidations": cache.metrics().invalidations(),
         "inflightLoads": cache.inflight(),
+        "persistedQueries": {
+            "entries": persisted.0,
+            "bytes": persisted.1,
+            "maxBytes": settings.persisted_query_l1_max_bytes,
+            "maxCount": settings.persisted_query_max_count,
+        },
+        "generationMirror": { "tags": mirror.0, "maxTags": settings.generation_mirror_max_tags, "resets": mirror.1 },
         "kinds": kinds,
     }))
     .into_response()

@@ -2,11 +2,13 @@
 //! `/metrics`, the monitoring API under `/api/bff/monitoring/` and the superuser management API
 //! under `/api/management/`.
 
+mod body_limit;
 mod graphql;
 mod health;
 mod management;
 mod monitoring;
 mod observe;
+pub mod serve;
 
 pub use graphql::SQL_STATEMENTS_HEADER;
 pub use observe::{ClientIp, RequestId, REQUEST_ID_HEADER, TRACE_ID_HEADER};
@@ -16,10 +18,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use tower_http::{
-    catch_panic::CatchPanicLayer, cors::CorsLayer, limit::RequestBodyLimitLayer,
-    timeout::TimeoutLayer,
-};
+use tower_http::{catch_panic::CatchPanicLayer, cors::CorsLayer, timeout::TimeoutLayer};
 
 use crate::state::AppState;
 
@@ -76,7 +75,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/bff/monitoring/reset", post(monitoring::reset))
         .route("/api/bff/monitoring/health", get(monitoring::health))
         .layer(CatchPanicLayer::custom(observe::panic_response))
-        .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body_limit::limit_body,
+        ))
+        // Charged before the body is read: refused work is not free.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            graphql::charge_client,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             server.request_timeout,

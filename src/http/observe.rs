@@ -3,11 +3,11 @@
 //! HTTP server span every log line of the request sits in, the trace id header, and the request
 //! duration histogram.
 
-use std::time::Instant;
+use std::{net::IpAddr, time::Instant};
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderMap, HeaderValue},
+    http::{HeaderMap, HeaderValue, Method},
     middleware::Next,
     response::Response,
 };
@@ -115,7 +115,15 @@ pub(crate) async fn observe(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_string();
+    // The method is the client's to write (any token is valid HTTP): only the standard ones
+    // label metrics, as OpenTelemetry's HTTP conventions say.
+    let method = match *request.method() {
+        Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::DELETE
+        | Method::CONNECT | Method::OPTIONS | Method::TRACE | Method::PATCH => {
+            request.method().as_str().to_string()
+        }
+        _ => "_OTHER".to_string(),
+    };
     let path = request.uri().path().to_string();
     let route = ROUTES
         .iter()
@@ -153,21 +161,20 @@ pub(crate) async fn observe(
     request
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
-    let forwarded = if state.settings.rate_limit.trust_forwarded_for {
-        request
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-    } else {
-        None
-    };
     let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    if let Some(ip) = forwarded.or(peer) {
+    let limits = &state.settings.rate_limit;
+    let client = match peer {
+        Some(peer) if limits.trust_forwarded_for => Some(client_address(
+            peer,
+            request.headers().get_all("x-forwarded-for"),
+            &limits.trusted_proxies,
+        )),
+        _ => peer,
+    };
+    if let Some(ip) = client {
         request.extensions_mut().insert(ClientIp(ip));
     }
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -201,6 +208,35 @@ pub(crate) async fn observe(
     response
 }
 
+/// The client behind trusted proxies: the right-most `X-Forwarded-For` address that is not a
+/// trusted proxy. Entries left of it are whatever the client wrote, so they are never believed; a
+/// peer that is not a trusted proxy is the client itself, whatever its header says.
+fn client_address(
+    peer: IpAddr,
+    forwarded: axum::http::header::GetAll<'_, HeaderValue>,
+    trusted: &[ipnet::IpNet],
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => client = ip,
+            Ok(ip) => return ip,
+            // Garbage in the chain: the last address known good stands.
+            Err(_) => return client,
+        }
+    }
+    client
+}
+
 /// GET /metrics: Prometheus text exposition of every instrument.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     use prometheus::Encoder;
@@ -215,4 +251,41 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(peer: &str, header: &[&str], trusted: &[&str]) -> String {
+        let mut headers = HeaderMap::new();
+        for value in header {
+            headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        }
+        let trusted: Vec<ipnet::IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        client_address(
+            peer.parse().unwrap(),
+            headers.get_all("x-forwarded-for"),
+            &trusted,
+        )
+        .to_string()
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_forwarded_address() {
+        let proxies = ["10.0.0.0/8"];
+        // The left-most entry is the client's own writing: never believed.
+        assert_eq!(client("10.0.0.2", &["6.6.6.6, 203.0.113.7"], &proxies), "203.0.113.7");
+        assert_eq!(
+            client("10.0.0.2", &["6.6.6.6", "203.0.113.7, 10.0.0.9"], &proxies),
+            "203.0.113.7"
+        );
+        // A peer that is no trusted proxy is the client, whatever it claims.
+        assert_eq!(client("198.51.100.1", &["1.2.3.4"], &proxies), "198.51.100.1");
+        // Only proxies in the chain: the left-most of them.
+        assert_eq!(client("10.0.0.2", &["10.0.0.5"], &proxies), "10.0.0.5");
+        // Garbage stops the walk at the last good address.
+        assert_eq!(client("10.0.0.2", &["1.2.3.4, junk"], &proxies), "10.0.0.2");
+        assert_eq!(client("10.0.0.2", &[], &proxies), "10.0.0.2");
+    }
 }

@@ -8,7 +8,7 @@ pub mod seed;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
@@ -640,29 +640,66 @@ impl Store {
         &self,
         new: &NewReservation,
         now: DateTime<Utc>,
+        quota: Option<Quota>,
     ) -> Result<ReservationRow, StoreError> {
         let sql = dialect!(
             self,
             queries::INSERT_RESERVATION.0,
             queries::INSERT_RESERVATION.1
         );
-        on_pool!(self, sql, |pool| sqlx::query_as(sql)
-            .bind(new.club_id)
-            .bind(new.court_id)
-            .bind(new.created_by_id)
-            .bind(new.date)
-            .bind(new.start_time)
-            .bind(new.end_time)
-            .bind(new.status.as_str())
-            .bind(new.price.to_string())
-            .bind(new.idempotency_key.as_deref())
-            .bind(now)
-            .fetch_one(pool)
-            .await)
-        .map_err(StoreError::from_sqlx)
+        // No quota (staff and above): a bound no count reaches.
+        let (max_active, today, time) = match quota {
+            Some(q) => (q.max_active, q.today, q.now),
+            None => (i64::MAX, new.date, new.start_time),
+        };
+        let row: Option<ReservationRow> = match (&self.db, quota) {
+            (Db::Postgres(pool), Some(_)) => {
+                let span = self.statement(queries::LOCK_BOOKER);
+                let started = std::time::Instant::now();
+                let result = async {
+                    let mut transaction = pool.begin().await?;
+                    sqlx::query(queries::LOCK_BOOKER)
+                        .bind(new.created_by_id)
+                        .execute(&mut *transaction)
+                        .await?;
+                    let row = bind_reservation(sqlx::query_as(sql), new, now, today, time, max_active)
+                        .fetch_optional(&mut *transaction)
+                        .await?;
+                    transaction.commit().await?;
+                    Ok::<_, sqlx::Error>(row)
+                }
+                .instrument(span.clone())
+                .await;
+                self.finish_statement(sql, &span, started, None, result.is_ok());
+                result
+            }
+            _ => on_pool!(self, sql, |pool| bind_reservation(
+                sqlx::query_as(sql),
+                new,
+                now,
+                today,
+                time,
+                max_active
+            )
+            .fetch_optional(pool)
+            .await),
+        }
+        .map_err(StoreError::from_sqlx)?;
+        row.ok_or(StoreError::QuotaExceeded)
     }
 
-    /// Marks a reservation cancelled (releasing its court).
+    /// A club's booking rules.
+    pub async fn booking_rules(&self, club_id: i64) -> Result<Option<BookingRules>, StoreError> {
+        Ok(on_pool!(self, queries::BOOKING_RULES, |pool| {
+            sqlx::query_as(queries::BOOKING_RULES)
+                .bind(club_id)
+                .fetch_optional(pool)
+                .await
+        })?)
+    }
+
+    /// Marks a pending or confirmed reservation cancelled (releasing its court); `None` when it
+    /// is not (any more) pending or confirmed.
     pub async fn cancel_reservation(
         &self,
         id: i64,
@@ -813,4 +850,39 @@ fn to_aggregate(row: DashboardRow) -> Option<Aggregate> {
         },
         _ => return None,
     })
+}
+
+/// Binds a new reservation and its quota to [`queries::INSERT_RESERVATION`].
+fn bind_reservation<'q, DB, O>(
+    query: sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>,
+    new: &'q NewReservation,
+    now: DateTime<Utc>,
+    today: NaiveDate,
+    time: NaiveTime,
+    max_active: i64,
+) -> sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    NaiveDate: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    NaiveTime: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(new.club_id)
+        .bind(new.court_id)
+        .bind(new.created_by_id)
+        .bind(new.date)
+        .bind(new.start_time)
+        .bind(new.end_time)
+        .bind(new.status.as_str())
+        .bind(new.price.to_string())
+        .bind(new.idempotency_key.as_deref())
+        .bind(now)
+        .bind(today)
+        .bind(time)
+        .bind(max_active)
 }

@@ -214,6 +214,29 @@ pub struct BusyRow {
     pub end_time: NaiveTime,
 }
 
+/// A club's booking rules (columns of `clubs`, migration 0005 / sqlite 0003).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct BookingRules {
+    /// Days ahead of the club's today a court may be booked.
+    pub booking_horizon_days: i32,
+    /// Live bookings a player may hold at the club at once.
+    pub max_active_bookings: i32,
+    /// Minutes before the start until which a player may cancel.
+    pub cancellation_cutoff_minutes: i32,
+}
+
+/// A player's quota for one booking: at most `max_active` live bookings at the club, counting
+/// those not over at `today` `now` (the club's wall clock).
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    /// Live bookings allowed.
+    pub max_active: i64,
+    /// The club's today.
+    pub today: NaiveDate,
+    /// The club's time now.
+    pub now: NaiveTime,
+}
+
 /// What a new reservation needs.
 #[derive(Debug, Clone)]
 pub struct NewReservation {

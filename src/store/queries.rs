@@ -160,18 +160,45 @@ macro_rules! insert_reservation {
 /// then queued long enough to exhaust the pool's acquire timeout (SERVICE_UNAVAILABLE). With the
 /// turn, the second insert sees the first one committed and fails the constraint at once. One
 /// statement still: the lock is taken by the CTE the INSERT reads from, released at commit.
+///
+/// The player's quota is part of the statement: no row is inserted while the creator already
+/// holds `$13` live bookings at the club (pending or confirmed, not over: after `$11` `$12`, the
+/// club's today and time). On Postgres a player's bookings also take turns per user
+/// (`LOCK_BOOKER`, a statement before, in the same transaction), so this statement's snapshot
+/// sees every booking of the same player that raced it; SQLite has one writer at a time.
 pub(crate) const INSERT_RESERVATION: (&str, &str) = (
     concat!(
         "WITH turn AS (SELECT pg_advisory_xact_lock(1346454597, CAST($2 % 2147483647 AS INTEGER))) ",
         insert_reservation!(
-            "SELECT $1, $2, $3, $4, $5, $6, $7, CAST($8 AS NUMERIC), $9, $10, $10 FROM turn"
+            "SELECT $1, $2, $3, $4, $5, $6, $7, CAST($8 AS NUMERIC), $9, $10, $10 FROM turn \
+             WHERE (SELECT COUNT(*) FROM reservations a WHERE a.club_id = $1 AND a.created_by_id = $3 \
+                    AND a.status IN ('pending', 'confirmed') \
+                    AND (a.date > $11 OR (a.date = $11 AND a.end_time > $12))) < $13"
         )
     ),
-    insert_reservation!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)"),
+    insert_reservation!(
+        "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10 \
+         WHERE (SELECT COUNT(*) FROM reservations a WHERE a.club_id = $1 AND a.created_by_id = $3 \
+                AND a.status IN ('pending', 'confirmed') \
+                AND (a.date > $11 OR (a.date = $11 AND a.end_time > $12))) < $13"
+    ),
 );
 
+/// A player's bookings take turns (key space 1346454598, then the user id), in the transaction of
+/// the insert: see [`INSERT_RESERVATION`].
+pub(crate) const LOCK_BOOKER: &str =
+    "SELECT pg_advisory_xact_lock(1346454598, CAST($1 % 2147483647 AS INTEGER))";
+
+/// A club's booking rules.
+pub(crate) const BOOKING_RULES: &str =
+    "SELECT booking_horizon_days, max_active_bookings, cancellation_cutoff_minutes \
+     FROM clubs WHERE id = $1";
+
+/// Conditional: only a pending or confirmed reservation is cancelled, so of two racing
+/// cancellations one changes the row and the other changes nothing (and invalidates nothing).
 pub(crate) const CANCEL_RESERVATION: &str = concat!(
-    "UPDATE reservations SET status = 'cancelled', updated_at = $2 WHERE id = $1 RETURNING ",
+    "UPDATE reservations SET status = 'cancelled', updated_at = $2 \
+     WHERE id = $1 AND status IN ('pending', 'confirmed') RETURNING ",
     reservation_columns!()
 );
 

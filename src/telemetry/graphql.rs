@@ -473,7 +473,10 @@ pub(crate) fn finish_operation(
             started.elapsed().as_secs_f64(),
             &[
                 KeyValue::new("graphql.operation.type", kind),
-                KeyValue::new("graphql.operation.name", name),
+                KeyValue::new(
+                    "graphql.operation.name",
+                    instruments.operation_names.label(&name),
+                ),
             ],
         );
     }

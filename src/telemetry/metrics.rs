@@ -36,12 +36,19 @@ pub struct Instruments {
     pub dataloader_batch: Histogram<u64>,
     /// `graphql.server.n_plus_one.suspected` ({request}).
     pub n_plus_one: Counter<u64>,
+    /// The operation names that label metrics and key monitoring (bounded).
+    pub operation_names: super::labels::OperationNames,
     provider: SdkMeterProvider,
 }
 
 impl Instruments {
     /// Builds the instruments on `provider`, with observable gauges over the cache and the pool.
-    pub fn new(provider: SdkMeterProvider, cache: &Cache, store: &Store) -> Arc<Instruments> {
+    pub fn new(
+        provider: SdkMeterProvider,
+        cache: &Cache,
+        store: &Store,
+        operation_names: super::labels::OperationNames,
+    ) -> Arc<Instruments> {
         let meter = provider.meter("padel-bff");
         observe(&meter, cache.clone(), store.clone());
         Arc::new(Instruments {
@@ -95,6 +102,7 @@ impl Instruments {
                     "Statements repeated within one request outside a DataLoader batch",
                 )
                 .build(),
+            operation_names,
             provider,
         })
     }

@@ -2,6 +2,7 @@
 //! extension that times fields, and the in-process statistics behind the monitoring API.
 
 pub mod graphql;
+pub mod labels;
 pub mod metrics;
 pub mod monitoring;
 mod otel;

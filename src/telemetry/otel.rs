@@ -119,6 +119,9 @@ pub(crate) fn tracer_provider(
 
 /// The meter provider: always a Prometheus reader (for `/metrics`), plus an OTLP reader when an
 /// endpoint is configured.
+/// Series per instrument at most (operation names × types, fields, codes, routes × statuses).
+const METRIC_CARDINALITY_LIMIT: usize = 2000;
+
 pub(crate) fn meter_provider(
     settings: &TelemetrySettings,
     registry: &prometheus::Registry,
@@ -127,9 +130,17 @@ pub(crate) fn meter_provider(
         .with_registry(registry.clone())
         .scope_info_enabled(false)
         .build()?;
+    // Labels are bounded where they are made (operation names, routes, methods); the SDK's
+    // cardinality limit is the second wall: past it, new series fold into one overflow series.
     let mut builder = SdkMeterProvider::builder()
         .with_reader(prometheus)
-        .with_resource(resource(settings));
+        .with_resource(resource(settings))
+        .with_view(|_: &opentelemetry_sdk::metrics::Instrument| {
+            opentelemetry_sdk::metrics::Stream::builder()
+                .with_cardinality_limit(METRIC_CARDINALITY_LIMIT)
+                .build()
+                .ok()
+        });
     if let Some(export) = export(settings) {
         let exporter = match export.protocol {
             Protocol::HttpBinary => {

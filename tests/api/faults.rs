@@ -111,6 +111,11 @@ async fn faults_under_mixed_load_lose_nothing_and_recover_without_a_restart() {
         .unwrap();
     assert!(seed.success(), "seeding the private database failed");
     let db = sqlx::PgPool::connect(&url).await.unwrap();
+    // The bookings lie 100+ days ahead, clear of the seeded ones.
+    sqlx::query("UPDATE clubs SET booking_horizon_days = 3650")
+        .execute(&db)
+        .await
+        .unwrap();
     let owner: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'owner@demo.padel'")
         .fetch_one(&db)
         .await

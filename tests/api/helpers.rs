@@ -81,6 +81,9 @@ pub struct TestApp {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The booking quota every test club starts with: none to speak of (see `spawn_app_with`).
+pub const OPEN_QUOTA: i64 = 1_000_000;
+
 fn base_postgres_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
@@ -93,6 +96,12 @@ fn settings_for(url: &str, env: &[(String, String)]) -> Settings {
         (
             "BFF__DATABASE__SEED_DEMO_ON_EMPTY".to_string(),
             "false".to_string(),
+        ),
+        // Tests book years ahead (clear of the seeded reservations); the window, the horizon
+        // and the quota have tests of their own (hostile.rs) that set them back.
+        (
+            "BFF__LIMITS__DATE_DAYS_AHEAD".to_string(),
+            "3650".to_string(),
         ),
     ];
     vars.extend(env.iter().cloned());
@@ -185,6 +194,10 @@ pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
     let mut app = start(backend, &url, settings, store, env).await;
     app.cleanup = cleanup;
     app.owns_database = true;
+    app.execute(&format!(
+        "UPDATE clubs SET booking_horizon_days = 3650, max_active_bookings = {OPEN_QUOTA}"
+    ))
+    .await;
     app
 }
 

@@ -11,6 +11,7 @@ mod faults;
 mod fuzz;
 mod hardening;
 mod health_and_schema;
+mod hostile;
 mod n_plus_one;
 mod observability;
 mod query_plans;

@@ -190,6 +190,8 @@ impl Gateway {
             )
             .env("BFF_LISTEN", format!("127.0.0.1:{port}"))
             .env("BFF__DATABASE__SQLITE_PATH", dir.join("bff.db"))
+            // Tests read dates years ahead, clear of the seeded reservations.
+            .env("BFF__LIMITS__DATE_DAYS_AHEAD", "3650")
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());

@@ -417,7 +417,12 @@ fn ensure_seeded(database: &str) {
     }
     // The benchmark's bookings lie years ahead: open the clubs' horizon to them.
     let opened = Command::new("psql")
-        .args([database, "-q", "-c", "UPDATE clubs SET booking_horizon_days = 60000"])
+        .args([
+            database,
+            "-q",
+            "-c",
+            "UPDATE clubs SET booking_horizon_days = 60000",
+        ])
         .status()
         .expect("psql");
     assert!(opened.success(), "opening the booking horizon failed");

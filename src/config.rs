@@ -849,7 +849,10 @@ mod tests {
         std::fs::create_dir_all(&path).unwrap();
         std::fs::write(
             path.join("default.toml"),
-            EMBEDDED_DEFAULT.replace("trusted_proxies = []", "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]"),
+            EMBEDDED_DEFAULT.replace(
+                "trusted_proxies = []",
+                "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]",
+            ),
         )
         .unwrap();
         let vars = vec![(trust.0.to_string(), trust.1.to_string())];

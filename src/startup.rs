@@ -1,10 +1,6 @@
 //! Building and running the application: connect, migrate, seed the embedded database, bind.
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    sync::Arc,
-};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;

@@ -28,7 +28,9 @@ pub enum BookingRuleError {
     #[error("the club is not open for the whole of that time")]
     OutsideOpeningHours,
     /// The date lies beyond the club's booking horizon.
-    #[error("booking_horizon_days: this club takes bookings at most {days} days ahead (until {last})")]
+    #[error(
+        "booking_horizon_days: this club takes bookings at most {days} days ahead (until {last})"
+    )]
     BeyondHorizon {
         /// The club's horizon.
         days: u32,

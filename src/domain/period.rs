@@ -109,10 +109,18 @@ mod tests {
         let window = super::DateWindow::default();
         let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
         assert!(window.check(today, today).is_ok());
-        assert!(window.check(NaiveDate::from_ymd_opt(2024, 12, 1).unwrap(), today).is_ok());
-        assert!(window.check(NaiveDate::from_ymd_opt(2024, 11, 30).unwrap(), today).is_err());
-        assert!(window.check(NaiveDate::from_ymd_opt(2027, 12, 1).unwrap(), today).is_ok());
-        assert!(window.check(NaiveDate::from_ymd_opt(2027, 12, 2).unwrap(), today).is_err());
+        assert!(window
+            .check(NaiveDate::from_ymd_opt(2024, 12, 1).unwrap(), today)
+            .is_ok());
+        assert!(window
+            .check(NaiveDate::from_ymd_opt(2024, 11, 30).unwrap(), today)
+            .is_err());
+        assert!(window
+            .check(NaiveDate::from_ymd_opt(2027, 12, 1).unwrap(), today)
+            .is_ok());
+        assert!(window
+            .check(NaiveDate::from_ymd_opt(2027, 12, 2).unwrap(), today)
+            .is_err());
         assert!(window.check(NaiveDate::MIN, today).is_err());
         assert!(window.check(NaiveDate::MAX, today).is_err());
     }

@@ -191,7 +191,11 @@ impl<'a> Costs<'a> {
         }
         let cost = self.set(&fragment.node.selection_set.node, root);
         self.open.remove(key);
-        let memo = if root { &mut self.at_root } else { &mut self.nested };
+        let memo = if root {
+            &mut self.at_root
+        } else {
+            &mut self.nested
+        };
         memo.insert(key, cost);
         cost
     }
@@ -246,7 +250,9 @@ pub fn check(
                 limits.max_root_fields
             )));
         }
-        if cost.max_field_directives.max(operation.node.directives.len())
+        if cost
+            .max_field_directives
+            .max(operation.node.directives.len())
             > limits.max_directives_per_field
         {
             return Err(too_complex(format!(
@@ -327,7 +333,10 @@ pub fn check_variables(variables: &async_graphql::Variables) -> Result<(), Serve
             _ => false,
         }
     }
-    if variables.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+    if variables
+        .iter()
+        .any(|(k, v)| k.contains('\0') || has_nul(v))
+    {
         return Err(ErrorCode::BadUserInput.server_error("a variable contains a NUL character"));
     }
     Ok(())

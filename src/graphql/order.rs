@@ -70,10 +70,10 @@ fn restore_sets(data: &mut Value, document: &ExecutableDocument, sets: &[&Select
             for set in sets {
                 collect(document, set, &mut keys);
             }
-            let in_order = map
-                .keys()
-                .map(Name::as_str)
-                .eq(keys.iter().map(|(k, _)| *k).filter(|k| map.contains_key(*k)));
+            let in_order = map.keys().map(Name::as_str).eq(keys
+                .iter()
+                .map(|(k, _)| *k)
+                .filter(|k| map.contains_key(*k)));
             if !in_order {
                 let mut ordered = async_graphql::indexmap::IndexMap::with_capacity(map.len());
                 for (key, _) in &keys {

@@ -246,7 +246,11 @@ impl ReservationMutation {
             price: Cents::for_minutes(court.price_per_hour(), minutes),
             idempotency_key: key.map(str::to_string),
         };
-        match request.store.insert_reservation(&new, Utc::now(), quota).await {
+        match request
+            .store
+            .insert_reservation(&new, Utc::now(), quota)
+            .await
+        {
             Ok(row) => {
                 // Before answering: once the client sees the booking, no replica serves the old slots.
                 request

@@ -57,8 +57,11 @@ pub(crate) async fn limit_body(
             buffered.extend_from_slice(&data);
         }
     }
-    next.run(Request::from_parts(parts, Body::from(Bytes::from(buffered))))
-        .await
+    next.run(Request::from_parts(
+        parts,
+        Body::from(Bytes::from(buffered)),
+    ))
+    .await
 }
 
 /// Reads and drops what is left of a refused body, within [`DRAIN_BYTES`] and [`DRAIN_TIME`].

@@ -524,8 +524,8 @@ async fn run(
     if let Some((hash, query)) = registration {
         // Only a signed-in caller's document that parsed, passed the limits and validated is
         // kept: an anonymous or invalid registration would be storage for free.
-        let valid = stats.operation().is_some()
-            && !codes.iter().any(|code| REFUSALS.contains(code));
+        let valid =
+            stats.operation().is_some() && !codes.iter().any(|code| REFUSALS.contains(code));
         if signed_in && valid {
             state.cache.register_persisted_query(&hash, &query).await;
         }

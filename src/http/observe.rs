@@ -118,10 +118,15 @@ pub(crate) async fn observe(
     // The method is the client's to write (any token is valid HTTP): only the standard ones
     // label metrics, as OpenTelemetry's HTTP conventions say.
     let method = match *request.method() {
-        Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::DELETE
-        | Method::CONNECT | Method::OPTIONS | Method::TRACE | Method::PATCH => {
-            request.method().as_str().to_string()
-        }
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::CONNECT
+        | Method::OPTIONS
+        | Method::TRACE
+        | Method::PATCH => request.method().as_str().to_string(),
         _ => "_OTHER".to_string(),
     };
     let path = request.uri().path().to_string();
@@ -275,13 +280,19 @@ mod tests {
     fn the_client_is_the_right_most_untrusted_forwarded_address() {
         let proxies = ["10.0.0.0/8"];
         // The left-most entry is the client's own writing: never believed.
-        assert_eq!(client("10.0.0.2", &["6.6.6.6, 203.0.113.7"], &proxies), "203.0.113.7");
+        assert_eq!(
+            client("10.0.0.2", &["6.6.6.6, 203.0.113.7"], &proxies),
+            "203.0.113.7"
+        );
         assert_eq!(
             client("10.0.0.2", &["6.6.6.6", "203.0.113.7, 10.0.0.9"], &proxies),
             "203.0.113.7"
         );
         // A peer that is no trusted proxy is the client, whatever it claims.
-        assert_eq!(client("198.51.100.1", &["1.2.3.4"], &proxies), "198.51.100.1");
+        assert_eq!(
+            client("198.51.100.1", &["1.2.3.4"], &proxies),
+            "198.51.100.1"
+        );
         // Only proxies in the chain: the left-most of them.
         assert_eq!(client("10.0.0.2", &["10.0.0.5"], &proxies), "10.0.0.5");
         // Garbage stops the walk at the last good address.

@@ -53,17 +53,20 @@ pub async fn serve(
         let mut closing = closing_seen.clone();
         let open = open_rx.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                let mut router = router.clone();
-                async move {
-                    Ok::<_, Infallible>(
-                        tower_service::Service::call(&mut router, request.map(Body::new))
-                            .await
-                            .unwrap_or_else(|never| match never {}),
-                    )
-                }
-            });
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(ConnectInfo::<SocketAddr>(peer));
+                    let mut router = router.clone();
+                    async move {
+                        Ok::<_, Infallible>(
+                            tower_service::Service::call(&mut router, request.map(Body::new))
+                                .await
+                                .unwrap_or_else(|never| match never {}),
+                        )
+                    }
+                });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())

@@ -662,9 +662,10 @@ impl Store {
                         .bind(new.created_by_id)
                         .execute(&mut *transaction)
                         .await?;
-                    let row = bind_reservation(sqlx::query_as(sql), new, now, today, time, max_active)
-                        .fetch_optional(&mut *transaction)
-                        .await?;
+                    let row =
+                        bind_reservation(sqlx::query_as(sql), new, now, today, time, max_active)
+                            .fetch_optional(&mut *transaction)
+                            .await?;
                     transaction.commit().await?;
                     Ok::<_, sqlx::Error>(row)
                 }

@@ -66,8 +66,7 @@ on_both_backends!(
             "{{ authContext {{ user {{ {} }} }} }}",
             "email ".repeat(5000)
         );
-        let circular =
-            "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }";
+        let circular = "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }";
         let huge_string = format!("{{ club(id: \"{}\") {{ name }} }}", "9".repeat(100_000));
         let directives = format!("{{ __typename {} }}", "@include(if: true) ".repeat(60));
         let corpus: Vec<(String, Value, &str)> = vec![

@@ -152,7 +152,10 @@ fn the_exported_schema_keeps_the_core_contract() {
                     let schema = schema.node;
                     roots = vec![
                         schema.query.map(|q| q.node.to_string()).unwrap_or_default(),
-                        schema.mutation.map(|m| m.node.to_string()).unwrap_or_default(),
+                        schema
+                            .mutation
+                            .map(|m| m.node.to_string())
+                            .unwrap_or_default(),
                     ];
                 }
                 _ => {}
@@ -184,5 +187,9 @@ fn the_exported_schema_keeps_the_core_contract() {
         .map(|(path, ty)| format!("{path}: contract {ty}, exported {:?}", exported.get(path)))
         .collect();
     broken.sort();
-    assert!(broken.is_empty(), "the schema breaks the contract:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "the schema breaks the contract:\n{}",
+        broken.join("\n")
+    );
 }

@@ -51,18 +51,23 @@ fn corpus() -> Vec<(&'static str, Value)> {
         "{{\"query\": \"query($c: [ID!]) {{ __typename }}\", \"variables\": {{\"c\": 1}}, \"x\": {nested}}}"
     ))
     .unwrap_or_else(|_| json!({"raw": nested}));
-    let directives = format!(
-        "{{ __typename {} }}",
-        "@include(if: true) ".repeat(2_000)
-    );
-    let operations: String = (0..1_000).map(|i| format!("query Q{i} {{ __typename }} ")).collect();
+    let directives = format!("{{ __typename {} }}", "@include(if: true) ".repeat(2_000));
+    let operations: String = (0..1_000)
+        .map(|i| format!("query Q{i} {{ __typename }} "))
+        .collect();
     vec![
         ("fragment fan-out 2^40", json!({"query": fan_out(40)})),
-        ("aliases x fragments", json!({"query": aliases_times_fragments})),
+        (
+            "aliases x fragments",
+            json!({"query": aliases_times_fragments}),
+        ),
         ("10 000 nested brackets", json!({"query": brackets})),
         ("100 000 nested list values", nested_variables),
         ("directive bomb", json!({"query": directives})),
-        ("1 000 operations", json!({"query": operations, "operationName": "Q1"})),
+        (
+            "1 000 operations",
+            json!({"query": operations, "operationName": "Q1"}),
+        ),
         (
             "NUL in a string input",
             json!({"query": "mutation($k: String) { createReservation(input: {courtId: 1, date: \"2027-01-04\", start: \"10:00\", end: \"11:00\", idempotencyKey: $k}) { id } }", "variables": {"k": "a\u{0}b"}}),
@@ -124,57 +129,69 @@ fn refused(status: u16, body: &Value) -> bool {
     (400..500).contains(&status) || coded
 }
 
-on_both_backends!(the_hostile_corpus_is_refused_while_healthz_keeps_answering, |app| {
-    let token = app.token("manager@demo.padel").await;
-    for (name, body) in corpus() {
-        let (status, reply) = post(&app, Some(&token), &body).await;
-        assert!(refused(status, &reply), "{name}: HTTP {status} {reply}");
-        assert_ne!(status, 500, "{name}: {reply}");
+on_both_backends!(
+    the_hostile_corpus_is_refused_while_healthz_keeps_answering,
+    |app| {
+        let token = app.token("manager@demo.padel").await;
+        for (name, body) in corpus() {
+            let (status, reply) = post(&app, Some(&token), &body).await;
+            assert!(refused(status, &reply), "{name}: HTTP {status} {reply}");
+            assert_ne!(status, 500, "{name}: {reply}");
+        }
+        // The fan-out, the deep-bracket and the directive documents four at a time, over and over,
+        // while /healthz is polled: it must keep answering.
+        let corpus = corpus();
+        let heavy: Vec<Value> = corpus
+            .iter()
+            .filter(|(name, _)| {
+                name.contains("fan-out")
+                    || name.contains("brackets")
+                    || name.contains("directive")
+                    || name.contains("aliases")
+            })
+            .map(|(_, body)| body.clone())
+            .collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut attackers = Vec::new();
+        for worker in 0..4 {
+            let (client, address, body, stop) = (
+                app.client.clone(),
+                app.address.clone(),
+                heavy[worker % heavy.len()].clone(),
+                stop.clone(),
+            );
+            attackers.push(tokio::spawn(async move {
+                let mut sent = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 2_000 {
+                    let _ = client
+                        .post(format!("{address}/graphql"))
+                        .json(&body)
+                        .send()
+                        .await;
+                    sent += 1;
+                }
+                sent
+            }));
+        }
+        for _ in 0..20 {
+            let started = Instant::now();
+            let health = app
+                .client
+                .get(format!("{}/healthz", app.address))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .expect("/healthz answers while hostile documents run");
+            assert_eq!(health.status(), 200);
+            assert!(started.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for attacker in attackers {
+            assert!(attacker.await.unwrap() > 0);
+        }
     }
-    // The fan-out, the deep-bracket and the directive documents four at a time, over and over,
-    // while /healthz is polled: it must keep answering.
-    let corpus = corpus();
-    let heavy: Vec<Value> = corpus
-        .iter()
-        .filter(|(name, _)| name.contains("fan-out") || name.contains("brackets") || name.contains("directive") || name.contains("aliases"))
-        .map(|(_, body)| body.clone())
-        .collect();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut attackers = Vec::new();
-    for worker in 0..4 {
-        let (client, address, body, stop) = (
-            app.client.clone(),
-            app.address.clone(),
-            heavy[worker % heavy.len()].clone(),
-            stop.clone(),
-        );
-        attackers.push(tokio::spawn(async move {
-            let mut sent = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 2_000 {
-                let _ = client.post(format!("{address}/graphql")).json(&body).send().await;
-                sent += 1;
-            }
-            sent
-        }));
-    }
-    for _ in 0..20 {
-        let started = Instant::now();
-        let health = app
-            .client
-            .get(format!("{}/healthz", app.address))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .expect("/healthz answers while hostile documents run");
-        assert_eq!(health.status(), 200);
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for attacker in attackers {
-        assert!(attacker.await.unwrap() > 0);
-    }
-});
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_introspection_answers_a_coded_error() {
@@ -206,9 +223,13 @@ async fn an_oversized_body_reaches_a_plain_client_as_413() {
         );
         stream.write_all(head.as_bytes()).await.unwrap();
         // The whole body, as curl or a browser would send it, then read the answer.
-        stream.write_all(&body).await.expect("the server reads the body it refuses");
+        stream
+            .write_all(&body)
+            .await
+            .expect("the server reads the body it refuses");
         let mut answer = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
         let text = String::from_utf8_lossy(&answer);
         assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     }
@@ -217,7 +238,11 @@ async fn an_oversized_body_reaches_a_plain_client_as_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_closed_after_the_header_timeout() {
     use tokio::io::AsyncReadExt;
-    let app = spawn_app_with(Backend::Sqlite, &[("BFF__SERVER__HEADER_READ_TIMEOUT", "1s")]).await;
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[("BFF__SERVER__HEADER_READ_TIMEOUT", "1s")],
+    )
+    .await;
     let address = app.address.trim_start_matches("http://").to_string();
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
     let mut buffer = [0u8; 64];
@@ -250,7 +275,8 @@ async fn anonymous_and_invalid_persisted_queries_register_nothing_and_are_rate_l
         .map(|i| register(format!("query R{i} {{ __typename }}")))
         .collect();
     for chunk in bodies.chunks(50) {
-        let replies = futures_util::future::join_all(chunk.iter().map(|b| post(&app, None, b))).await;
+        let replies =
+            futures_util::future::join_all(chunk.iter().map(|b| post(&app, None, b))).await;
         for (status, _) in replies {
             sent += 1;
             limited += u32::from(status == 429);
@@ -258,22 +284,43 @@ async fn anonymous_and_invalid_persisted_queries_register_nothing_and_are_rate_l
     }
     assert_eq!(sent, 10_000);
     // 1 000 tokens of burst (50 x 20) and 2 a second: the rest is refused.
-    assert!(limited > 8_500, "anonymous registrations are charged like any request: {limited} of 10 000 limited");
-    let mut redis = redis::Client::open(shared_redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    assert!(
+        limited > 8_500,
+        "anonymous registrations are charged like any request: {limited} of 10 000 limited"
+    );
+    let mut redis = redis::Client::open(shared_redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:*:pq:*"))
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert!(keys.is_empty(), "anonymous registrations were stored: {keys:?}");
+    assert!(
+        keys.is_empty(),
+        "anonymous registrations were stored: {keys:?}"
+    );
     // A signed-in caller registers a valid document; an invalid one is not kept.
     let token = app.token("player@demo.padel").await;
-    let (status, reply) =
-        post_patiently(&app, Some(&token), &register("query Mine { __typename }".into())).await;
+    let (status, reply) = post_patiently(
+        &app,
+        Some(&token),
+        &register("query Mine { __typename }".into()),
+    )
+    .await;
     assert_eq!(status, 200, "{reply}");
-    let (_, reply) =
-        post_patiently(&app, Some(&token), &register("query Bad { noSuchField }".into())).await;
-    assert_eq!(reply["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED");
+    let (_, reply) = post_patiently(
+        &app,
+        Some(&token),
+        &register("query Bad { noSuchField }".into()),
+    )
+    .await;
+    assert_eq!(
+        reply["errors"][0]["extensions"]["code"],
+        "GRAPHQL_VALIDATION_FAILED"
+    );
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:*:pq:*"))
         .query_async(&mut redis)
@@ -312,7 +359,11 @@ async fn redis_keeps_at_most_the_configured_count_of_registrations() {
         let (status, reply) = post(&app, Some(&token), &body).await;
         assert_eq!(status, 200, "{reply}");
     }
-    let mut redis = redis::Client::open(shared_redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut redis = redis::Client::open(shared_redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:*:pq:*"))
         .query_async(&mut redis)
@@ -321,7 +372,9 @@ async fn redis_keeps_at_most_the_configured_count_of_registrations() {
     let documents = keys.iter().filter(|k| !k.ends_with(":index")).count();
     assert_eq!(documents, 20, "{keys:?}");
     let status = app.management("/api/management/cache/status").await;
-    let bytes = status["persistedQueries"]["bytes"].as_u64().expect("persisted query usage shown");
+    let bytes = status["persistedQueries"]["bytes"]
+        .as_u64()
+        .expect("persisted query usage shown");
     assert!(bytes <= 2048, "{status}");
 }
 
@@ -329,7 +382,9 @@ async fn redis_keeps_at_most_the_configured_count_of_registrations() {
 async fn random_operation_names_leave_metrics_bounded() {
     let app = spawn_app_with(Backend::Sqlite, &[("BFF__RATE_LIMIT__ENABLED", "false")]).await;
     let token = app.token("player@demo.padel").await;
-    let names: Vec<String> = (0..5_000).map(|i| format!("Op{i}x{}", "y".repeat(i % 300))).collect();
+    let names: Vec<String> = (0..5_000)
+        .map(|i| format!("Op{i}x{}", "y".repeat(i % 300)))
+        .collect();
     for chunk in names.chunks(50) {
         futures_util::future::join_all(chunk.iter().map(|name| {
             let (app, token) = (&app, &token);
@@ -349,14 +404,22 @@ async fn random_operation_names_leave_metrics_bounded() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.len() < 1024 * 1024, "/metrics is {} bytes", metrics.len());
+    assert!(
+        metrics.len() < 1024 * 1024,
+        "/metrics is {} bytes",
+        metrics.len()
+    );
     let labels: std::collections::HashSet<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("graphql_server_operation_duration"))
         .filter_map(|l| l.split("graphql_operation_name=\"").nth(1))
         .filter_map(|rest| rest.split('"').next())
         .collect();
-    assert!(labels.len() <= 101, "{} distinct operation labels", labels.len());
+    assert!(
+        labels.len() <= 101,
+        "{} distinct operation labels",
+        labels.len()
+    );
     assert!(labels.contains("other"), "{labels:?}");
     assert!(labels.iter().all(|l| l.chars().count() <= 64));
 }
@@ -379,7 +442,10 @@ async fn rotating_the_left_most_forwarded_address_gains_no_tokens() {
         let response = app
             .client
             .post(format!("{}/graphql", app.address))
-            .header("x-forwarded-for", format!("10.9.{}.{}, 203.0.113.9", i / 250, i % 250))
+            .header(
+                "x-forwarded-for",
+                format!("10.9.{}.{}, 203.0.113.9", i / 250, i % 250),
+            )
             .json(&json!({"query": "{ __typename }"}))
             .send()
             .await
@@ -397,7 +463,10 @@ async fn a_restarted_redis_without_its_data_still_carries_invalidations_between_
     let prefix = unique_prefix();
     let a = spawn_app_with(
         Backend::Postgres,
-        &[("REDIS_URL", &redis.url()), ("BFF__CACHE__KEY_PREFIX", &prefix)],
+        &[
+            ("REDIS_URL", &redis.url()),
+            ("BFF__CACHE__KEY_PREFIX", &prefix),
+        ],
     )
     .await;
     let b = a.replica(&[]).await;
@@ -411,41 +480,76 @@ async fn a_restarted_redis_without_its_data_still_carries_invalidations_between_
             .unwrap()
             .iter()
             .find(|c| c["court"]["id"] == "1")
-            .and_then(|c| c["slots"].as_array().unwrap().iter().find(|s| s["start"] == start))
+            .and_then(|c| {
+                c["slots"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["start"] == start)
+            })
             .map(|s| s["available"] == true)
             .unwrap()
     };
     // Generations climb before the restart (a few bookings), and B caches the date.
     for (start, end) in [("10:00", "11:00"), ("11:00", "12:00"), ("12:00", "13:00")] {
-        a.graphql(Some(&token), booking, json!({"d": date, "s": start, "e": end}))
-            .await
-            .ok();
+        a.graphql(
+            Some(&token),
+            booking,
+            json!({"d": date, "s": start, "e": end}),
+        )
+        .await
+        .ok();
     }
-    eventually(Duration::from_secs(20), "B sees the first bookings", || async {
-        !free(&b.graphql(Some(&token), availability, json!({"d": date})).await, "12:00")
-    })
+    eventually(
+        Duration::from_secs(20),
+        "B sees the first bookings",
+        || async {
+            !free(
+                &b.graphql(Some(&token), availability, json!({"d": date}))
+                    .await,
+                "12:00",
+            )
+        },
+    )
     .await;
     redis.kill();
     redis.spawn();
     // Both replicas are back on the empty Redis; B caches the date again.
-    eventually(Duration::from_secs(30), "B serves from L1 again", || async {
-        b.graphql(Some(&token), availability, json!({"d": date})).await;
-        b.graphql(Some(&token), availability, json!({"d": date}))
-            .await
-            .cache_outcome("courtAvailability")
-            == "l1Hit"
-    })
+    eventually(
+        Duration::from_secs(30),
+        "B serves from L1 again",
+        || async {
+            b.graphql(Some(&token), availability, json!({"d": date}))
+                .await;
+            b.graphql(Some(&token), availability, json!({"d": date}))
+                .await
+                .cache_outcome("courtAvailability")
+                == "l1Hit"
+        },
+    )
     .await;
     eventually(Duration::from_secs(30), "A's L1 is back too", || async {
         a.management("/api/management/cache/status").await["l1"]["active"] == true
     })
     .await;
-    a.graphql(Some(&token), booking, json!({"d": date, "s": "14:00", "e": "15:00"}))
-        .await
-        .ok();
-    eventually(Duration::from_secs(20), "B sees the booking made through A after the restart", || async {
-        !free(&b.graphql(Some(&token), availability, json!({"d": date})).await, "14:00")
-    })
+    a.graphql(
+        Some(&token),
+        booking,
+        json!({"d": date, "s": "14:00", "e": "15:00"}),
+    )
+    .await
+    .ok();
+    eventually(
+        Duration::from_secs(20),
+        "B sees the booking made through A after the restart",
+        || async {
+            !free(
+                &b.graphql(Some(&token), availability, json!({"d": date}))
+                    .await,
+                "14:00",
+            )
+        },
+    )
     .await;
 }
 
@@ -474,16 +578,29 @@ on_both_backends!(the_booking_horizon_and_the_players_quota_hold, |app| {
     let staff = app.token("staff@demo.padel").await;
     let far = (app.today + chrono::Duration::days(45)).to_string();
     let reply = app
-        .graphql(Some(&player), BOOK, json!({"c": "1", "d": far, "s": "10:00", "e": "11:00"}))
+        .graphql(
+            Some(&player),
+            BOOK,
+            json!({"c": "1", "d": far, "s": "10:00", "e": "11:00"}),
+        )
         .await;
     assert_eq!(reply.code(), "BAD_USER_INPUT", "{}", reply.body);
-    assert!(reply.body.to_string().contains("booking_horizon_days"), "{}", reply.body);
-    app.execute("UPDATE clubs SET booking_horizon_days = 3650 WHERE id = 1").await;
+    assert!(
+        reply.body.to_string().contains("booking_horizon_days"),
+        "{}",
+        reply.body
+    );
+    app.execute("UPDATE clubs SET booking_horizon_days = 3650 WHERE id = 1")
+        .await;
     let day = weekday_after(&app, 400);
     let before = app.scalar_i64("SELECT COUNT(*) FROM reservations").await;
-    app.graphql(Some(&player), BOOK, json!({"c": "1", "d": day, "s": "10:00", "e": "11:00"}))
-        .await
-        .ok();
+    app.graphql(
+        Some(&player),
+        BOOK,
+        json!({"c": "1", "d": day, "s": "10:00", "e": "11:00"}),
+    )
+    .await
+    .ok();
     // Two racing bookings for the last place of the quota: exactly one gets it.
     let racing = futures_util::future::join_all(["14:00", "16:00"].iter().map(|start| {
         let end = format!("{}:00", &start[..2].parse::<u32>().unwrap() + 1);
@@ -494,65 +611,106 @@ on_both_backends!(the_booking_horizon_and_the_players_quota_hold, |app| {
     }))
     .await;
     let won = racing.iter().filter(|r| r.code().is_empty()).count();
-    assert_eq!(won, 1, "{:?}", racing.iter().map(|r| r.body.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        won,
+        1,
+        "{:?}",
+        racing
+            .iter()
+            .map(|r| r.body.to_string())
+            .collect::<Vec<_>>()
+    );
     let lost = racing.iter().find(|r| !r.code().is_empty()).unwrap();
     assert_eq!(lost.code(), "BAD_USER_INPUT", "{}", lost.body);
-    assert!(lost.body.to_string().contains("max_active_bookings"), "{}", lost.body);
-    assert_eq!(app.scalar_i64("SELECT COUNT(*) FROM reservations").await, before + 2);
+    assert!(
+        lost.body.to_string().contains("max_active_bookings"),
+        "{}",
+        lost.body
+    );
+    assert_eq!(
+        app.scalar_i64("SELECT COUNT(*) FROM reservations").await,
+        before + 2
+    );
     // Staff are exempt from the quota (not from the horizon).
     for start in ["13:00", "15:00", "17:00"] {
         let end = format!("{}:00", &start[..2].parse::<u32>().unwrap() + 1);
-        app.graphql(Some(&staff), BOOK, json!({"c": "3", "d": day, "s": start, "e": end}))
-            .await
-            .ok();
+        app.graphql(
+            Some(&staff),
+            BOOK,
+            json!({"c": "3", "d": day, "s": start, "e": end}),
+        )
+        .await
+        .ok();
     }
-    app.execute("UPDATE clubs SET booking_horizon_days = 30 WHERE id = 1").await;
+    app.execute("UPDATE clubs SET booking_horizon_days = 30 WHERE id = 1")
+        .await;
     let reply = app
-        .graphql(Some(&staff), BOOK, json!({"c": "3", "d": far, "s": "10:00", "e": "11:00"}))
+        .graphql(
+            Some(&staff),
+            BOOK,
+            json!({"c": "3", "d": far, "s": "10:00", "e": "11:00"}),
+        )
         .await;
     assert_eq!(reply.code(), "BAD_USER_INPUT", "{}", reply.body);
-    app.execute(&format!("UPDATE clubs SET max_active_bookings = {OPEN_QUOTA}")).await;
+    app.execute(&format!(
+        "UPDATE clubs SET max_active_bookings = {OPEN_QUOTA}"
+    ))
+    .await;
 });
 
-on_both_backends!(players_cancel_only_before_the_window_and_a_racing_cancel_counts_once, |app| {
-    let player = app.token("player@demo.padel").await;
-    let staff = app.token("staff@demo.padel").await;
-    let player_id = app.user_id("player@demo.padel").await;
-    let today = app.today.to_string();
-    // A reservation of the player's starting within the 2-hour window (club time: the seed's
-    // clubs are on one zone; a start late tonight or early tomorrow is inside it only when
-    // close: put it in the past minute of today to be sure).
-    app.execute(&format!(
+on_both_backends!(
+    players_cancel_only_before_the_window_and_a_racing_cancel_counts_once,
+    |app| {
+        let player = app.token("player@demo.padel").await;
+        let staff = app.token("staff@demo.padel").await;
+        let player_id = app.user_id("player@demo.padel").await;
+        let today = app.today.to_string();
+        // A reservation of the player's starting within the 2-hour window (club time: the seed's
+        // clubs are on one zone; a start late tonight or early tomorrow is inside it only when
+        // close: put it in the past minute of today to be sure).
+        app.execute(&format!(
         "INSERT INTO reservations (club_id, court_id, created_by_id, date, start_time, end_time, status, price, created_at, updated_at) \
          VALUES (1, 1, {player_id}, '{today}', '00:00:00', '00:15:00', 'confirmed', 1, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
     ))
     .await;
-    let id = app
+        let id = app
         .scalar_i64(&format!(
             "SELECT MAX(id) FROM reservations WHERE created_by_id = {player_id} AND start_time = '00:00:00'"
         ))
         .await;
-    let cancel = "mutation($id: ID!) { cancelReservation(id: $id) { id status } }";
-    let reply = app.graphql(Some(&player), cancel, json!({"id": id.to_string()})).await;
-    assert_eq!(reply.code(), "BAD_USER_INPUT", "{}", reply.body);
-    assert!(reply.body.to_string().contains("cancel"), "{}", reply.body);
-    // Staff may cancel any time; two at once: both answer CANCELLED, one row changed.
-    let replies = futures_util::future::join_all((0..2).map(|_| {
-        app.graphql(Some(&staff), cancel, json!({"id": id.to_string()}))
-    }))
-    .await;
-    for reply in &replies {
+        let cancel = "mutation($id: ID!) { cancelReservation(id: $id) { id status } }";
+        let reply = app
+            .graphql(Some(&player), cancel, json!({"id": id.to_string()}))
+            .await;
+        assert_eq!(reply.code(), "BAD_USER_INPUT", "{}", reply.body);
+        assert!(reply.body.to_string().contains("cancel"), "{}", reply.body);
+        // Staff may cancel any time; two at once: both answer CANCELLED, one row changed.
+        let replies = futures_util::future::join_all(
+            (0..2).map(|_| app.graphql(Some(&staff), cancel, json!({"id": id.to_string()}))),
+        )
+        .await;
+        for reply in &replies {
+            assert_eq!(reply.ok()["cancelReservation"]["status"], "CANCELLED");
+        }
+        // A booking far enough ahead is the player's to cancel.
+        let day = weekday_after(&app, 300);
+        let booked = app
+            .graphql(
+                Some(&player),
+                BOOK,
+                json!({"c": "2", "d": day, "s": "10:00", "e": "11:00"}),
+            )
+            .await;
+        let booked_id = booked.ok()["createReservation"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let reply = app
+            .graphql(Some(&player), cancel, json!({"id": booked_id}))
+            .await;
         assert_eq!(reply.ok()["cancelReservation"]["status"], "CANCELLED");
     }
-    // A booking far enough ahead is the player's to cancel.
-    let day = weekday_after(&app, 300);
-    let booked = app
-        .graphql(Some(&player), BOOK, json!({"c": "2", "d": day, "s": "10:00", "e": "11:00"}))
-        .await;
-    let booked_id = booked.ok()["createReservation"]["id"].as_str().unwrap().to_string();
-    let reply = app.graphql(Some(&player), cancel, json!({"id": booked_id})).await;
-    assert_eq!(reply.ok()["cancelReservation"]["status"], "CANCELLED");
-});
+);
 
 on_both_backends!(answers_follow_the_order_of_the_selection, |app| {
     let manager = app.token("manager@demo.padel").await;
@@ -569,7 +727,10 @@ on_both_backends!(answers_follow_the_order_of_the_selection, |app| {
         .await
         .unwrap();
     assert!(!text.contains("\"errors\""), "{text}");
-    let at = |key: &str| text.find(&format!("\"{key}\"")).unwrap_or_else(|| panic!("{key} in {text}"));
+    let at = |key: &str| {
+        text.find(&format!("\"{key}\""))
+            .unwrap_or_else(|| panic!("{key} in {text}"))
+    };
     assert!(at("user") < at("clubs"), "{text}");
     assert!(at("clubs") < at("permissions"), "{text}");
     assert!(at("permissions") < at("organizations"), "{text}");

@@ -35,10 +35,15 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
+/// Whole seconds to wait, as `Retry-After` and `extensions.retryAfter` say it (at least 1).
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
 impl Limited {
-    /// Whole seconds to wait, as `Retry-After` and `extensions.retryAfter` say it (at least 1).
+    /// [`retry_after_seconds`] of this refusal.
     pub fn seconds(&self) -> u64 {
-        self.retry_after.as_secs_f64().ceil().max(1.0) as u64
+        retry_after_seconds(self.retry_after)
     }
 
     /// The GraphQL error of a refused request: `RATE_LIMITED` with `retryAfter`.

@@ -110,6 +110,20 @@ pub fn build_schema(options: SchemaOptions) -> BffSchema {
     builder.finish()
 }
 
+/// The operation of `document` that runs: the one `operationName` names, or the only one.
+pub fn chosen_operation<'a>(
+    document: &'a async_graphql::parser::types::ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'a async_graphql::Positioned<async_graphql::parser::types::OperationDefinition>> {
+    use async_graphql::parser::types::DocumentOperations;
+    match (&document.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        _ => None,
+    }
+}
+
 /// The SDL `padel-bff schema` prints and `schema.graphql` holds.
 pub fn sdl() -> String {
     builder(FieldSpans::Io).finish().sdl()

@@ -11,8 +11,7 @@ use std::{collections::HashMap, sync::OnceLock};
 
 use async_graphql::{
     parser::types::{
-        BaseType, DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
-        Type, TypeKind,
+        BaseType, ExecutableDocument, OperationType, Selection, SelectionSet, Type, TypeKind,
     },
     PathSegment, Value,
 };
@@ -107,23 +106,32 @@ fn find_field<'a>(
 /// Completes `data` with the nulls the spec requires for the errors of `response`, given the
 /// document that was executed (`query`) and the operation chosen.
 pub fn complete(response: &mut async_graphql::Response, query: &str, operation: Option<&str>) {
-    if !response.errors.iter().any(|e| !e.path.is_empty()) {
+    if !needs_completion(response) {
         return;
     }
-    let Ok(document) = async_graphql::parser::parse_query(query) else {
+    if let Ok(document) = async_graphql::parser::parse_query(query) {
+        complete_with(response, &document, operation);
+    }
+}
+
+/// Whether any error of `response` names a field (only those leave nulls to complete).
+pub fn needs_completion(response: &async_graphql::Response) -> bool {
+    response.errors.iter().any(|e| !e.path.is_empty())
+}
+
+/// [`complete`] with the document already parsed.
+pub fn complete_with(
+    response: &mut async_graphql::Response,
+    document: &ExecutableDocument,
+    operation: Option<&str>,
+) {
+    if !needs_completion(response) {
+        return;
+    }
+    let Some(op) = super::chosen_operation(document, operation) else {
         return;
     };
-    let op = match (&document.operations, operation) {
-        (DocumentOperations::Single(op), _) => &op.node,
-        (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
-            Some(op) => &op.node,
-            None => return,
-        },
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            &ops.values().next().expect("one operation").node
-        }
-        _ => return,
-    };
+    let op = &op.node;
     let types = field_types();
     let root = match op.ty {
         OperationType::Query => types.query.as_str(),
@@ -139,7 +147,7 @@ pub fn complete(response: &mut async_graphql::Response, query: &str, operation: 
     for path in paths {
         let Some(target) = null_target(
             &response.data,
-            &document,
+            document,
             &op.selection_set.node,
             root,
             types,

@@ -12,14 +12,7 @@ use async_graphql::{
 
 /// Reorders the `data` of the operation `operation` (or the only one) of `document`.
 pub fn restore_operation(data: &mut Value, document: &ExecutableDocument, operation: Option<&str>) {
-    use async_graphql::parser::types::DocumentOperations;
-    let chosen = match (&document.operations, operation) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
-        _ => None,
-    };
-    if let Some(op) = chosen {
+    if let Some(op) = super::chosen_operation(document, operation) {
         restore(data, document, &op.node.selection_set.node);
     }
 }

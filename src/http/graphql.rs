@@ -83,8 +83,10 @@ async fn execute_batch(
         let credentials = credentials.clone();
         async move {
             let resolution = match charge_user(state, &credentials).await {
-                Err(limited) => Err(limited.error()),
-                Ok(()) => resolve_persisted_query(state, &mut request).await,
+                Err(limited) => Err(Refusal::Limited(limited)),
+                Ok(()) => resolve_persisted_query(state, &mut request)
+                    .await
+                    .map_err(Refusal::Error),
             };
             run(state, credentials, edge, request, resolution).await
         }
@@ -237,10 +239,13 @@ async fn run_cached(
     };
     let mut request = request;
     if let Err(limited) = charge_user(state, &credentials).await {
-        let (response, stats) = run(state, credentials, edge, request, Err(limited.error())).await;
+        let refusal = Err(Refusal::Limited(limited));
+        let (response, stats) = run(state, credentials, edge, request, refusal).await;
         return (Answer::Executed(response), stats);
     }
-    let resolution = resolve_persisted_query(state, &mut request).await;
+    let resolution = resolve_persisted_query(state, &mut request)
+        .await
+        .map_err(Refusal::Error);
     let Some(user_id) = user_id.filter(|_| resolution.is_ok()) else {
         let (response, stats) = run(state, credentials, edge, request, resolution).await;
         return (Answer::Executed(response), stats);
@@ -425,6 +430,14 @@ fn cached_body(data: &[u8], kinds: &[String], show_cache: bool) -> bytes::Bytes 
     body.into()
 }
 
+/// Why an operation is answered without running.
+enum Refusal {
+    /// The caller's rate-limit token was refused.
+    Limited(crate::ratelimit::Limited),
+    /// The persisted query could not be resolved, or the variables were refused.
+    Error(async_graphql::ServerError),
+}
+
 /// One operation: context, execution of the resolved document (or the answer of a refusal made
 /// before it: rate limit, persisted query), error codes, recording, and the registration of a
 /// persisted query whose document proved valid.
@@ -433,7 +446,7 @@ async fn run(
     credentials: crate::auth::Credentials,
     edge: &Edge,
     request: async_graphql::Request,
-    resolution: Result<Option<String>, async_graphql::ServerError>,
+    resolution: Result<Option<String>, Refusal>,
 ) -> (async_graphql::Response, std::sync::Arc<RequestStats>) {
     let signed_in = matches!(credentials, crate::auth::Credentials::User(_));
     let started = Instant::now();
@@ -451,17 +464,11 @@ async fn run(
         days_ahead: state.settings.limits.date_days_ahead,
     });
     let stats = context.stats.clone();
-    if let Err(error) = &resolution {
-        if let Some(async_graphql::Value::Number(seconds)) =
-            error.extensions.as_ref().and_then(|e| e.get("retryAfter"))
-        {
-            let seconds = seconds.as_u64().unwrap_or(1);
-            stats.set_retry_after(std::time::Duration::from_secs(seconds));
-        }
-    }
     let mut registration = None;
     let resolution = resolution.and_then(|register| {
-        crate::graphql::limits::check_variables(&request.variables).map(|()| register)
+        crate::graphql::limits::check_variables(&request.variables)
+            .map(|()| register)
+            .map_err(Refusal::Error)
     });
     let mut response = match resolution {
         Ok(register) => {
@@ -477,29 +484,14 @@ async fn run(
                 }
                 None => Box::pin(state.schema.execute(request.data(context))).await,
             };
-            crate::graphql::nulls::complete(&mut response, &query, operation.as_deref());
-            // Selection order (the engine inserts fields as they complete). Nothing to order
-            // when nothing ran (a refused document is never parsed again).
-            match state.prepared.lookup(&query) {
-                _ if response.data == async_graphql::Value::Null => {}
-                Ok(prepared) => crate::graphql::order::restore_operation(
-                    &mut response.data,
-                    &prepared.document,
-                    operation.as_deref(),
-                ),
-                Err(_) => {
-                    if let Ok(document) = async_graphql::parser::parse_query(&query) {
-                        crate::graphql::order::restore_operation(
-                            &mut response.data,
-                            &document,
-                            operation.as_deref(),
-                        );
-                    }
-                }
-            }
+            complete_answer(state, &mut response, &query, operation.as_deref());
             response
         }
-        Err(error) => async_graphql::Response::from_errors(vec![error]),
+        Err(Refusal::Limited(limited)) => {
+            stats.set_retry_after(limited.retry_after);
+            async_graphql::Response::from_errors(vec![limited.error()])
+        }
+        Err(Refusal::Error(error)) => async_graphql::Response::from_errors(vec![error]),
     };
     assign_error_codes(&mut response);
     let codes: Vec<&'static str> = response.errors.iter().map(error_code).collect();
@@ -532,6 +524,32 @@ async fn run(
     }
     record(state, &stats, started, &codes);
     (response, stats)
+}
+
+/// What the engine leaves to do on an answer: the nulls the spec requires for failed fields
+/// (`graphql::nulls`) and selection order (`graphql::order`; the engine inserts fields as they
+/// complete). Both read the executed document: the prepared one, parsed again only when it was
+/// not kept. A refused document (no data, no field errors) is never parsed again.
+fn complete_answer(
+    state: &AppState,
+    response: &mut async_graphql::Response,
+    query: &str,
+    operation: Option<&str>,
+) {
+    use crate::graphql::{nulls, order};
+    if response.data == async_graphql::Value::Null && !nulls::needs_completion(response) {
+        return;
+    }
+    let prepared = state.prepared.lookup(query).ok();
+    let parsed = match prepared {
+        Some(_) => None,
+        None => async_graphql::parser::parse_query(query).ok(),
+    };
+    let Some(document) = prepared.as_ref().map(|p| &p.document).or(parsed.as_ref()) else {
+        return;
+    };
+    nulls::complete_with(response, document, operation);
+    order::restore_operation(&mut response.data, document, operation);
 }
 
 /// Codes of a document refused before execution: such a document is never registered.
@@ -601,7 +619,7 @@ fn finish(
 fn common_headers(state: &AppState, http: &mut Response, outcome: &Outcome) {
     if let Some(wait) = outcome.rate_limited() {
         *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let seconds = crate::ratelimit::retry_after_seconds(wait);
         http.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }

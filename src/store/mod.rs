@@ -9,6 +9,7 @@ pub mod seed;
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use futures_util::TryFutureExt;
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
@@ -58,24 +59,14 @@ pub struct Store {
 macro_rules! on_pool {
     ($store:expr, $sql:expr, |$pool:ident| $body:expr) => {{
         let sql: &'static str = $sql;
-        let span = $store.statement(sql);
-        let started = std::time::Instant::now();
-        let result = async {
-            match &$store.db {
-                Db::Postgres($pool) => $body,
-                Db::Sqlite($pool) => $body,
-            }
-        }
-        .instrument(span.clone())
-        .await;
-        $store.finish_statement(
-            sql,
-            &span,
-            started,
-            result.as_ref().ok().map(|r| RowCount::rows(r)),
-            result.is_ok(),
-        );
-        result
+        $store
+            .observed(sql, async {
+                match &$store.db {
+                    Db::Postgres($pool) => $body,
+                    Db::Sqlite($pool) => $body,
+                }
+            })
+            .await
     }};
 }
 
@@ -256,6 +247,25 @@ impl Store {
             db.response.returned_rows = Empty,
             otel.status_code = Empty,
         )
+    }
+
+    /// Runs one statement observed: its span, the request's SQL counter, its duration.
+    async fn observed<T: RowCount, E>(
+        &self,
+        sql: &'static str,
+        run: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let span = self.statement(sql);
+        let started = std::time::Instant::now();
+        let result = run.instrument(span.clone()).await;
+        self.finish_statement(
+            sql,
+            &span,
+            started,
+            result.as_ref().ok().map(RowCount::rows),
+            result.is_ok(),
+        );
+        result
     }
 
     fn finish_statement(
@@ -653,26 +663,36 @@ impl Store {
             None => (i64::MAX, new.date, new.start_time),
         };
         let row: Option<ReservationRow> = match (&self.db, quota) {
+            // Two statements in one transaction, each observed (and counted) as itself.
             (Db::Postgres(pool), Some(_)) => {
-                let span = self.statement(queries::LOCK_BOOKER);
-                let started = std::time::Instant::now();
-                let result = async {
+                async {
                     let mut transaction = pool.begin().await?;
-                    sqlx::query(queries::LOCK_BOOKER)
-                        .bind(new.created_by_id)
-                        .execute(&mut *transaction)
+                    self.observed(
+                        queries::LOCK_BOOKER,
+                        sqlx::query(queries::LOCK_BOOKER)
+                            .bind(new.created_by_id)
+                            .execute(&mut *transaction)
+                            .map_ok(drop),
+                    )
+                    .await?;
+                    let row = self
+                        .observed(
+                            sql,
+                            bind_reservation(
+                                sqlx::query_as(sql),
+                                new,
+                                now,
+                                today,
+                                time,
+                                max_active,
+                            )
+                            .fetch_optional(&mut *transaction),
+                        )
                         .await?;
-                    let row =
-                        bind_reservation(sqlx::query_as(sql), new, now, today, time, max_active)
-                            .fetch_optional(&mut *transaction)
-                            .await?;
                     transaction.commit().await?;
                     Ok::<_, sqlx::Error>(row)
                 }
-                .instrument(span.clone())
-                .await;
-                self.finish_statement(sql, &span, started, None, result.is_ok());
-                result
+                .await
             }
             _ => on_pool!(self, sql, |pool| bind_reservation(
                 sqlx::query_as(sql),

@@ -95,7 +95,7 @@ async fn two_replicas(redis_url: &str) -> (TestApp, TestApp) {
 }
 
 /// Polls until the gateway's L1 is serving (it waits for the invalidation channel).
-async fn wait_for_l1(app: &TestApp) {
+pub(crate) async fn wait_for_l1(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while app.management("/api/management/cache/status").await["l1"]["active"] != true {
         assert!(Instant::now() < deadline, "L1 never became active");
@@ -103,7 +103,7 @@ async fn wait_for_l1(app: &TestApp) {
     }
 }
 
-fn slot_free(reply: &crate::helpers::Reply, court: &str, start: &str) -> bool {
+pub(crate) fn slot_free(reply: &crate::helpers::Reply, court: &str, start: &str) -> bool {
     reply.data()["courtAvailability"]["courts"]
         .as_array()
         .unwrap()
@@ -121,12 +121,7 @@ fn slot_free(reply: &crate::helpers::Reply, court: &str, start: &str) -> bool {
 }
 
 fn far_weekday(app: &TestApp) -> String {
-    use chrono::Datelike;
-    let mut date = app.today + chrono::Duration::days(100);
-    while date.weekday().number_from_monday() > 5 {
-        date = date.succ_opt().unwrap();
-    }
-    date.to_string()
+    app.weekday_after(100)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

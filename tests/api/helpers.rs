@@ -363,6 +363,16 @@ impl TestApp {
             .expect("tests run with the HS256 secret")
     }
 
+    /// The first weekday at least `days` after today (clubs open on weekdays), as `YYYY-MM-DD`.
+    pub fn weekday_after(&self, days: i64) -> String {
+        use chrono::Datelike;
+        let mut date = self.today + chrono::Duration::days(days);
+        while date.weekday().number_from_monday() > 5 {
+            date = date.succ_opt().unwrap();
+        }
+        date.to_string()
+    }
+
     /// A user's id by email.
     pub async fn user_id(&self, email: &str) -> i64 {
         self.scalar_i64(&format!("SELECT id FROM users WHERE email = '{email}'"))

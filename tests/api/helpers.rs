@@ -112,6 +112,49 @@ fn settings_for(url: &str, env: &[(String, String)]) -> Settings {
     .expect("test settings")
 }
 
+/// A database name no other test uses.
+pub fn unique_database_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("bff_test_{}_{}_{}", std::process::id(), n, rand_suffix())
+}
+
+/// A fresh, empty database of the test's own on the shared Postgres; its URL.
+pub async fn create_postgres_database(name: &str) -> String {
+    let admin = PgPool::connect(&base_postgres_url())
+        .await
+        .expect("Postgres reachable (TEST_DATABASE_URL)");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let base = base_postgres_url();
+    format!(
+        "{}/{name}",
+        &base[..base.rfind('/').expect("url has a database")]
+    )
+}
+
+/// Drops a test database, on a thread of its own: callers include `Drop`, which cannot await,
+/// while the test's runtime may be shutting down.
+pub fn drop_postgres_database(name: String) {
+    let base = base_postgres_url();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            if let Ok(admin) = PgPool::connect(&base).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&admin)
+                    .await;
+            }
+        });
+    })
+    .join();
+}
+
 /// The shared Redis of the machine (tests use their own key prefix on it).
 pub fn shared_redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -151,25 +194,9 @@ pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
             .with_test_writer()
             .try_init();
     }
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = format!("bff_test_{}_{}_{}", std::process::id(), n, rand_suffix());
+    let name = unique_database_name();
     let (url, cleanup) = match backend {
-        Backend::Postgres => {
-            let admin = PgPool::connect(&base_postgres_url())
-                .await
-                .expect("Postgres reachable (TEST_DATABASE_URL)");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&admin)
-                .await
-                .expect("create test database");
-            admin.close().await;
-            let base = base_postgres_url();
-            let url = format!(
-                "{}/{name}",
-                &base[..base.rfind('/').expect("url has a database")]
-            );
-            (url, Some(name.clone()))
-        }
+        Backend::Postgres => (create_postgres_database(&name).await, Some(name.clone())),
         Backend::Sqlite => {
             let dir = std::env::temp_dir().join("padel-bff-tests");
             std::fs::create_dir_all(&dir).unwrap();
@@ -464,23 +491,7 @@ impl Drop for TestApp {
             return;
         }
         if let Some(name) = self.cleanup.take() {
-            let base = base_postgres_url();
-            // A thread of its own: Drop cannot await, and the test's runtime may be shutting down.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(admin) = PgPool::connect(&base).await {
-                        let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&admin)
-                                .await;
-                    }
-                });
-            })
-            .join();
+            drop_postgres_database(name);
         } else if let Some(path) = self.database.strip_prefix("sqlite://") {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{path}{suffix}"));

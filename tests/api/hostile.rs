@@ -9,8 +9,10 @@ use serde_json::{json, Value};
 
 use crate::cache::{slot_free, wait_for_l1};
 use crate::helpers::{
-    shared_redis_url, spawn_app, spawn_app_with, unique_prefix, Backend, TestApp, OPEN_QUOTA,
+    create_postgres_database, drop_postgres_database, shared_redis_url, spawn_app, spawn_app_with,
+    unique_database_name, unique_prefix, Backend, TestApp, OPEN_QUOTA,
 };
+use crate::observability::Gateway;
 use crate::on_both_backends;
 
 /// Polls `check` until it holds, failing with `what` after a generous deadline.
@@ -110,11 +112,20 @@ async fn persisted_keys(prefix: &str) -> Vec<String> {
         .unwrap()
 }
 
-/// Sends a raw JSON body, returning (status, body).
+/// Sends a raw JSON body to a test gateway, returning (status, body).
 async fn post(app: &TestApp, token: Option<&str>, body: &str) -> (u16, Value) {
-    let mut request = app
-        .client
-        .post(format!("{}/graphql", app.address))
+    post_to(&app.client, &app.address, token, body).await
+}
+
+/// Sends a raw JSON body to the gateway at `address`, returning (status, body).
+async fn post_to(
+    client: &reqwest::Client,
+    address: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
+    let mut request = client
+        .post(format!("{address}/graphql"))
         .header("content-type", "application/json")
         .body(body.to_string());
     if let Some(token) = token {
@@ -145,70 +156,106 @@ fn refused(status: u16, body: &Value) -> bool {
     (400..500).contains(&status) || coded
 }
 
-on_both_backends!(
-    the_hostile_corpus_is_refused_while_healthz_keeps_answering,
-    |app| {
-        let token = app.token("manager@demo.padel").await;
-        for (name, body) in corpus() {
-            let (status, reply) = post(&app, Some(&token), &body).await;
-            assert!(refused(status, &reply), "{name}: HTTP {status} {reply}");
-            assert_ne!(status, 500, "{name}: {reply}");
-        }
-        // The fan-out, the deep-bracket and the directive documents four at a time, over and over,
-        // while /healthz is polled: it must keep answering.
-        let corpus = corpus();
-        let heavy: Vec<String> = corpus
-            .iter()
-            .filter(|(name, _)| {
-                name.contains("fan-out")
-                    || name.contains("brackets")
-                    || name.contains("directive")
-                    || name.contains("aliases")
-            })
-            .map(|(_, body)| body.clone())
-            .collect();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut attackers = Vec::new();
-        for worker in 0..4 {
-            let (client, address, body, stop) = (
-                app.client.clone(),
-                app.address.clone(),
-                heavy[worker % heavy.len()].clone(),
-                stop.clone(),
-            );
-            attackers.push(tokio::spawn(async move {
-                let mut sent = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 2_000 {
-                    let _ = client
-                        .post(format!("{address}/graphql"))
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await;
-                    sent += 1;
-                }
-                sent
-            }));
-        }
-        for _ in 0..20 {
-            let started = Instant::now();
-            let health = app
-                .client
-                .get(format!("{}/healthz", app.address))
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-                .expect("/healthz answers while hostile documents run");
-            assert_eq!(health.status(), 200);
-            assert!(started.elapsed() < Duration::from_secs(10));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for attacker in attackers {
-            assert!(attacker.await.unwrap() > 0);
+/// The real `padel-bff` binary over a fresh demo-seeded database of `backend`: the embedded
+/// SQLite it seeds itself, or a Postgres database of the test's own seeded by `padel-bff seed`
+/// (dropped when the guard goes).
+async fn real_gateway(backend: Backend) -> (Gateway, Option<DropDatabase>) {
+    match backend {
+        Backend::Sqlite => (Gateway::start(&[]).await, None),
+        Backend::Postgres => {
+            let name = unique_database_name();
+            let url = create_postgres_database(&name).await;
+            let seeded = std::process::Command::new(env!("CARGO_BIN_EXE_padel-bff"))
+                .args(["seed", "--scale", "demo"])
+                .env("DATABASE_URL", &url)
+                .env(
+                    "BFF_CONFIG_DIR",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+                )
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(seeded.success(), "seeding {name} failed");
+            let gateway = Gateway::start(&[("DATABASE_URL", &url)]).await;
+            (gateway, Some(DropDatabase(name)))
         }
     }
-);
+}
+
+/// Drops a test's Postgres database when it goes out of scope.
+struct DropDatabase(String);
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        drop_postgres_database(std::mem::take(&mut self.0));
+    }
+}
+
+/// The corpus against the real binary: every entry refused with a 4xx or a coded error (never
+/// a 500), then the heaviest ones four at a time, over and over, while `/healthz` is polled.
+async fn hostile_corpus_is_refused_while_healthz_keeps_answering(backend: Backend) {
+    let (gateway, _database) = real_gateway(backend).await;
+    let token = gateway.token("manager@demo.padel");
+    let client = reqwest::Client::new();
+    for (name, body) in corpus() {
+        let (status, reply) = post_to(&client, &gateway.address, Some(&token), &body).await;
+        assert!(refused(status, &reply), "{name}: HTTP {status} {reply}");
+        assert_ne!(status, 500, "{name}: {reply}");
+    }
+    let heavy: Vec<String> = corpus()
+        .into_iter()
+        .filter(|(name, _)| {
+            name.contains("fan-out")
+                || name.contains("brackets")
+                || name.contains("directive")
+                || name.contains("aliases")
+        })
+        .map(|(_, body)| body)
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut attackers = Vec::new();
+    for worker in 0..4 {
+        let (client, address, body, stop) = (
+            client.clone(),
+            gateway.address.clone(),
+            heavy[worker % heavy.len()].clone(),
+            stop.clone(),
+        );
+        attackers.push(tokio::spawn(async move {
+            let mut sent = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 2_000 {
+                let _ = post_to(&client, &address, None, &body).await;
+                sent += 1;
+            }
+            sent
+        }));
+    }
+    for _ in 0..20 {
+        let health = client
+            .get(format!("{}/healthz", gateway.address))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("/healthz answers while hostile documents run");
+        assert_eq!(health.status(), 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for attacker in attackers {
+        assert!(attacker.await.unwrap() > 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hostile_corpus_is_refused_by_the_binary_on_postgres() {
+    hostile_corpus_is_refused_while_healthz_keeps_answering(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hostile_corpus_is_refused_by_the_binary_on_sqlite() {
+    hostile_corpus_is_refused_while_healthz_keeps_answering(Backend::Sqlite).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_introspection_answers_a_coded_error() {
@@ -308,8 +355,12 @@ async fn anonymous_and_invalid_persisted_queries_register_nothing_and_are_rate_l
     let keys = persisted_keys(&prefix).await;
     assert!(
         keys.is_empty(),
-        "anonymous registrations were stored: {keys:?}"
+        "{} anonymous registrations were stored, e.g. {:?}",
+        keys.len(),
+        keys.first()
     );
+    let status = app.management("/api/management/cache/status").await;
+    assert_eq!(status["persistedQueries"]["entries"], 0, "{status}");
     // A signed-in caller registers a valid document; an invalid one is not kept.
     let token = app.token("player@demo.padel").await;
     let (status, reply) = post_patiently(
@@ -682,27 +733,45 @@ on_both_backends!(
 );
 
 on_both_backends!(answers_follow_the_order_of_the_selection, |app| {
+    // Every object type with a list or a loader field, each field aliased a01, a02, … in
+    // selection order (depth first), slow fields (cache reads, loaders, lists) put first. In the
+    // raw bytes (a JSON map would not keep the order) the aliases must first appear in that
+    // order. Each query runs twice: a miss, then from the caches.
     let manager = app.token("manager@demo.padel").await;
-    // The raw bytes: a JSON object parsed into a map would not keep the order.
-    let text = app
-        .client
-        .post(format!("{}/graphql", app.address))
-        .bearer_auth(&manager)
-        .json(&json!({"query": "{ authContext { user { id } clubs { role club { name id } } permissions organizations { role } currentOrganization { id } } }"}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(!text.contains("\"errors\""), "{text}");
-    let at = |key: &str| {
-        text.find(&format!("\"{key}\""))
-            .unwrap_or_else(|| panic!("{key} in {text}"))
-    };
-    assert!(at("user") < at("clubs"), "{text}");
-    assert!(at("clubs") < at("permissions"), "{text}");
-    assert!(at("permissions") < at("organizations"), "{text}");
-    assert!(at("organizations") < at("currentOrganization"), "{text}");
-    assert!(at("role") < at("name"), "{text}");
+    let today = app.today.to_string();
+    let documents = [
+        "{ a01: authContext { a02: clubs { a03: club { a04: courts { a05: name } a06: name } a07: role } a08: permissions a09: user { a10: id } a11: organizations { a12: organization { a13: name } a14: role } a15: currentOrganization { id } } }",
+        "{ a01: club(id: \"1\") { a02: courts { a03: club { a04: name } a05: id } a06: organization { a07: clubs { a08: name } a09: name } a10: name a11: id } }",
+        "{ a01: dashboard(clubId: \"1\", period: WEEK) { a02: courts { a03: court { a04: name } a05: revenue } a06: club { a07: name } a08: peakHours { a09: hour } a10: daily { a11: date } a12: current { a13: reservations } a14: from } }",
+        "query($d: Date!) { a01: courtAvailability(clubId: \"1\", date: $d) { a02: courts { a03: slots { a04: available a05: start } a06: court { a07: club { a08: name } a09: name } a10: availableCount } a11: club { a12: name } a13: date } }",
+        "query($d: Date!) { a01: reservations(clubId: \"1\", date: $d) { a02: createdBy { a03: email } a04: court { a05: club { a06: name } a07: name } a08: id a09: status } }",
+    ];
+    for document in documents {
+        let fields = (1..)
+            .take_while(|i| document.contains(&format!("a{i:02}:")))
+            .count();
+        for run in ["miss", "cached"] {
+            let text = app
+                .client
+                .post(format!("{}/graphql", app.address))
+                .bearer_auth(&manager)
+                .json(&json!({"query": document, "variables": {"d": today}}))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(!text.contains("\"errors\""), "{text}");
+            let mut last = 0;
+            for i in 1..=fields {
+                let key = format!("\"a{i:02}\"");
+                let at = text
+                    .find(&key)
+                    .unwrap_or_else(|| panic!("{key} missing ({run}): {text}"));
+                assert!(at > last, "{key} out of selection order ({run}): {text}");
+                last = at;
+            }
+        }
+    }
 });

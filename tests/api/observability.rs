@@ -157,6 +157,8 @@ async fn http_receiver() -> (String, Received) {
 pub(crate) struct Gateway {
     child: std::process::Child,
     pub(crate) address: String,
+    /// The environment it runs with (other commands of the binary get the same).
+    env: Vec<(String, String)>,
     _dir: TempDir,
     log: std::path::PathBuf,
 }
@@ -179,25 +181,29 @@ impl Gateway {
         let dir =
             std::env::temp_dir().join(format!("padel-bff-otel-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        let mut vars: Vec<(String, String)> = vec![
+            ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+            (
+                "BFF_CONFIG_DIR".into(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config").into(),
+            ),
+            ("BFF_LISTEN".into(), format!("127.0.0.1:{port}")),
+            (
+                "BFF__DATABASE__SQLITE_PATH".into(),
+                dir.join("bff.db").display().to_string(),
+            ),
+            // Tests read dates years ahead, clear of the seeded reservations.
+            ("BFF__LIMITS__DATE_DAYS_AHEAD".into(), "3650".into()),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_padel-bff"));
         command
             .arg("serve")
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "BFF_CONFIG_DIR",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
-            )
-            .env("BFF_LISTEN", format!("127.0.0.1:{port}"))
-            .env("BFF__DATABASE__SQLITE_PATH", dir.join("bff.db"))
-            // Tests read dates years ahead, clear of the seeded reservations.
-            .env("BFF__LIMITS__DATE_DAYS_AHEAD", "3650")
-            .env("RUST_LOG", "warn")
+            .envs(vars.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
-        for (k, v) in env {
-            command.env(k, v);
-        }
         let log = dir.join("stderr.log");
         let child = command.spawn().expect("start padel-bff");
         let address = format!("http://127.0.0.1:{port}");
@@ -215,9 +221,27 @@ impl Gateway {
         Gateway {
             child,
             address,
+            env: vars,
             _dir: TempDir(dir),
             log,
         }
+    }
+
+    /// A development token for a seeded user, from the binary's own `token` command run with
+    /// the gateway's configuration.
+    pub(crate) fn token(&self, email: &str) -> String {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_padel-bff"))
+            .args(["token", "--user", email])
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("padel-bff token");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
     }
 
     /// What the process wrote to stderr so far.

@@ -122,7 +122,7 @@ impl Application {
             suggestions: settings.server.suggestions,
             limits: settings.limits.clone(),
         };
-        let state = AppState {
+        let state = AppState::new(crate::state::Shared {
             documents: (!options.engine_hook()).then(|| options.documents.clone()),
             prepared: options.documents.clone(),
             instruments,
@@ -139,7 +139,7 @@ impl Application {
             settings: Arc::new(settings),
             store,
             demo_owner_id,
-        };
+        });
         Ok(Application { listener, state })
     }
 

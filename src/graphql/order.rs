@@ -7,7 +7,7 @@
 
 use async_graphql::{
     parser::types::{ExecutableDocument, Selection, SelectionSet},
-    Name, Value,
+    Value,
 };
 
 /// Reorders the `data` of the operation `operation` (or the only one) of `document`.
@@ -19,11 +19,37 @@ pub fn restore_operation(data: &mut Value, document: &ExecutableDocument, operat
 
 /// Reorders `data` (the answer to `set` of `document`) into selection order, recursively.
 pub fn restore(data: &mut Value, document: &ExecutableDocument, set: &SelectionSet) {
-    restore_sets(data, document, &[set]);
+    apply(data, &Plan::of(document, &[set]));
 }
 
-/// The response keys of the merged selection sets, in order, each with every sub-selection
-/// the key collects (field merging: `a { x } a { y }` answers `a` with `x` then `y`).
+/// The response keys of merged selection sets, in order, each with the plan of what it selects:
+/// built once per answer from the document (not per object of the data: a day of slots is
+/// hundreds of objects of one plan).
+struct Plan<'a> {
+    keys: Vec<(&'a str, Option<Plan<'a>>)>,
+}
+
+impl<'a> Plan<'a> {
+    fn of(document: &'a ExecutableDocument, sets: &[&'a SelectionSet]) -> Plan<'a> {
+        // Field merging: `a { x } a { y }` answers `a` with `x` then `y`.
+        let mut keys: Vec<(&'a str, Vec<&'a SelectionSet>)> = Vec::new();
+        for set in sets {
+            collect(document, set, &mut keys);
+        }
+        Plan {
+            keys: keys
+                .into_iter()
+                .map(|(key, children)| {
+                    let below = (!children.iter().all(|s| s.items.is_empty()))
+                        .then(|| Plan::of(document, &children));
+                    (key, below)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Appends the response keys of `set` (through fragments) to `into`, with their sub-selections.
 fn collect<'a>(
     document: &'a ExecutableDocument,
     set: &'a SelectionSet,
@@ -51,25 +77,23 @@ fn collect<'a>(
     }
 }
 
-fn restore_sets(data: &mut Value, document: &ExecutableDocument, sets: &[&SelectionSet]) {
+/// Puts every object of `data` in the order of `plan` (an object already in order is only
+/// checked, not rebuilt).
+fn apply(data: &mut Value, plan: &Plan<'_>) {
     match data {
         Value::List(items) => {
             for item in items {
-                restore_sets(item, document, sets);
+                apply(item, plan);
             }
         }
         Value::Object(map) => {
-            let mut keys = Vec::new();
-            for set in sets {
-                collect(document, set, &mut keys);
-            }
-            let in_order = map.keys().map(Name::as_str).eq(keys
-                .iter()
-                .map(|(k, _)| *k)
-                .filter(|k| map.contains_key(*k)));
+            // In order when the keys are a subsequence of the plan's: string comparisons only,
+            // no hashing (most objects are in order, and a day of slots is hundreds of them).
+            let mut planned = plan.keys.iter().map(|(k, _)| *k);
+            let in_order = map.keys().all(|key| planned.any(|k| k == key.as_str()));
             if !in_order {
                 let mut ordered = async_graphql::indexmap::IndexMap::with_capacity(map.len());
-                for (key, _) in &keys {
+                for (key, _) in &plan.keys {
                     if let Some((name, value)) = map.swap_remove_entry(*key) {
                         ordered.insert(name, value);
                     }
@@ -78,12 +102,11 @@ fn restore_sets(data: &mut Value, document: &ExecutableDocument, sets: &[&Select
                 ordered.extend(std::mem::take(map));
                 *map = ordered;
             }
-            for (key, child_sets) in &keys {
-                if child_sets.iter().all(|s| s.items.is_empty()) {
-                    continue;
-                }
-                if let Some(value) = map.get_mut(*key) {
-                    restore_sets(value, document, child_sets);
+            // The keys are now in plan order: walk both together.
+            let mut plans = plan.keys.iter();
+            for (name, value) in map.iter_mut() {
+                if let Some((_, Some(below))) = plans.find(|(k, _)| *k == name.as_str()) {
+                    apply(value, below);
                 }
             }
         }

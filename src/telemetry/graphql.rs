@@ -407,8 +407,20 @@ pub(crate) async fn prepare_document(
             span.record("graphql.document.hash", format_args!("{hash:016x}"));
             span.record("graphql.document.prepared", false);
             check_text(query, limits)?;
-            let document = parse.instrument(span).await?;
-            check(&document, limits, introspection)?;
+            if let Some(error) = documents.refusal(hash, query) {
+                return Err(error);
+            }
+            let document = match parse.instrument(span).await {
+                Ok(document) => document,
+                Err(error) => {
+                    documents.refuse(hash, query, &error);
+                    return Err(error);
+                }
+            };
+            if let Err(error) = check(&document, limits, introspection) {
+                documents.refuse(hash, query, &error);
+                return Err(error);
+            }
             documents.insert(hash, query, document)
         }
     };

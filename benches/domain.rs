@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks of the hot pure functions: slot computation, dashboard aggregation
 //! in Rust, cache key derivation, value encoding, and the in-process cache (a value lookup and a
-//! whole-response lookup).
+//! whole-response lookup), and the selection-order pass over an answer.
 //!
 //! `cargo bench --bench domain` measures (reports in target/criterion). Under
 //! `cargo test --all-targets` criterion runs each benchmark once as a smoke test.
@@ -191,5 +191,79 @@ fn l1(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, slots, dashboard, keys_and_encoding, l1);
+/// The selection-order pass every executed answer goes through (`graphql::order`), on an
+/// availability answer of 8 courts x 10 slots: already in order (the common case: only a check),
+/// and with every object's keys reversed (a rebuild of each object).
+fn order(c: &mut Criterion) {
+    use async_graphql::{parser::parse_query, Name, Value};
+    let document = parse_query(
+        "query($c: ID!, $d: Date!) { courtAvailability(clubId: $c, date: $d) { date club { name } courts { court { id name } availableCount slots { start end available } } } }",
+    )
+    .unwrap();
+    let object = |pairs: Vec<(&str, Value)>| {
+        Value::Object(pairs.into_iter().map(|(k, v)| (Name::new(k), v)).collect())
+    };
+    let answer = |reversed: bool| {
+        let ordered = |mut pairs: Vec<(&'static str, Value)>| {
+            if reversed {
+                pairs.reverse();
+            }
+            object(pairs)
+        };
+        let courts = (1..=8)
+            .map(|court| {
+                let slots = (0..10)
+                    .map(|s| {
+                        ordered(vec![
+                            ("start", Value::String(format!("{:02}:00", 8 + s))),
+                            ("end", Value::String(format!("{:02}:30", 9 + s))),
+                            ("available", Value::Boolean(s % 3 != 0)),
+                        ])
+                    })
+                    .collect();
+                ordered(vec![
+                    (
+                        "court",
+                        ordered(vec![
+                            ("id", Value::String(court.to_string())),
+                            ("name", Value::String(format!("Court {court}"))),
+                        ]),
+                    ),
+                    ("availableCount", Value::Number(6.into())),
+                    ("slots", Value::List(slots)),
+                ])
+            })
+            .collect();
+        object(vec![(
+            "courtAvailability",
+            ordered(vec![
+                ("date", Value::String("2026-11-18".into())),
+                (
+                    "club",
+                    ordered(vec![("name", Value::String("Club 1".into()))]),
+                ),
+                ("courts", Value::List(courts)),
+            ]),
+        )])
+    };
+    for (name, reversed) in [
+        ("order: availability answer already in order", false),
+        ("order: availability answer, every object reversed", true),
+    ] {
+        let data = answer(reversed);
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let mut data = data.clone();
+                padel_bff::graphql::order::restore_operation(&mut data, &document, None);
+                black_box(data)
+            })
+        });
+    }
+    c.bench_function("order: cloning the answer (the baseline of both)", |b| {
+        let data = answer(false);
+        b.iter(|| black_box(data.clone()))
+    });
+}
+
+criterion_group!(benches, slots, dashboard, keys_and_encoding, l1, order);
 criterion_main!(benches);

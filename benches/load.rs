@@ -650,6 +650,41 @@ fn main() {
             let _ = peer.kill();
             let _ = peer.wait();
         }
+        // Refused work: hostile documents (anonymous, as a stranger sends them) against one
+        // server, each row closed loop; the server's CPU time over the row (from /proc, in
+        // USER_HZ ticks) divided by the requests is the cost of one refusal. Every answer is an
+        // error by design, so `errors` equals the requests.
+        if wanted("hostile") {
+            let server = Server::start(&database, &redis, &[]);
+            let mut fan_out = String::from("query Bomb { ...F0 }");
+            for i in 0..40 {
+                fan_out.push_str(&format!(" fragment F{i} on Query {{ ...F{n} ...F{n} }}", n = i + 1));
+            }
+            fan_out.push_str(" fragment F40 on Query { __typename }");
+            let aliases: String = (0..40).map(|i| format!("a{i}: __typename ")).collect();
+            let nested = "[".repeat(10_000) + "1" + &"]".repeat(10_000);
+            let documents: Vec<(&str, String)> = vec![
+                ("hostile fan-out 2^40", json!({"query": fan_out}).to_string()),
+                ("hostile aliases x fragments", json!({"query": format!("query A {{ ...X ...X ...X ...X }} fragment X on Query {{ ...Y ...Y ...Y ...Y }} fragment Y on Query {{ {aliases} }}")}).to_string()),
+                ("hostile 10 000 brackets", json!({"query": "{".repeat(10_000)}).to_string()),
+                ("hostile directive bomb", json!({"query": format!("{{ __typename {} }}", "@include(if: true) ".repeat(600))}).to_string()),
+                ("hostile nested variables", format!(r#"{{"query": "query($c: [ID!]) {{ __typename }}", "variables": {{"c": {nested}}}}}"#)),
+            ];
+            for (name, body) in documents {
+                let body = Arc::new(body);
+                let make: MakeRequest = Arc::new(move |c, b, _| {
+                    c.post(format!("{b}/graphql"))
+                        .header("content-type", "application/json")
+                        .body(body.as_str().to_string())
+                });
+                let before = cpu_ticks(server.child.id());
+                let mut row = closed_loop(name, &server.base, make, connections, seconds).await;
+                let ticks = cpu_ticks(server.child.id()) - before;
+                let per_request_us = ticks as f64 * 10_000.0 / row.requests.max(1) as f64;
+                row.scenario = format!("{name} ({per_request_us:.0} us CPU)");
+                results.push(row);
+            }
+        }
         // Tracing cost: spans exported to a live receiver (default field spans, then every field)
         // and to a closed port, against the same L1-hit workload with tracing off.
         if wanted("tracing") {
@@ -686,6 +721,25 @@ fn main() {
         results
     });
     print_results(&results, connections, seconds);
+}
+
+/// User plus system CPU time of a process in USER_HZ ticks (10 ms on Linux; `/proc/PID/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let field = |n: usize| {
+        fields
+            .get(n)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line; after the name, field 3 is index 0.
+    field(11) + field(12)
 }
 
 /// Resident memory of a process in KiB (Linux `/proc`).

@@ -202,6 +202,13 @@ async fn hostile_corpus_is_refused_while_healthz_keeps_answering(backend: Backen
         let (status, reply) = post_to(&client, &gateway.address, Some(&token), &body).await;
         assert!(refused(status, &reply), "{name}: HTTP {status} {reply}");
         assert_ne!(status, 500, "{name}: {reply}");
+        // Again: a refusal remembered (not parsed again) answers the same.
+        let (again, again_reply) = post_to(&client, &gateway.address, Some(&token), &body).await;
+        assert_eq!(
+            (again, &again_reply["errors"]),
+            (status, &reply["errors"]),
+            "{name}: a repeated refusal differs"
+        );
     }
     let heavy: Vec<String> = corpus()
         .into_iter()
@@ -255,6 +262,37 @@ async fn the_hostile_corpus_is_refused_by_the_binary_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hostile_corpus_is_refused_by_the_binary_on_sqlite() {
     hostile_corpus_is_refused_while_healthz_keeps_answering(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_offers_the_demo_token_to_loopback_clients_only() {
+    // A proxy on this machine forwarding a client from elsewhere: the client is not local.
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("BFF__RATE_LIMIT__TRUST_FORWARDED_FOR", "true"),
+            ("BFF__RATE_LIMIT__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]"),
+        ],
+    )
+    .await;
+    let page = |forwarded: Option<&'static str>| {
+        let mut request = app.client.get(format!("{}/graphql", app.address));
+        if let Some(client) = forwarded {
+            request = request.header("x-forwarded-for", client);
+        }
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let local = page(None).await;
+    assert!(
+        local.contains("Bearer ey"),
+        "a local client gets the demo token"
+    );
+    let remote = page(Some("203.0.113.5")).await;
+    assert!(remote.contains("graphiql"), "still the GraphiQL page");
+    assert!(
+        !remote.contains("Bearer ey"),
+        "a remote client got the demo owner's token"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -670,19 +670,29 @@ fn main() {
                 ("hostile directive bomb", json!({"query": format!("{{ __typename {} }}", "@include(if: true) ".repeat(600))}).to_string()),
                 ("hostile nested variables", format!(r#"{{"query": "query($c: [ID!]) {{ __typename }}", "variables": {{"c": {nested}}}}}"#)),
             ];
+            // Each document repeated (a remembered refusal) and made unique per request by a
+            // leading comment (parsed every time).
             for (name, body) in documents {
-                let body = Arc::new(body);
-                let make: MakeRequest = Arc::new(move |c, b, _| {
-                    c.post(format!("{b}/graphql"))
-                        .header("content-type", "application/json")
-                        .body(body.as_str().to_string())
-                });
-                let before = cpu_ticks(server.child.id());
-                let mut row = closed_loop(name, &server.base, make, connections, seconds).await;
-                let ticks = cpu_ticks(server.child.id()) - before;
-                let per_request_us = ticks as f64 * 10_000.0 / row.requests.max(1) as f64;
-                row.scenario = format!("{name} ({per_request_us:.0} us CPU)");
-                results.push(row);
+                for unique in [false, true] {
+                    let body = Arc::new(body.clone());
+                    let make: MakeRequest = Arc::new(move |c, b, i| {
+                        let body = if unique {
+                            body.replacen("{\"query\":\"", &format!("{{\"query\":\"#{i}\\n"), 1)
+                        } else {
+                            body.as_str().to_string()
+                        };
+                        c.post(format!("{b}/graphql"))
+                            .header("content-type", "application/json")
+                            .body(body)
+                    });
+                    let before = cpu_ticks(server.child.id());
+                    let mut row = closed_loop(name, &server.base, make, connections, seconds).await;
+                    let ticks = cpu_ticks(server.child.id()) - before;
+                    let per_request_us = ticks as f64 * 10_000.0 / row.requests.max(1) as f64;
+                    let kind = if unique { "unique" } else { "repeated" };
+                    row.scenario = format!("{name}, {kind} ({per_request_us:.0} us CPU)");
+                    results.push(row);
+                }
             }
         }
         // Tracing cost: spans exported to a live receiver (default field spans, then every field)

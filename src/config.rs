@@ -114,6 +114,51 @@ pub struct LimitSettings {
     pub max_batch_size: usize,
 }
 
+/// OTLP transport (`telemetry.otlp_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (port 4318).
+    #[serde(rename = "http/protobuf", alias = "http")]
+    HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    /// The protocol an `OTEL_EXPORTER_OTLP_PROTOCOL` value names, if it names one.
+    pub fn parse(text: &str) -> Option<OtlpProtocol> {
+        match text {
+            "grpc" => Some(OtlpProtocol::Grpc),
+            "http/protobuf" | "http" => Some(OtlpProtocol::HttpProtobuf),
+            _ => None,
+        }
+    }
+}
+
+/// Which fields get a span (`telemetry.field_spans`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldSpans {
+    /// Root fields, where the operations run; their I/O (cache lookups, DataLoader batches,
+    /// SQL) has spans of its own. Other non-leaf fields feed the histogram only.
+    Io,
+    /// Every field.
+    All,
+    /// None.
+    None,
+}
+
+/// Which fields feed the field-duration histogram (`telemetry.field_timing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldTiming {
+    /// Root fields and every field returning an object or a list (an engine hook on every field).
+    Objects,
+    /// Root fields only; no engine hook.
+    Root,
+}
+
 /// Tracing and metrics settings; the standard `OTEL_*` variables win over these.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,7 +168,7 @@ pub struct TelemetrySettings {
     /// OTLP collector base URL (`OTEL_EXPORTER_OTLP_ENDPOINT` wins); empty and unset: no export.
     pub otlp_endpoint: String,
     /// `grpc` or `http/protobuf` (`OTEL_EXPORTER_OTLP_PROTOCOL` wins).
-    pub otlp_protocol: String,
+    pub otlp_protocol: OtlpProtocol,
     /// Fraction of new traces sampled (`OTEL_TRACES_SAMPLER`/`_ARG` win); callers' decisions are kept.
     pub sampler_ratio: f64,
     /// Spans waiting for export at most; more are dropped rather than slowing requests.
@@ -136,12 +181,12 @@ pub struct TelemetrySettings {
     pub metrics_interval: Duration,
     /// `io`: spans for fields that resolve entities or run operations (leaves are timed by the
     /// field histogram only); `all`: a span for every field; `none`: no field spans.
-    pub field_spans: String,
+    pub field_spans: FieldSpans,
     /// `objects`: every root field and every field returning an object or a list is timed into
     /// the field histogram (an engine hook on every field: ~40 % of an in-cache answer's CPU);
     /// `root`: root fields only, and no engine hook at all (parse and validate then have no spans
     /// of their own). `field_spans = "all"` needs the hook and implies `objects`.
-    pub field_timing: String,
+    pub field_timing: FieldTiming,
     /// Executions of one statement shape in one request (outside DataLoader batches) that count
     /// as a suspected N+1.
     pub n_plus_one_threshold: u32,
@@ -543,18 +588,6 @@ impl Settings {
             if !(value.is_finite() && value >= min) {
                 return key_error(key, &format!("must be a number of at least {min}"));
             }
-        }
-        if !matches!(self.telemetry.field_spans.as_str(), "io" | "all" | "none") {
-            return key_error("telemetry.field_spans", "must be io, all or none");
-        }
-        if !matches!(self.telemetry.field_timing.as_str(), "objects" | "root") {
-            return key_error("telemetry.field_timing", "must be objects or root");
-        }
-        if !matches!(
-            self.telemetry.otlp_protocol.as_str(),
-            "grpc" | "http/protobuf"
-        ) {
-            return key_error("telemetry.otlp_protocol", "must be grpc or http/protobuf");
         }
         if !(0.0..=1.0).contains(&self.telemetry.sampler_ratio) {
             return key_error("telemetry.sampler_ratio", "must be between 0 and 1");

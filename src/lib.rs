@@ -24,6 +24,7 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod pipeline;
 pub mod ratelimit;
 pub mod reads;
 pub mod safelist;

@@ -16,11 +16,7 @@ use crate::{
         seed::{Scale, SeedOptions, DEMO_OWNER_EMAIL},
         Backend, Store,
     },
-    telemetry::{
-        graphql::{FieldSpans, FieldTiming},
-        metrics::Instruments,
-        monitoring::Monitoring,
-    },
+    telemetry::{metrics::Instruments, monitoring::Monitoring},
 };
 
 /// A bound, ready-to-run gateway. Tests build it on port 0 and read [`Application::port`].
@@ -116,15 +112,13 @@ impl Application {
         }
         let options = SchemaOptions {
             introspection: settings.server.introspection,
-            field_spans: FieldSpans::parse(&settings.telemetry.field_spans),
-            field_timing: FieldTiming::parse(&settings.telemetry.field_timing),
-            documents: Default::default(),
+            field_spans: settings.telemetry.field_spans,
+            field_timing: settings.telemetry.field_timing,
             suggestions: settings.server.suggestions,
             limits: settings.limits.clone(),
         };
         let state = AppState::new(crate::state::Shared {
-            documents: (!options.engine_hook()).then(|| options.documents.clone()),
-            prepared: options.documents.clone(),
+            documents: Default::default(),
             instruments,
             registry,
             monitoring: Arc::new(Monitoring::default()),

@@ -42,12 +42,8 @@ pub struct Shared {
     pub cache: Cache,
     /// The executable schema.
     pub schema: BffSchema,
-    /// Prepared documents, when the handler prepares them itself (`telemetry.field_timing =
-    /// "root"`: the schema has no extension to do it).
-    pub documents: Option<Arc<crate::graphql::documents::DocumentCache>>,
-    /// Every prepared document (the schema's cache, with or without the extension), for the
-    /// passes over an answer that need the parsed document (field order).
-    pub prepared: Arc<crate::graphql::documents::DocumentCache>,
+    /// Documents already parsed and checked (and refused ones), which the pipeline prepares.
+    pub documents: Arc<crate::graphql::documents::DocumentCache>,
     /// Verifies bearer tokens.
     pub tokens: TokenAuthority,
     /// Metric instruments (OTLP and `/metrics`).

@@ -1,5 +1,5 @@
-//! Bearer tokens and the signed-in principal. Identity comes only from a verified token's `sub`;
-//! nothing in other headers is trusted.
+//! Bearer tokens and the signed-in principal ([`principal`], the one place a caller is loaded).
+//! Identity comes only from a verified token's `sub`; nothing in other headers is trusted.
 //!
 //! Two kinds of token are accepted: HS256 with the shared secret (`BFF_JWT_SECRET`; an empty secret
 //! turns it off) and RS256/ES256 signed by a key of the identity provider's JWKS (`BFF_JWKS_URL`).
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::AuthSettings,
     domain::{access::Viewer, ClubRole, OrgRole},
+    error::{ApiError, ApiResult},
     store::{OrganizationRow, PrincipalRecord, UserRow},
 };
 
@@ -251,6 +252,38 @@ impl TokenAuthority {
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &secret.encoding)
                 .expect("HS256 signing cannot fail"),
         )
+    }
+}
+
+/// The signed-in caller of `credentials`, read through the cache (the `authContext` kind, so a
+/// deactivation anywhere reaches it by invalidation): UNAUTHENTICATED without a valid token, or
+/// for an unknown or inactive user. Every caller (resolvers, response-cache hits, the management
+/// and monitoring guard) goes through here. The cache outcome comes back even when the answer is
+/// a refusal, for the request's trace of cache reads.
+pub async fn principal(
+    cache: &crate::cache::Cache,
+    store: &crate::store::Store,
+    credentials: &Credentials,
+) -> (ApiResult<Principal>, Option<crate::cache::Outcome>) {
+    let user_id = match credentials {
+        Credentials::User(id) => *id,
+        Credentials::Anonymous => {
+            let message = "authentication required: send `Authorization: Bearer <token>`";
+            return (Err(ApiError::Unauthenticated(message.into())), None);
+        }
+        Credentials::Invalid(reason) => {
+            return (Err(ApiError::Unauthenticated(reason.clone())), None)
+        }
+    };
+    match crate::reads::principal(cache, store, user_id).await {
+        Ok((record, outcome)) if record.user.is_active => {
+            (Ok(Principal::from(record)), Some(outcome))
+        }
+        Ok((_, outcome)) => (
+            Err(ApiError::Unauthenticated("unknown or inactive user".into())),
+            Some(outcome),
+        ),
+        Err(error) => (Err(error), None),
     }
 }
 

@@ -73,10 +73,12 @@ pub struct StoredResponse {
     pub body: bytes::Bytes,
 }
 
-/// What a query read from the cache while it ran.
+/// What a query's answer depended on while it ran: the cached values it read (tags and
+/// generations), the access decisions it took, and whether it read anything untracked.
 #[derive(Debug)]
 pub struct Recording {
     sources: Mutex<Vec<(String, u64)>>,
+    requirements: Mutex<Vec<Requirement>>,
     fresh_until_ms: AtomicU64,
     spoiled: AtomicBool,
 }
@@ -85,6 +87,7 @@ impl Default for Recording {
     fn default() -> Self {
         Recording {
             sources: Mutex::new(Vec::new()),
+            requirements: Mutex::new(Vec::new()),
             fresh_until_ms: AtomicU64::new(u64::MAX),
             spoiled: AtomicBool::new(false),
         }
@@ -92,9 +95,23 @@ impl Default for Recording {
 }
 
 impl Recording {
-    /// Marks the response as not storable (it read something the cache cannot track).
+    /// Marks the response as not storable (it read something the cache cannot track: SQL
+    /// outside a cache load, a stale or bypassed value).
     pub fn spoil(&self) {
         self.spoiled.store(true, Ordering::Relaxed);
+    }
+
+    /// Notes an access decision the answer depends on.
+    pub fn require(&self, requirement: Requirement) {
+        let mut requirements = self.requirements.lock().expect("requirements lock");
+        if !requirements.contains(&requirement) {
+            requirements.push(requirement);
+        }
+    }
+
+    /// The access decisions noted so far.
+    pub fn requirements(&self) -> Vec<Requirement> {
+        self.requirements.lock().expect("requirements lock").clone()
     }
 
     /// Whether something untrackable was read.

@@ -55,11 +55,6 @@ impl DateRange {
     pub fn dates(self) -> impl Iterator<Item = NaiveDate> {
         self.from.iter_days().take_while(move |d| *d <= self.to)
     }
-
-    /// Whether `date` lies in the range.
-    pub fn contains(self, date: NaiveDate) -> bool {
-        self.from <= date && date <= self.to
-    }
 }
 
 /// The period of kind `period` that holds `anchor`.

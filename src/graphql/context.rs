@@ -6,8 +6,9 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use tokio::sync::OnceCell;
 
-use super::loaders::{
-    loaders, ClubId, CourtId, CourtsOfClub, LoadError, Loaders, OrganizationId, UserId,
+use super::{
+    facts::RequestFacts,
+    loaders::{loaders, ClubId, CourtId, CourtsOfClub, LoadError, Loaders, OrganizationId, UserId},
 };
 use crate::{
     auth::{Credentials, Principal},
@@ -17,7 +18,7 @@ use crate::{
     error::{ApiError, ApiResult},
     reads,
     store::{ClubLayout, ClubRow, Store},
-    telemetry::{metrics::Instruments, RequestStats},
+    telemetry::metrics::Instruments,
 };
 
 /// Everything a resolver may need about the request it serves.
@@ -28,18 +29,14 @@ pub struct RequestContext {
     pub cache: Cache,
     /// The request's DataLoader.
     pub loaders: Loaders,
-    /// Counters reported with the response.
-    pub stats: Arc<RequestStats>,
+    /// The request's facts: caller, operation, counters, what the answer depended on.
+    pub facts: Arc<RequestFacts>,
     /// Where fields and SQL record their timings (absent in bare tests).
     pub instruments: Option<Arc<Instruments>>,
     /// The HTTP request span, to record the caller's id on once known.
     pub http_span: tracing::Span,
     credentials: Credentials,
     principal: OnceCell<Principal>,
-    /// Token buckets to charge before executing, and the client's address.
-    pub rate_limit: Option<(Arc<crate::ratelimit::RateLimiter>, Option<std::net::IpAddr>)>,
-    /// The `operationName` of the request, to tell which operation of the document runs.
-    pub operation_name: Option<String>,
     /// How far from a club's today dates may reach.
     pub date_window: crate::domain::period::DateWindow,
 }
@@ -67,7 +64,7 @@ pub fn club_scope(club: &ClubRow) -> ClubScope {
 }
 
 impl RequestContext {
-    /// A context for one request.
+    /// A context for one request, with fresh facts.
     pub fn new(
         store: &Store,
         cache: &Cache,
@@ -75,19 +72,28 @@ impl RequestContext {
         instruments: Option<Arc<Instruments>>,
         n_plus_one_threshold: u32,
     ) -> Self {
-        let stats = Arc::new(RequestStats::new(n_plus_one_threshold));
-        let store = store.for_request(stats.clone());
+        let facts = Arc::new(RequestFacts::new(n_plus_one_threshold));
+        Self::with_facts(store, cache, credentials, instruments, facts)
+    }
+
+    /// A context for one request whose facts the caller (the pipeline) already holds.
+    pub fn with_facts(
+        store: &Store,
+        cache: &Cache,
+        credentials: Credentials,
+        instruments: Option<Arc<Instruments>>,
+        facts: Arc<RequestFacts>,
+    ) -> Self {
+        let store = store.for_request(facts.clone());
         RequestContext {
             instruments,
             http_span: tracing::Span::current(),
             loaders: loaders(store.clone()),
             store,
             cache: cache.clone(),
-            stats,
+            facts,
             credentials,
             principal: OnceCell::new(),
-            rate_limit: None,
-            operation_name: None,
             date_window: Default::default(),
         }
     }
@@ -105,33 +111,9 @@ impl RequestContext {
             .map_err(ApiError::bad_input)
     }
 
-    /// Names the operation of the document that runs (the request's `operationName`).
-    pub fn with_operation_name(mut self, name: Option<String>) -> Self {
-        self.operation_name = name;
-        self
-    }
-
-    /// Charges this request to the caller's and the client IP's token buckets.
-    pub fn with_rate_limit(
-        mut self,
-        limiter: Arc<crate::ratelimit::RateLimiter>,
-        client_ip: Option<std::net::IpAddr>,
-    ) -> Self {
-        self.rate_limit = Some((limiter, client_ip));
-        self
-    }
-
-    /// The user id of a verified token (no database lookup), for rate limiting.
-    pub fn token_user_id(&self) -> Option<i64> {
-        match self.credentials {
-            Credentials::User(id) => Some(id),
-            _ => None,
-        }
-    }
-
     /// Notes where a cached value of this request came from.
     pub fn trace(&self, kind: Kind, outcome: Outcome) {
-        self.stats.record_cache(kind.name(), outcome);
+        self.facts.record_cache(kind.name(), outcome);
     }
 
     /// The signed-in caller, loaded once per request; UNAUTHENTICATED without a valid token or
@@ -139,24 +121,13 @@ impl RequestContext {
     pub async fn principal(&self) -> ApiResult<&Principal> {
         self.principal
             .get_or_try_init(|| async {
-                let user_id = match &self.credentials {
-                    Credentials::User(id) => *id,
-                    Credentials::Anonymous => {
-                        return Err(ApiError::Unauthenticated(
-                            "authentication required: send `Authorization: Bearer <token>`".into(),
-                        ))
-                    }
-                    Credentials::Invalid(reason) => {
-                        return Err(ApiError::Unauthenticated(reason.clone()))
-                    }
-                };
-                let (record, outcome) = reads::principal(&self.cache, &self.store, user_id).await?;
-                self.trace(Kind::AuthContext, outcome);
-                if !record.user.is_active {
-                    return Err(ApiError::Unauthenticated("unknown or inactive user".into()));
+                let (principal, outcome) =
+                    crate::auth::principal(&self.cache, &self.store, &self.credentials).await;
+                if let Some(outcome) = outcome {
+                    self.trace(Kind::AuthContext, outcome);
                 }
-                let principal = Principal::from(record);
-                self.stats
+                let principal = principal?;
+                self.facts
                     .set_user(principal.user.id, principal.user.is_superuser);
                 self.http_span.record("user.id", principal.user.id);
                 self.loaders
@@ -224,7 +195,7 @@ impl RequestContext {
     /// depends on the date, so a cached whole response re-checks it.
     pub fn today_at(&self, club: &ClubRow) -> NaiveDate {
         let date = reads::today_at(&club.timezone);
-        self.stats.require(Requirement::Today {
+        self.facts.require(Requirement::Today {
             timezone: club.timezone.clone(),
             date,
         });
@@ -236,7 +207,7 @@ impl RequestContext {
     pub fn club_access(&self, viewer: &Viewer, club: &ClubRow) -> Option<ClubAccess> {
         let scope = club_scope(club);
         let access = club_access(viewer, scope);
-        self.stats.require(Requirement::Club { scope, access });
+        self.facts.require(Requirement::Club { scope, access });
         access
     }
 }

@@ -1,8 +1,8 @@
 //! Query limits checked before any resolver or SQL runs: document size and tokens, depth (an
 //! alias named `__schema` is no way around it), aliases, root fields and directives. Each refusal
 //! is one GraphQL error with code `QUERY_TOO_COMPLEX`. Complexity and fragment recursion use the
-//! engine's own limits, whose errors get the same code. The schema's one extension
-//! (`telemetry::graphql`) applies them when it parses a document; a prepared document passed them.
+//! engine's own limits, whose errors get the same code. The pipeline (`pipeline::prepare`)
+//! applies them when it parses a document; a prepared document passed them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,10 +11,7 @@ use async_graphql::{
     Name, Positioned, ServerError,
 };
 
-use crate::{
-    config::LimitSettings, error::ErrorCode, graphql::context::RequestContext,
-    ratelimit::OperationKind,
-};
+use crate::{config::LimitSettings, error::ErrorCode};
 
 /// Depth a pure introspection query (GraphiQL's) may reach when introspection is on.
 const INTROSPECTION_DEPTH: usize = 15;
@@ -385,26 +382,6 @@ pub fn check_text(query: &str, limits: &LimitSettings) -> Result<(), ServerError
     }
     if query.contains('\0') {
         return Err(ErrorCode::BadUserInput.server_error("the document contains a NUL character"));
-    }
-    Ok(())
-}
-
-/// Charges a document holding a mutation to the mutation buckets (the stricter budget). Every
-/// request already paid a query token at the edge (client IP, before its body was read) and once
-/// its token was verified (the user), prepared document or not, refused or not.
-pub async fn charge(request: &RequestContext, has_mutation: bool) -> Result<(), ServerError> {
-    let Some((limiter, ip)) = &request.rate_limit else {
-        return Ok(());
-    };
-    if !has_mutation {
-        return Ok(());
-    }
-    if let Err(limited) = limiter
-        .check(request.token_user_id(), *ip, OperationKind::Mutation)
-        .await
-    {
-        request.stats.set_retry_after(limited.retry_after);
-        return Err(limited.error());
     }
     Ok(())
 }

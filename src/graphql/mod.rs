@@ -6,6 +6,8 @@ pub mod availability;
 pub mod context;
 pub mod dashboard;
 pub mod documents;
+pub mod extension;
+pub mod facts;
 pub mod limits;
 pub mod loaders;
 pub mod nulls;
@@ -15,13 +17,11 @@ pub mod root;
 pub mod scalars;
 pub mod types;
 
-use std::sync::Arc;
-
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 
 use crate::{
+    config::{FieldSpans, FieldTiming},
     error::ErrorCode,
-    telemetry::graphql::{FieldSpans, FieldTiming},
 };
 pub use root::Rooted;
 
@@ -55,9 +55,6 @@ pub struct SchemaOptions {
     pub field_spans: FieldSpans,
     /// Which fields feed the field histogram.
     pub field_timing: FieldTiming,
-    /// Prepared documents (shared with the HTTP handler, which prepares them itself when the
-    /// schema has no extension).
-    pub documents: Arc<documents::DocumentCache>,
     /// "Did you mean" hints in validation errors.
     pub suggestions: bool,
     /// Query limits.
@@ -75,8 +72,8 @@ fn builder(
 }
 
 impl SchemaOptions {
-    /// Whether the schema carries the extension (parse/validate spans, validation reuse,
-    /// non-root field timing) or the HTTP handler prepares documents itself.
+    /// Whether the schema carries the extension (validate spans, validation reuse, non-root
+    /// field timing); without it only root fields are observed (by `Rooted`).
     pub fn engine_hook(&self) -> bool {
         self.field_timing == FieldTiming::Objects || self.field_spans == FieldSpans::All
     }
@@ -88,11 +85,8 @@ pub fn build_schema(options: SchemaOptions) -> BffSchema {
         .limit_complexity(options.limits.max_complexity)
         .limit_recursive_depth(options.limits.max_recursive_depth);
     let builder = if options.engine_hook() {
-        builder.extension(crate::telemetry::graphql::Telemetry {
+        builder.extension(extension::Observe {
             field_spans: options.field_spans,
-            limits: options.limits.clone(),
-            introspection: options.introspection,
-            documents: options.documents.clone(),
         })
     } else {
         builder

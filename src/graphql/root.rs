@@ -1,5 +1,5 @@
 //! `Rooted`: the query and mutation roots wrapped so that every root field is observed (timed,
-//! traced, panic-guarded: `telemetry::graphql::observe_field`) without an engine extension.
+//! traced, panic-guarded: `graphql::extension::observe_field`) without an engine extension.
 //! Root fields are where operations run; an extension would have to hook every field of every
 //! response to see them (`telemetry.field_timing`).
 
@@ -11,8 +11,8 @@ use async_graphql::{
 };
 
 use crate::{
-    graphql::context::RequestContext,
-    telemetry::graphql::{observe_field, FieldSpans},
+    config::FieldSpans,
+    graphql::{context::RequestContext, extension::observe_field},
 };
 
 /// A root type whose fields are observed. Same GraphQL type, same SDL as the wrapped root.

@@ -2,60 +2,15 @@
 
 use axum::{
     extract::State,
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     response::{IntoResponse, Response},
     Json,
 };
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{auth::Credentials, cache::Kind, reads, state::AppState};
-
-/// Answers with an error body unless the bearer is an active superuser.
-pub(crate) async fn require_superuser(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<(), Response> {
-    let deny = |status: StatusCode, code: &str, message: &str| {
-        (
-            status,
-            Json(json!({ "error": { "code": code, "message": message } })),
-        )
-            .into_response()
-    };
-    let user_id = match state.tokens.credentials(headers).await {
-        Credentials::User(id) => id,
-        Credentials::Anonymous => {
-            return Err(deny(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
-                "authentication required",
-            ))
-        }
-        Credentials::Invalid(reason) => {
-            return Err(deny(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &reason))
-        }
-    };
-    match state.store.principal(user_id).await {
-        Ok(Some(p)) if p.user.is_active && p.user.is_superuser => Ok(()),
-        Ok(Some(p)) if p.user.is_active => {
-            Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", "superusers only"))
-        }
-        Ok(_) => Err(deny(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
-            "unknown or inactive user",
-        )),
-        Err(error) => {
-            tracing::error!(error = %error, "management auth lookup failed");
-            Err(deny(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "SERVICE_UNAVAILABLE",
-                "database unavailable",
-            ))
-        }
-    }
-}
+use super::superuser::{error_response, require_superuser};
+use crate::{cache::Kind, error::ErrorCode, reads, state::AppState};
 
 /// GET /api/management/cache/status
 pub(crate) async fn cache_status(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -133,13 +88,7 @@ pub(crate) async fn cache_flush(
     if let Err(denied) = require_superuser(&state, &headers).await {
         return denied;
     }
-    let bad = |message: &str| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": { "code": "BAD_USER_INPUT", "message": message } })),
-        )
-            .into_response()
-    };
+    let bad = |message: &str| error_response(ErrorCode::BadUserInput, message);
     match (body.kind, body.tag, body.all) {
         (None, None, true) => {
             state.cache.flush_all().await;
@@ -194,12 +143,6 @@ pub(crate) async fn cache_warmup(
     .await
     {
         Ok(filled) => Json(json!({ "warmed": filled })).into_response(),
-        Err(error) => (
-            StatusCode::BAD_REQUEST,
-            Json(
-                json!({ "error": { "code": error.code().as_str(), "message": error.to_string() } }),
-            ),
-        )
-            .into_response(),
+        Err(error) => error_response(error.code(), &error.to_string()),
     }
 }

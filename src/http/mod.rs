@@ -1,6 +1,7 @@
-//! The HTTP surface: `/graphql` (POST, GET queries, GraphiQL), `/healthz`, `/readyz`,
-//! `/metrics`, the monitoring API under `/api/bff/monitoring/` and the superuser management API
-//! under `/api/management/`.
+//! The HTTP surface, thin adapters over the layers below: `/graphql` (POST, GET queries, GraphiQL;
+//! over `pipeline`), `/healthz`, `/readyz`, `/metrics`, the monitoring API under
+//! `/api/bff/monitoring/` and the superuser management API under `/api/management/` (one guard,
+//! `superuser`).
 
 mod body_limit;
 mod graphql;
@@ -9,6 +10,7 @@ mod management;
 mod monitoring;
 mod observe;
 pub mod serve;
+mod superuser;
 
 pub use graphql::SQL_STATEMENTS_HEADER;
 pub use observe::{ClientIp, RequestId, REQUEST_ID_HEADER, TRACE_ID_HEADER};
@@ -49,7 +51,8 @@ fn cors(origins: &[String]) -> CorsLayer {
     }
 }
 
-/// The application's router, separate from serving so tests can drive it directly.
+/// The application's router; `http::serve` serves it (its own connection loop, so header-read
+/// timeouts and the connection cap apply before axum sees a request).
 pub fn router(state: AppState) -> Router {
     let server = &state.settings.server;
     Router::new()

@@ -10,7 +10,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::management::require_superuser;
+use super::superuser::require_superuser;
 use crate::{config::TelemetrySettings, state::AppState, telemetry::monitoring::OperationSnapshot};
 
 /// `?operation=NAME`.

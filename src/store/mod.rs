@@ -1,6 +1,6 @@
 //! All SQL lives here. One [`Store`] runs on PostgreSQL (production) or embedded SQLite (the
 //! zero-setup default); most statements are shared text, the rest differ by dialect only.
-//! Every statement is counted in the request's [`RequestStats`] so budgets can be tested.
+//! Every statement is counted by the request's [`StatementObserver`] so budgets can be tested.
 
 mod models;
 mod queries;
@@ -27,7 +27,7 @@ use crate::{
         Period, ReservationStatus,
     },
     error::StoreError,
-    telemetry::{metrics::Instruments, RequestStats},
+    telemetry::metrics::Instruments,
 };
 
 /// Which database engine a store talks to.
@@ -45,11 +45,18 @@ enum Db {
     Sqlite(SqlitePool),
 }
 
+/// Who counts a request's statements (the request's facts, above the store).
+pub trait StatementObserver: Send + Sync {
+    /// One statement ran (`in_batch`: inside a DataLoader batch). Returns the field path when
+    /// this statement makes its shape a suspected N+1.
+    fn statement(&self, sql: &'static str, in_batch: bool) -> Option<String>;
+}
+
 /// Handle to the database; cheap to clone. A request gets its own copy that counts statements.
 #[derive(Clone)]
 pub struct Store {
     db: Db,
-    stats: Option<Arc<RequestStats>>,
+    stats: Option<Arc<dyn StatementObserver>>,
     instruments: Option<Arc<Instruments>>,
     in_batch: bool,
 }
@@ -171,10 +178,10 @@ impl Store {
         })
     }
 
-    /// A copy whose statements are counted in `stats`.
-    pub fn for_request(&self, stats: Arc<RequestStats>) -> Store {
+    /// A copy whose statements are counted by `observer`.
+    pub fn for_request(&self, observer: Arc<dyn StatementObserver>) -> Store {
         Store {
-            stats: Some(stats),
+            stats: Some(observer),
             ..self.clone()
         }
     }
@@ -226,7 +233,7 @@ impl Store {
     /// Counts a statement (and checks it for N+1) and opens its span.
     fn statement(&self, sql: &'static str) -> tracing::Span {
         if let Some(stats) = &self.stats {
-            if let Some(path) = stats.record_sql_statement(sql, self.in_batch) {
+            if let Some(path) = stats.statement(sql, self.in_batch) {
                 tracing::warn!(graphql.field.path = %path, db.query.text = sql, "suspected N+1: one statement repeated within a request outside a DataLoader batch");
                 if let Some(instruments) = &self.instruments {
                     instruments.n_plus_one.add(

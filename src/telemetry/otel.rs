@@ -11,7 +11,7 @@ use opentelemetry_sdk::{
     Resource,
 };
 
-use crate::config::TelemetrySettings;
+use crate::config::{OtlpProtocol, TelemetrySettings};
 
 /// Where and how to export, resolved from the environment first, then the config.
 #[derive(Debug, Clone)]
@@ -31,12 +31,21 @@ pub(crate) fn export(settings: &TelemetrySettings) -> Option<Export> {
     if from_env.is_none() && configured_endpoint.is_none() {
         return None;
     }
-    let protocol = match env("OTEL_EXPORTER_OTLP_PROTOCOL")
-        .unwrap_or_else(|| settings.otlp_protocol.clone())
-        .as_str()
-    {
-        "http/protobuf" | "http" => Protocol::HttpBinary,
-        _ => Protocol::Grpc,
+    let configured = settings.otlp_protocol;
+    let protocol = match env("OTEL_EXPORTER_OTLP_PROTOCOL") {
+        None => configured,
+        Some(text) => OtlpProtocol::parse(&text).unwrap_or_else(|| {
+            // Logging is not up yet (this decides how it starts).
+            eprintln!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL={text:?} is not grpc or http/protobuf; using \
+                 telemetry.otlp_protocol ({configured:?})"
+            );
+            configured
+        }),
+    };
+    let protocol = match protocol {
+        OtlpProtocol::HttpProtobuf => Protocol::HttpBinary,
+        OtlpProtocol::Grpc => Protocol::Grpc,
     };
     Some(Export {
         configured_endpoint: if from_env.is_some() {

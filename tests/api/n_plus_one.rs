@@ -6,8 +6,9 @@ use async_graphql::{Context, EmptySubscription, MergedObject, Object, Schema};
 use padel_bff::{
     auth::Credentials,
     cache::Cache,
+    config::FieldSpans,
+    graphql::extension::Observe,
     graphql::{context::RequestContext, QueryRoot},
-    telemetry::graphql::{FieldSpans, Telemetry},
 };
 
 use crate::helpers::{spawn_app, Backend};
@@ -72,11 +73,8 @@ async fn test_schema() -> (
         async_graphql::EmptyMutation,
         EmptySubscription,
     )
-    .extension(Telemetry {
+    .extension(Observe {
         field_spans: FieldSpans::Io,
-        limits: settings.limits.clone(),
-        introspection: false,
-        documents: Default::default(),
     })
     .finish();
     (app, store, cache, schema)
@@ -88,7 +86,7 @@ async fn the_detector_names_the_unbatched_field_and_spares_dataloader_batches() 
     let owner = app.user_id("owner@demo.padel").await;
 
     let context = RequestContext::new(&store, &cache, Credentials::User(owner), None, 3);
-    let stats = context.stats.clone();
+    let stats = context.facts.clone();
     let response = schema
         .execute(
             async_graphql::Request::new("{ reservationsOneByOne(ids: [1, 2, 3, 4, 5]) }")
@@ -104,7 +102,7 @@ async fn the_detector_names_the_unbatched_field_and_spares_dataloader_batches() 
     // The batched way: 200 entities through DataLoaders is not an N+1.
     let date = app.today + chrono::Duration::days(1);
     let context = RequestContext::new(&store, &cache, Credentials::User(owner), None, 3);
-    let stats = context.stats.clone();
+    let stats = context.facts.clone();
     let query = format!("{{ reservations(clubId: 1, date: \"{date}\") {{ court {{ club {{ name }} }} createdBy {{ email }} }} }}");
     let response = schema
         .execute(async_graphql::Request::new(query).data(context))
@@ -116,7 +114,7 @@ async fn the_detector_names_the_unbatched_field_and_spares_dataloader_batches() 
     // are batches too, not three repeats of one statement. (The three lists' own statement is a
     // repeat, and is reported as one.)
     let context = RequestContext::new(&store, &cache, Credentials::User(owner), None, 3);
-    let stats = context.stats.clone();
+    let stats = context.facts.clone();
     let lists: String = (1..=3)
         .map(|d| {
             let date = app.today + chrono::Duration::days(d);

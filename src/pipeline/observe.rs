@@ -1,0 +1,165 @@
+//! Step 7, observation: the operation span and duration, the summary log line, the slow-request
+//! warning, the metrics and the monitoring statistics of one operation. Telemetry receives the
+//! numbers; what they mean for the request is decided here.
+
+use std::time::Instant;
+
+use opentelemetry::KeyValue;
+use tracing::field::Empty;
+
+use crate::{
+    cache::Outcome,
+    error::ErrorCode,
+    graphql::{extension::mark_errors, facts::RequestFacts},
+    state::AppState,
+    telemetry::monitoring::RequestRecord,
+};
+
+/// The operation span (its name and type from the prepared document when known).
+pub(super) fn operation_span(
+    facts: &RequestFacts,
+    operation_name: Option<&str>,
+) -> (tracing::Span, String, String) {
+    let (kind, name) = facts.operation().unwrap_or_else(|| {
+        (
+            "query".into(),
+            operation_name.unwrap_or_default().to_string(),
+        )
+    });
+    let span = tracing::info_span!(
+        "graphql.operation",
+        otel.name = %if name.is_empty() { kind.clone() } else { format!("{kind} {name}") },
+        graphql.operation.type = %kind,
+        graphql.operation.name = %name,
+        otel.status_code = Empty,
+        otel.status_message = Empty,
+    );
+    (span, kind, name)
+}
+
+/// Marks the operation span's errors and records the operation duration.
+pub(super) fn finish_operation(
+    state: &AppState,
+    span: &tracing::Span,
+    response: &async_graphql::Response,
+    kind: String,
+    name: String,
+    started: Instant,
+) {
+    mark_errors(span, &response.errors);
+    let instruments = &state.instruments;
+    instruments.operation_duration.record(
+        started.elapsed().as_secs_f64(),
+        &[
+            KeyValue::new("graphql.operation.type", kind),
+            KeyValue::new(
+                "graphql.operation.name",
+                instruments.operation_names.label(&name),
+            ),
+        ],
+    );
+}
+
+/// The `extensions.code` of an error (every error has one after `assign_error_codes`).
+pub(super) fn error_code(error: &async_graphql::ServerError) -> &'static str {
+    let code = error.extensions.as_ref().and_then(|e| e.get("code"));
+    let text = match code {
+        Some(async_graphql::Value::String(code)) => code.as_str(),
+        _ => "",
+    };
+    ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .find(|c| *c == text)
+        .unwrap_or("")
+}
+
+/// The monitoring key of an operation: its name, or its root fields when anonymous; from the
+/// bounded set of labels (`telemetry::labels`).
+pub(super) fn operation_key(state: &AppState, facts: &RequestFacts) -> String {
+    let key = match facts.operation() {
+        Some((_, name)) if !name.is_empty() => name,
+        _ => {
+            let mut roots = facts.root_fields();
+            roots.sort();
+            roots.dedup();
+            if roots.is_empty() {
+                "anonymous".into()
+            } else {
+                roots.join("+")
+            }
+        }
+    };
+    state.instruments.operation_names.label(&key)
+}
+
+/// Summary line, slow-request warning, metrics and monitoring for one operation.
+pub(super) fn record(
+    state: &AppState,
+    facts: &RequestFacts,
+    started: Instant,
+    codes: &[&'static str],
+) {
+    let duration = started.elapsed();
+    let operation = operation_key(state, facts);
+    let outcomes = facts.cache_outcomes();
+    let hits = outcomes
+        .iter()
+        .filter(|(_, o)| !matches!(o, Outcome::Miss | Outcome::Bypass))
+        .count();
+    let cache: Vec<String> = outcomes
+        .iter()
+        .map(|(kind, outcome)| format!("{kind}:{}", outcome.name()))
+        .collect();
+    let n_plus_one = facts.n_plus_one();
+    let status = if codes.is_empty() { "ok" } else { "error" };
+    tracing::Span::current().record("graphql.operation.name", operation.as_str());
+    tracing::info!(
+        graphql.operation = %operation,
+        status,
+        error.codes = %codes.join(","),
+        duration_ms = duration.as_secs_f64() * 1000.0,
+        sql_statements = facts.sql_statements(),
+        cache = %cache.join(","),
+        user.id = facts.user_id(),
+        "graphql request finished"
+    );
+    let telemetry = &state.settings.telemetry;
+    let roots = facts.root_fields();
+    let threshold = telemetry.slow_threshold(roots.iter().map(String::as_str));
+    if duration > threshold {
+        let slowest: Vec<String> = facts
+            .slowest_fields()
+            .iter()
+            .map(|(path, d)| format!("{path}={:.1}ms", d.as_secs_f64() * 1000.0))
+            .collect();
+        tracing::warn!(
+            graphql.operation = %operation,
+            duration_ms = duration.as_secs_f64() * 1000.0,
+            threshold_ms = threshold.as_secs_f64() * 1000.0,
+            slowest_fields = %slowest.join(", "),
+            "slow graphql request"
+        );
+    }
+    let instruments = &state.instruments;
+    instruments.sql_per_operation.record(
+        u64::from(facts.sql_statements()),
+        &[KeyValue::new("graphql.operation.name", operation.clone())],
+    );
+    for code in codes {
+        instruments
+            .errors
+            .add(1, &[KeyValue::new("error.code", *code)]);
+    }
+    state.monitoring.record(
+        &operation,
+        RequestRecord {
+            duration,
+            failed: !codes.is_empty(),
+            cache_lookups: outcomes.len() as u64,
+            cache_hits: hits as u64,
+            sql_statements: u64::from(facts.sql_statements()),
+            n_plus_one: n_plus_one.len() as u64,
+        },
+    );
+}

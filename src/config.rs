@@ -184,8 +184,9 @@ pub struct TelemetrySettings {
     pub field_spans: FieldSpans,
     /// `objects`: every root field and every field returning an object or a list is timed into
     /// the field histogram (an engine hook on every field: ~40 % of an in-cache answer's CPU);
-    /// `root`: root fields only, and no engine hook at all (parse and validate then have no spans
-    /// of their own). `field_spans = "all"` needs the hook and implies `objects`.
+    /// `root`: root fields only, and no engine hook at all (validation then has no span of its
+    /// own and is not reused). `field_spans = "all"` needs the hook and implies `objects`. Query
+    /// limits and the rate limit run in the pipeline either way.
     pub field_timing: FieldTiming,
     /// Executions of one statement shape in one request (outside DataLoader batches) that count
     /// as a suspected N+1.

@@ -1,19 +1,36 @@
 //! padel-bff: a GraphQL backend-for-frontend for padel-club booking.
 //!
-//! Map of the crate, in the order a request meets it:
+//! The layers point one way (docs/architecture.md walks a request through them):
+//! `http → pipeline → graphql → reads → cache / store`; `auth`, `ratelimit` and `safelist` serve
+//! the pipeline; `domain`, `config`, `error` and `clock` are used by all and use none of those;
+//! `telemetry` is a leaf the others feed with numbers. A test (`tests/api/architecture.rs`)
+//! fails on an import cycle between these modules.
+//!
+//! Modules, one line each:
+//! - [`cli`]: the command line (`serve`, `migrate`, `seed`, `schema`, `token`).
 //! - [`config`]: typed, layered settings (file → profile file → environment).
-//! - [`startup`]: builds the [`startup::Application`] (database, router, listener) and serves it.
-//! - [`http`]: the axum router: `/graphql`, GraphiQL, health and readiness.
-//! - [`auth`]: bearer-token verification and the signed-in principal.
-//! - [`cache`]: the two-tier cache (moka in process, Redis between replicas) and invalidation.
+//! - [`startup`]: builds the [`startup::Application`] (database, cache, schema, listener) and serves it.
+//! - [`state`]: the one shared state every handler gets.
+//! - [`http`]: thin adapters: `/graphql`, GraphiQL, health, `/metrics`, management and monitoring APIs.
+//! - [`pipeline`]: the order of a request, once: authenticate, rate limit, prepare, response cache, execute, observe.
+//! - [`auth`]: bearer-token verification and the one principal loader ([`auth::principal`]).
 //! - [`ratelimit`]: token buckets per user and client IP, shared through Redis.
 //! - [`safelist`]: safelist mode, from a persisted-operation manifest.
+//! - [`graphql`]: the schema per domain, the request context and facts, DataLoaders, limits, the extension.
 //! - [`reads`]: the hot operations' data, read through the cache.
-//! - [`graphql`]: the schema, one module per domain, DataLoaders, the per-request context.
-//! - [`domain`]: pure rules (periods, slots, dashboards, access, permissions, money); no I/O.
+//! - [`cache`]: the two-tier cache (moka in process, Redis between replicas) and invalidation.
 //! - [`store`]: every SQL statement, on PostgreSQL or embedded SQLite, plus demo-data seeding.
-//! - [`telemetry`]: logging and per-request counters.
+//! - [`domain`]: pure rules (periods, slots, dashboards, access, permissions, booking, money); no I/O.
+//! - [`telemetry`]: logging, the OTLP exporters, metrics, bounded labels, monitoring statistics.
 //! - [`error`]: the error types and the stable `extensions.code` clients rely on.
+//!
+//! Where the most asked things live:
+//! - overlapping bookings are refused by the database (`reservations_no_overlap`, see the
+//!   migrations), mapped to `CONFLICT` in [`error::StoreError`];
+//! - access is re-checked on a response-cache hit in `pipeline::respond` (`hit_allowed`);
+//! - the SQL counter: [`store::StatementObserver`], implemented by [`graphql::facts::RequestFacts`];
+//! - the rate-limit decision: [`ratelimit::RateLimiter::check`], called only by [`pipeline`];
+//! - the OTLP exporters: `telemetry::otel`, started by [`telemetry::init`].
 #![warn(unreachable_pub, missing_docs)]
 
 pub mod auth;

@@ -2,7 +2,7 @@
 //! through Redis. What a registration may hold is bounded everywhere: bytes of text in each
 //! process (an LRU of its own, so registrations never push data out of L1), registrations in
 //! Redis (a sorted index drops the oldest beyond `cache.persisted_query_max_count`), and a TTL.
-//! Only signed-in callers with a valid document register (`http::graphql`).
+//! Only signed-in callers with a valid document register (`pipeline`).
 
 use std::sync::Arc;
 

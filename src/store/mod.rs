@@ -27,8 +27,15 @@ use crate::{
         Period, ReservationStatus,
     },
     error::StoreError,
-    telemetry::{metrics::Instruments, RequestStats},
+    telemetry::metrics::Instruments,
 };
+
+/// Who counts a request's statements (the request's facts, above the store).
+pub trait StatementObserver: Send + Sync {
+    /// One statement ran (`in_batch`: inside a DataLoader batch). Returns the field path when
+    /// this statement makes its shape a suspected N+1.
+    fn statement(&self, sql: &'static str, in_batch: bool) -> Option<String>;
+}
 
 /// Which database engine a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +56,7 @@ enum Db {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
-    stats: Option<Arc<RequestStats>>,
+    observer: Option<Arc<dyn StatementObserver>>,
     instruments: Option<Arc<Instruments>>,
     in_batch: bool,
 }
@@ -165,16 +172,16 @@ impl Store {
         };
         Ok(Store {
             db,
-            stats: None,
+            observer: None,
             instruments: None,
             in_batch: false,
         })
     }
 
-    /// A copy whose statements are counted in `stats`.
-    pub fn for_request(&self, stats: Arc<RequestStats>) -> Store {
+    /// A copy whose statements are counted by `observer`.
+    pub fn for_request(&self, observer: Arc<dyn StatementObserver>) -> Store {
         Store {
-            stats: Some(stats),
+            observer: Some(observer),
             ..self.clone()
         }
     }
@@ -225,8 +232,8 @@ impl Store {
 
     /// Counts a statement (and checks it for N+1) and opens its span.
     fn statement(&self, sql: &'static str) -> tracing::Span {
-        if let Some(stats) = &self.stats {
-            if let Some(path) = stats.record_sql_statement(sql, self.in_batch) {
+        if let Some(observer) = &self.observer {
+            if let Some(path) = observer.statement(sql, self.in_batch) {
                 tracing::warn!(graphql.field.path = %path, db.query.text = sql, "suspected N+1: one statement repeated within a request outside a DataLoader batch");
                 if let Some(instruments) = &self.instruments {
                     instruments.n_plus_one.add(

@@ -305,3 +305,9 @@ impl RequestStats {
         self.slow_fields.lock().expect("slow fields lock").clone()
     }
 }
+
+impl crate::store::StatementObserver for RequestStats {
+    fn statement(&self, sql: &'static str, in_batch: bool) -> Option<String> {
+        self.record_sql_statement(sql, in_batch)
+    }
+}

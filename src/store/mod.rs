@@ -1,6 +1,11 @@
 //! All SQL lives here. One [`Store`] runs on PostgreSQL (production) or embedded SQLite (the
 //! zero-setup default); most statements are shared text, the rest differ by dialect only.
-//! Every statement is counted in the request's [`RequestStats`] so budgets can be tested.
+//! Every statement is reported to the request's [`StatementObserver`] (which counts it, so
+//! budgets can be tested, and flags repeated shapes as suspected N+1), inside a span and timed.
+//!
+//! Overlapping bookings are refused by the database: `reservations_no_overlap`, an exclusion
+//! constraint (Postgres) or triggers (SQLite) in `migrations/*/0001_schema.sql`. The insert maps
+//! it via `StoreError::from_sqlx` (src/error.rs) to [`StoreError::Overlap`], answered `CONFLICT`.
 
 mod models;
 mod queries;

@@ -177,7 +177,7 @@ impl Store {
             sql,
             &span,
             started,
-            rows.as_ref().ok().map(|r| RowCount::rows(r)),
+            rows.as_ref().ok().map(RowCount::rows),
             rows.is_ok(),
         );
         Ok(rows?)

@@ -141,7 +141,6 @@ impl Store {
 /// `db.operation.name` of a statement: its first keyword (a CTE counts as SELECT).
 fn operation_name(sql: &str) -> &'static str {
     let first = sql
-        .trim_start()
         .split_whitespace()
         .next()
         .unwrap_or("")

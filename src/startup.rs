@@ -99,10 +99,14 @@ impl Application {
             settings.telemetry.max_operation_names,
             safelist.iter().flat_map(|s| s.operation_names()),
         );
+        let pool = store.clone();
         let instruments = Instruments::new(
             crate::telemetry::meter_provider(&settings, &registry)?,
             &cache,
-            &store,
+            move || {
+                let (open, idle) = pool.pool_usage();
+                crate::telemetry::metrics::PoolUsage { open, idle }
+            },
             operation_names,
         );
         let store = store.with_instruments(instruments.clone());

@@ -10,13 +10,22 @@ use opentelemetry::{
 };
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use crate::{cache::Cache, store::Store};
+use crate::cache::Cache;
 
 /// Latency buckets in seconds: 50 µs to 10 s.
 const SECONDS_BUCKETS: [f64; 16] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 10.0,
 ];
+
+/// Connections in the database pool, read by the `db.client.connection.count` gauge.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUsage {
+    /// Connections open (idle or in use).
+    pub open: u64,
+    /// Open connections waiting in the pool.
+    pub idle: u64,
+}
 
 /// Every instrument the gateway records into.
 pub struct Instruments {
@@ -42,15 +51,16 @@ pub struct Instruments {
 }
 
 impl Instruments {
-    /// Builds the instruments on `provider`, with observable gauges over the cache and the pool.
+    /// Builds the instruments on `provider`, with observable gauges over the cache and the pool
+    /// (`pool` is asked at every collection).
     pub fn new(
         provider: SdkMeterProvider,
         cache: &Cache,
-        store: &Store,
+        pool: impl Fn() -> PoolUsage + Send + Sync + 'static,
         operation_names: super::labels::OperationNames,
     ) -> Arc<Instruments> {
         let meter = provider.meter("padel-bff");
-        observe(&meter, cache.clone(), store.clone());
+        observe(&meter, cache.clone(), pool);
         Arc::new(Instruments {
             http_duration: meter
                 .f64_histogram("http.server.request.duration")
@@ -114,7 +124,7 @@ impl Instruments {
 }
 
 /// Observable gauges and counters read from the cache counters and the connection pool.
-fn observe(meter: &Meter, cache: Cache, store: Store) {
+fn observe(meter: &Meter, cache: Cache, pool: impl Fn() -> PoolUsage + Send + Sync + 'static) {
     let hits = cache.clone();
     meter
         .u64_observable_counter("bff.cache.requests")
@@ -177,10 +187,10 @@ fn observe(meter: &Meter, cache: Cache, store: Store) {
         .with_unit("{connection}")
         .with_description("Pool connections by state")
         .with_callback(move |observer| {
-            let (size, idle) = store.pool_usage();
+            let PoolUsage { open, idle } = pool();
             observer.observe(idle, &[KeyValue::new("db.client.connection.state", "idle")]);
             observer.observe(
-                size.saturating_sub(idle),
+                open.saturating_sub(idle),
                 &[KeyValue::new("db.client.connection.state", "used")],
             );
         })

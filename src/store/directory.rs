@@ -1,0 +1,266 @@
+//! Who and what exists: users and their memberships, organizations, clubs, courts, schedules and
+//! role permissions; by id in batches for the DataLoaders.
+
+use tracing::Instrument;
+
+use super::{
+    observed::RowCount, queries, ClubLayout, ClubRow, CourtRow, Db, LayoutRow, OrganizationRow,
+    PrincipalRecord, PrincipalRow, Store, UserRow,
+};
+use crate::error::StoreError;
+
+impl Store {
+    /// Whether no organization exists yet (a fresh database).
+    pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        const SQL: &str = "SELECT COUNT(*) FROM organizations";
+        let count: i64 = on_pool!(self, SQL, |pool| sqlx::query_scalar(SQL)
+            .fetch_one(pool)
+            .await)?;
+        Ok(count == 0)
+    }
+
+    /// Ids of active clubs of active organizations (for the cache warm-up).
+    pub async fn active_club_ids(&self) -> Result<Vec<i64>, StoreError> {
+        const SQL: &str =
+            "SELECT c.id FROM clubs c JOIN organizations o ON o.id = c.organization_id WHERE c.is_active AND o.is_active ORDER BY c.id";
+        Ok(on_pool!(self, SQL, |pool| sqlx::query_scalar(SQL)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// A user with all active memberships, or `None` for an unknown id.
+    pub async fn principal(&self, user_id: i64) -> Result<Option<PrincipalRecord>, StoreError> {
+        let rows: Vec<PrincipalRow> = on_pool!(self, queries::PRINCIPAL, |pool| sqlx::query_as(
+            queries::PRINCIPAL
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut record = PrincipalRecord {
+            user: first.user.clone(),
+            organizations: Vec::new(),
+            clubs: Vec::new(),
+        };
+        for row in rows {
+            match (row.m_kind.as_deref(), row.m_org_id, row.m_role) {
+                (Some("org"), Some(org_id), Some(role)) => record.organizations.push((
+                    OrganizationRow {
+                        id: org_id,
+                        name: row.o_name.unwrap_or_default(),
+                        slug: row.o_slug.unwrap_or_default(),
+                        is_active: true,
+                    },
+                    role,
+                )),
+                (Some("club"), Some(org_id), Some(role)) => {
+                    if let Some(club_id) = row.m_club_id {
+                        record.clubs.push((club_id, org_id, role));
+                    }
+                }
+                _ => {}
+            }
+        }
+        record
+            .organizations
+            .sort_by(|a, b| a.0.name.cmp(&b.0.name).then(a.0.id.cmp(&b.0.id)));
+        Ok(Some(record))
+    }
+
+    /// Users by id (missing ids are simply absent).
+    pub async fn users_by_ids(&self, ids: &[i64]) -> Result<Vec<UserRow>, StoreError> {
+        self.by_ids(
+            dialect!(self, queries::USERS_BY_IDS.0, queries::USERS_BY_IDS.1),
+            ids,
+        )
+        .await
+    }
+
+    /// A user by email.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
+        Ok(on_pool!(self, queries::USER_BY_EMAIL, |pool| {
+            sqlx::query_as(queries::USER_BY_EMAIL)
+                .bind(email)
+                .fetch_optional(pool)
+                .await
+        })?)
+    }
+
+    /// Organizations by id.
+    pub async fn organizations_by_ids(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<OrganizationRow>, StoreError> {
+        self.by_ids(
+            dialect!(
+                self,
+                queries::ORGANIZATIONS_BY_IDS.0,
+                queries::ORGANIZATIONS_BY_IDS.1
+            ),
+            ids,
+        )
+        .await
+    }
+
+    /// Clubs (with their organization) by id.
+    pub async fn clubs_by_ids(&self, ids: &[i64]) -> Result<Vec<ClubRow>, StoreError> {
+        self.by_ids(
+            dialect!(self, queries::CLUBS_BY_IDS.0, queries::CLUBS_BY_IDS.1),
+            ids,
+        )
+        .await
+    }
+
+    /// Active clubs of organizations.
+    pub async fn clubs_by_organizations(&self, ids: &[i64]) -> Result<Vec<ClubRow>, StoreError> {
+        self.by_ids(
+            dialect!(
+                self,
+                queries::CLUBS_BY_ORGANIZATIONS.0,
+                queries::CLUBS_BY_ORGANIZATIONS.1
+            ),
+            ids,
+        )
+        .await
+    }
+
+    /// Courts by id.
+    pub async fn courts_by_ids(&self, ids: &[i64]) -> Result<Vec<CourtRow>, StoreError> {
+        self.by_ids(
+            dialect!(self, queries::COURTS_BY_IDS.0, queries::COURTS_BY_IDS.1),
+            ids,
+        )
+        .await
+    }
+
+    /// All courts of clubs.
+    pub async fn courts_by_clubs(&self, ids: &[i64]) -> Result<Vec<CourtRow>, StoreError> {
+        self.by_ids(
+            dialect!(self, queries::COURTS_BY_CLUBS.0, queries::COURTS_BY_CLUBS.1),
+            ids,
+        )
+        .await
+    }
+
+    async fn by_ids<T>(&self, sql: &'static str, ids: &[i64]) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + Send
+            + Unpin,
+    {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let span = self.statement(sql);
+        let started = std::time::Instant::now();
+        let rows: Result<Vec<T>, sqlx::Error> = match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_as(sql)
+                    .bind(ids)
+                    .fetch_all(pool)
+                    .instrument(span.clone())
+                    .await
+            }
+            Db::Sqlite(pool) => {
+                let json = serde_json::to_string(ids).expect("integers serialize");
+                sqlx::query_as(sql)
+                    .bind(json)
+                    .fetch_all(pool)
+                    .instrument(span.clone())
+                    .await
+            }
+        };
+        self.finish_statement(
+            sql,
+            &span,
+            started,
+            rows.as_ref().ok().map(RowCount::rows),
+            rows.is_ok(),
+        );
+        Ok(rows?)
+    }
+
+    /// A club with every court and its active schedule, in one statement.
+    pub async fn club_layout(&self, club_id: i64) -> Result<Option<ClubLayout>, StoreError> {
+        let rows: Vec<LayoutRow> = on_pool!(self, queries::CLUB_LAYOUT, |pool| sqlx::query_as(
+            queries::CLUB_LAYOUT
+        )
+        .bind(club_id)
+        .fetch_all(pool)
+        .await)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut layout = ClubLayout {
+            club: first.club.clone(),
+            courts: Vec::new(),
+            schedule: Vec::new(),
+        };
+        for row in rows {
+            match row.part.as_deref() {
+                Some("court") => layout.courts.push(CourtRow {
+                    id: row.court_id.unwrap_or_default(),
+                    club_id,
+                    name: row.court_name.unwrap_or_default(),
+                    surface: row.surface.unwrap_or_default(),
+                    is_indoor: row.is_indoor.unwrap_or_default(),
+                    is_active: row.court_active.unwrap_or_default(),
+                    is_maintenance: row.is_maintenance.unwrap_or_default(),
+                    price_per_hour_cents: row.court_price_cents.unwrap_or_default(),
+                }),
+                Some("schedule") => {
+                    if let (Some(weekday), Some(opens), Some(closes)) =
+                        (row.weekday, row.opens_at, row.closes_at)
+                    {
+                        layout.schedule.push((weekday, opens, closes));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(layout))
+    }
+    /// Puts a court in or out of maintenance.
+    pub async fn set_court_maintenance(
+        &self,
+        court_id: i64,
+        in_maintenance: bool,
+    ) -> Result<Option<CourtRow>, StoreError> {
+        Ok(on_pool!(self, queries::SET_COURT_MAINTENANCE, |pool| {
+            sqlx::query_as(queries::SET_COURT_MAINTENANCE)
+                .bind(court_id)
+                .bind(in_maintenance)
+                .fetch_optional(pool)
+                .await
+        })?)
+    }
+
+    /// Changes the organization a user works in.
+    pub async fn set_current_organization(
+        &self,
+        user_id: i64,
+        organization_id: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, queries::SET_CURRENT_ORGANIZATION, |pool| sqlx::query(
+            queries::SET_CURRENT_ORGANIZATION
+        )
+        .bind(user_id)
+        .bind(organization_id)
+        .execute(pool)
+        .await
+        .map(drop))?;
+        Ok(())
+    }
+
+    /// The whole `role_permissions` table as (role, permission) pairs.
+    pub async fn role_permissions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(on_pool!(self, queries::ROLE_PERMISSIONS, |pool| {
+            sqlx::query_as(queries::ROLE_PERMISSIONS)
+                .fetch_all(pool)
+                .await
+        })?)
+    }
+}

@@ -7,6 +7,8 @@
 //! - [`auth`]: bearer-token verification and the signed-in principal.
 //! - [`cache`]: the two-tier cache (moka in process, Redis between replicas) and invalidation.
 //! - [`ratelimit`]: token buckets per user and client IP, shared through Redis.
+//! - [`clock`]: the gateway's own time (cache freshness, the Redis breaker, local refills);
+//!   tests advance it instead of sleeping.
 //! - [`safelist`]: safelist mode, from a persisted-operation manifest.
 //! - [`reads`]: the hot operations' data, read through the cache.
 //! - [`graphql`]: the schema, one module per domain, DataLoaders, the per-request context.
@@ -19,6 +21,7 @@
 pub mod auth;
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -13,6 +13,12 @@
 //! - Redis trouble never fails a request: every call has a timeout, a circuit breaker skips Redis
 //!   after repeated failures, and when Redis comes back L1 is flushed and missed invalidations are
 //!   replayed.
+//! - Freshness is decided on the cache's [`Clock`] (tests advance it).
+//!
+//! Modules: `entry` (the stored entry, its format and encoding), `walk` (the read path, single
+//! flight, stale serving), `generations` (the tag mirror and the channel state), `shared` (the
+//! seam to the shared tier), `redis_tier` and `breaker` (Redis), `apq` (persisted queries),
+//! [`response`] (whole responses), [`keys`], `metrics`.
 
 mod apq;
 mod breaker;

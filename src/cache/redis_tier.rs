@@ -169,7 +169,7 @@ impl RedisTier {
     }
 
     /// Runs a writing command under the breaker and the write timeout.
-    pub(crate) async fn write<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Option<T> {
+    async fn write<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Option<T> {
         self.run(self.inner.write_timeout, command).await
     }
 

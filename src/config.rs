@@ -267,6 +267,21 @@ pub struct CacheSettings {
     pub response: KindSettings,
 }
 
+impl CacheSettings {
+    /// The lifetime and freshness settings of one cached kind.
+    pub fn for_kind(&self, kind: crate::cache::Kind) -> KindSettings {
+        use crate::cache::Kind;
+        match kind {
+            Kind::CourtAvailability => self.court_availability,
+            Kind::Dashboard => self.dashboard,
+            Kind::AuthContext => self.auth_context,
+            Kind::Permissions => self.permissions,
+            Kind::Club => self.club,
+            Kind::Response => self.response,
+        }
+    }
+}
+
 /// Lifetime and freshness controls of one cached kind.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,6 +1,7 @@
 //! Rate limiting: token buckets per user and per client IP, by operation kind (queries,
 //! mutations). With Redis the buckets are shared by every replica (decided atomically on Redis's
-//! clock); without it, or while Redis is unusable, each process keeps its own.
+//! clock, through the cache's Redis handle: one connection, one breaker); without it, or while
+//! Redis is unusable, each process keeps its own, refilled on the cache's clock.
 
 use std::{
     net::IpAddr,
@@ -8,7 +9,34 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{cache::Cache, config::RateLimitSettings};
+use crate::{
+    cache::{Cache, RedisTier},
+    clock::Clock,
+    config::RateLimitSettings,
+};
+
+/// A token bucket on Redis's clock: refills continuously, takes one token, expires when full.
+const TOKEN_BUCKET_SCRIPT: &str = r#"
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(b[1]) or capacity
+local ts = tonumber(b[2]) or now
+tokens = math.min(capacity, tokens + (now - ts) / 1000 * rate)
+local allowed = 0
+local retry = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  retry = math.ceil((1 - tokens) / rate * 1000)
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 1000)
+return {allowed, retry}
+"#;
 
 /// What an operation is, for its bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,16 +90,20 @@ impl Limited {
 /// Token buckets of every caller.
 pub struct RateLimiter {
     settings: RateLimitSettings,
-    cache: Cache,
+    /// The cache's Redis handle, when there is one.
+    redis: Option<RedisTier>,
+    /// The cache's clock, for the local buckets' refills.
+    clock: Clock,
     local: moka::sync::Cache<String, Arc<Mutex<(f64, Instant)>>>,
 }
 
 impl RateLimiter {
-    /// A limiter sharing buckets through the cache's Redis when there is one.
+    /// A limiter sharing buckets through the cache's Redis when there is one, and its clock.
     pub fn new(settings: &RateLimitSettings, cache: &Cache) -> RateLimiter {
         RateLimiter {
             settings: settings.clone(),
-            cache: cache.clone(),
+            redis: cache.redis_tier().cloned(),
+            clock: cache.clock().clone(),
             // Idle buckets are full again after capacity/rate; an hour of idleness is plenty.
             local: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -114,8 +146,7 @@ impl RateLimiter {
             ));
         }
         for (key, capacity, rate) in buckets {
-            let (allowed, retry_ms) = match self.cache.take_shared_token(&key, capacity, rate).await
-            {
+            let (allowed, retry_ms) = match self.take_shared(&key, capacity, rate).await {
                 Some(decision) => decision,
                 None => self.take_local(&key, capacity, rate),
             };
@@ -128,12 +159,27 @@ impl RateLimiter {
         Ok(())
     }
 
+    /// One token from the shared bucket `key` (capacity, refill per second), decided atomically
+    /// by Redis on its own clock: `(allowed, retry_after_ms)`; `None` when Redis is skipped.
+    async fn take_shared(&self, key: &str, capacity: f64, per_second: f64) -> Option<(bool, u64)> {
+        let redis = self.redis.as_ref()?;
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(TOKEN_BUCKET_SCRIPT)
+            .arg(1)
+            .arg(redis.key(key))
+            .arg(capacity)
+            .arg(per_second);
+        let (allowed, retry): (i64, i64) = redis.read(&command).await?;
+        Some((allowed == 1, retry.max(0) as u64))
+    }
+
     fn take_local(&self, key: &str, capacity: f64, rate: f64) -> (bool, u64) {
         let bucket = self.local.get_with(key.to_string(), || {
-            Arc::new(Mutex::new((capacity, Instant::now())))
+            Arc::new(Mutex::new((capacity, self.clock.now())))
         });
         let mut state = bucket.lock().expect("bucket lock");
-        let now = Instant::now();
+        let now = self.clock.now();
         let tokens = (state.0 + now.duration_since(state.1).as_secs_f64() * rate).min(capacity);
         if tokens >= 1.0 {
             *state = (tokens - 1.0, now);
@@ -158,7 +204,8 @@ mod tests {
         .unwrap();
         settings.rate_limit.mutation_burst = 3.0;
         settings.rate_limit.mutation_per_second = 20.0;
-        let limiter = RateLimiter::new(&settings.rate_limit, &Cache::new(&settings.cache));
+        let cache = Cache::new(&settings.cache);
+        let limiter = RateLimiter::new(&settings.rate_limit, &cache);
         for _ in 0..3 {
             assert_eq!(
                 limiter.check(Some(1), None, OperationKind::Mutation).await,
@@ -182,7 +229,7 @@ mod tests {
             limiter.check(Some(1), None, OperationKind::Query).await,
             Ok(())
         );
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        cache.clock().advance(Duration::from_millis(60));
         assert_eq!(
             limiter.check(Some(1), None, OperationKind::Mutation).await,
             Ok(())

@@ -8,8 +8,128 @@
 //! anything mirrored (`redis_tier::BUMP_SCRIPT`). Without Redis, generations come from a
 //! process-wide counter that starts at the clock and only grows, so a tag dropped and seen again
 //! never takes a value an old entry recorded.
+//!
+//! [`Generations`] adds the channel state around the mirror: without the invalidation channel a
+//! replica cannot know what it missed, so L1 is flushed and kept off until it is subscribed
+//! again, and an epoch tells a load that started before a change not to keep what it loaded.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Mutex,
+    },
+};
+
+use super::{entry::Entry, shared::TierEvents, L1};
+use crate::clock::Clock;
+
+/// Tag generations and the invalidation channel's state, shared by the walk and the Redis tier.
+pub(super) struct Generations {
+    mirror: Mutex<Mirror>,
+    /// The in-process tier, flushed when invalidations may have been missed.
+    l1: L1,
+    /// L1 is configured on.
+    l1_enabled: bool,
+    /// Off while the invalidation channel is down (or when configured off).
+    l1_on: AtomicBool,
+    /// Bumped whenever the invalidation channel drops or comes back: a load that started
+    /// before may have missed invalidations nobody can replay to it, so it is not kept in L1.
+    epoch: AtomicU64,
+}
+
+impl Generations {
+    /// `shared`: generations come from Redis, and L1 waits for the channel before serving.
+    pub(super) fn new(
+        max_tags: usize,
+        l1: L1,
+        l1_enabled: bool,
+        shared: bool,
+        clock: &Clock,
+    ) -> Generations {
+        Generations {
+            mirror: Mutex::new(Mirror::new(max_tags, shared, clock.now_micros())),
+            l1,
+            l1_enabled,
+            l1_on: AtomicBool::new(l1_enabled && !shared),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    fn mirror(&self) -> std::sync::MutexGuard<'_, Mirror> {
+        self.mirror.lock().expect("generations lock")
+    }
+
+    /// Whether L1 serves right now.
+    pub(super) fn l1_active(&self) -> bool {
+        self.l1_on.load(Ordering::Acquire)
+    }
+
+    /// The invalidation-channel epoch; take it before a load starts.
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Drops every L1 entry (after a possible loss of invalidations).
+    pub(super) fn flush_l1(&self) {
+        self.l1.invalidate_all();
+    }
+
+    /// Whether every tag of the entry is still at the generation the entry recorded.
+    pub(super) fn is_current(&self, entry: &Entry) -> bool {
+        self.mirror().is_current(&entry.tags, &entry.generations)
+    }
+
+    /// The generations a load starting now records.
+    pub(super) fn for_load(&self, tags: &[String]) -> Vec<u64> {
+        self.mirror().for_load(tags)
+    }
+
+    /// Raises the local mirror to generations read from Redis (never lowers it).
+    pub(super) fn observe(&self, tags: &[String], seen: &[u64]) {
+        self.mirror().observe(tags, seen);
+    }
+
+    /// Moves tags past every generation recorded here (an invalidation made here).
+    pub(super) fn bump(&self, tags: &[String]) {
+        self.mirror().bump(tags);
+    }
+
+    /// Tags mirrored, and how often the full mirror started over.
+    pub(super) fn usage(&self) -> (usize, u64) {
+        let mirror = self.mirror();
+        (mirror.len(), mirror.resets)
+    }
+}
+
+impl TierEvents for Generations {
+    fn recovered(&self) {
+        self.flush_l1();
+    }
+
+    /// What was missed is unknown, so start over.
+    fn channel_up(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.flush_l1();
+        self.l1_on.store(self.l1_enabled, Ordering::Release);
+        tracing::info!("cache invalidation channel subscribed; L1 on");
+    }
+
+    /// Flush and stop serving from L1 until the channel is back.
+    fn channel_down(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if self.l1_on.swap(false, Ordering::AcqRel) {
+            tracing::warn!(
+                "cache invalidation channel lost; L1 flushed and off until resubscribed"
+            );
+        }
+        self.flush_l1();
+    }
+
+    fn published(&self, tags: &[String], generations: &[u64]) {
+        self.mirror().apply_published(tags, generations);
+    }
+}
 
 /// Tag → generation, at most `max` tags.
 #[derive(Debug)]
@@ -24,11 +144,8 @@ pub(super) struct Mirror {
 }
 
 impl Mirror {
-    pub(super) fn new(max: usize, shared: bool) -> Mirror {
-        let now_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(1);
+    /// `now_us`: the clock in microseconds, where the process-wide counter starts.
+    pub(super) fn new(max: usize, shared: bool, now_us: u64) -> Mirror {
         Mirror {
             tags: HashMap::new(),
             max: max.max(1),
@@ -133,7 +250,7 @@ mod tests {
     #[test]
     fn the_mirror_stays_bounded_and_a_dropped_tag_never_makes_an_old_entry_current() {
         for shared in [false, true] {
-            let mut mirror = Mirror::new(3, shared);
+            let mut mirror = Mirror::new(3, shared, Clock::system().now_micros());
             let club = tags(&["club:1"]);
             let recorded = mirror.for_load(&club);
             assert!(mirror.is_current(&club, &recorded));
@@ -160,7 +277,7 @@ mod tests {
 
     #[test]
     fn published_generations_only_raise_mirrored_tags() {
-        let mut mirror = Mirror::new(10, true);
+        let mut mirror = Mirror::new(10, true, Clock::system().now_micros());
         let club = tags(&["club:1"]);
         mirror.apply_published(&club, &[7]);
         assert_eq!(mirror.len(), 0);

@@ -6,8 +6,7 @@
 
 use std::fmt;
 
-/// Bump when the encoded shape of any cached value changes: new code then never reads old bytes.
-pub const CACHE_FORMAT: u32 = 1;
+pub use super::entry::CACHE_FORMAT;
 
 /// What is cached. Each kind has its own TTL and freshness settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,9 +1,12 @@
-//! The Redis tier: shared entries, tag generations, the invalidation channel, and the circuit
-//! breaker that keeps a slow, dead or frozen Redis from slowing requests.
+//! The Redis tier: the one connection to Redis the gateway shares (the cache's entries, tag
+//! generations, invalidation channel and persisted queries; the rate limiter's shared buckets),
+//! behind the circuit breaker that keeps a slow, dead or frozen Redis from slowing requests.
+//! The cache sees it as a [`SharedTier`]; it tells the cache what happens as [`TierEvents`].
 
 use std::{
+    collections::HashSet,
     sync::{
-        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc, Mutex, Weak,
     },
     time::Duration,
@@ -12,8 +15,14 @@ use std::{
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{keys, now_ms, Cache, CacheMetrics, Entry, Inner, Missed};
-use crate::config::CacheSettings;
+use super::{
+    breaker::Breaker,
+    entry::Entry,
+    keys,
+    shared::{SharedTier, TierEvents},
+    CacheMetrics,
+};
+use crate::{clock::Clock, config::CacheSettings};
 
 /// The pub/sub channel carrying invalidations: lines of `{generation} {tag}`.
 fn channel(prefix: &str) -> String {
@@ -76,84 +85,40 @@ return 1
 
 const MAX_MISSED: usize = 10_000;
 
-/// A token bucket on Redis's clock: refills continuously, takes one token, expires when full.
-const TOKEN_BUCKET_SCRIPT: &str = r#"
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(b[1]) or capacity
-local ts = tonumber(b[2]) or now
-tokens = math.min(capacity, tokens + (now - ts) / 1000 * rate)
-local allowed = 0
-local retry = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  retry = math.ceil((1 - tokens) / rate * 1000)
-end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 1000)
-return {allowed, retry}
-"#;
+/// Tags that could not reach Redis, replayed when it returns (bounded; overflow replays `all`).
+#[derive(Default)]
+struct Missed {
+    tags: HashSet<String>,
+    overflow: bool,
+}
 
+/// The handle to Redis; cheap to clone (the cache and the rate limiter share one).
+#[derive(Clone)]
 pub(crate) struct RedisTier {
+    inner: Arc<Tier>,
+}
+
+struct Tier {
     connection: ConnectionManager,
     read_timeout: Duration,
     write_timeout: Duration,
     breaker: Breaker,
-    cache: Weak<Inner>,
+    clock: Clock,
+    /// The cache's channel state; weak, so the tier never keeps the cache alive.
+    events: Weak<dyn TierEvents>,
     metrics: Arc<CacheMetrics>,
     missed: Mutex<Missed>,
     subscribed: Arc<AtomicBool>,
     prefix: String,
 }
 
-struct Breaker {
-    threshold: u32,
-    cooldown_ms: u64,
-    failures: AtomicU32,
-    open_until_ms: AtomicU64,
-    /// Set once opened, cleared by the first success: that success means "Redis is back".
-    tripped: AtomicBool,
-}
-
-impl Breaker {
-    fn allows(&self) -> bool {
-        now_ms() >= self.open_until_ms.load(Ordering::Acquire)
-    }
-
-    /// Returns true when this success ends an outage.
-    fn success(&self) -> bool {
-        self.failures.store(0, Ordering::Release);
-        self.tripped.swap(false, Ordering::AcqRel)
-    }
-
-    fn failure(&self) {
-        let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
-        // Half-open after a trip: one failed probe re-opens at once.
-        if failures >= self.threshold || self.tripped.load(Ordering::Acquire) {
-            self.open_until_ms
-                .store(now_ms() + self.cooldown_ms, Ordering::Release);
-            self.failures.store(0, Ordering::Release);
-            if !self.tripped.swap(true, Ordering::AcqRel) {
-                tracing::warn!(
-                    cooldown_ms = self.cooldown_ms,
-                    "redis circuit breaker open: serving from L1 and the database"
-                );
-            }
-        }
-    }
-}
-
 impl RedisTier {
     /// Connects lazily and starts the invalidation listener; never fails, never blocks.
-    pub(crate) fn start(
+    pub(super) fn start(
         settings: &CacheSettings,
-        cache: Weak<Inner>,
+        events: Weak<dyn TierEvents>,
         metrics: Arc<CacheMetrics>,
+        clock: &Clock,
     ) -> RedisTier {
         let client = redis::Client::open(settings.redis_url.as_str())
             .expect("cache.redis_url validated at start");
@@ -165,63 +130,57 @@ impl RedisTier {
         let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .expect("lazy connection manager");
         let subscribed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(probe(cache.clone()));
-        tokio::spawn(listen(
-            client,
-            cache.clone(),
-            subscribed.clone(),
-            settings.redis_write_timeout,
-            channel(&settings.key_prefix),
-        ));
-        RedisTier {
+        let inner = Arc::new(Tier {
             connection,
             read_timeout: settings.redis_read_timeout,
             write_timeout: settings.redis_write_timeout,
-            breaker: Breaker {
-                threshold: settings.breaker_failures.max(1),
-                cooldown_ms: settings.breaker_cooldown.as_millis() as u64,
-                failures: AtomicU32::new(0),
-                open_until_ms: AtomicU64::new(0),
-                tripped: AtomicBool::new(false),
-            },
-            cache,
+            breaker: Breaker::new(
+                settings.breaker_failures,
+                settings.breaker_cooldown.as_millis() as u64,
+                clock.clone(),
+            ),
+            clock: clock.clone(),
+            events: events.clone(),
             metrics,
             missed: Mutex::new(Missed::default()),
-            subscribed,
+            subscribed: subscribed.clone(),
             prefix: settings.key_prefix.clone(),
-        }
+        });
+        tokio::spawn(probe(Arc::downgrade(&inner)));
+        tokio::spawn(listen(
+            client,
+            events,
+            subscribed,
+            settings.redis_write_timeout,
+            channel(&settings.key_prefix),
+        ));
+        RedisTier { inner }
     }
 
-    /// One token from the shared bucket `key` (capacity, refill per second), decided atomically
-    /// by Redis on its own clock: `(allowed, retry_after_ms)`; `None` when Redis is skipped.
-    pub(crate) async fn take_token(
+    /// `key` (built as `bff:…`) under the configured prefix.
+    pub(crate) fn key(&self, key: &str) -> String {
+        prefixed(&self.inner.prefix, key)
+    }
+
+    /// Runs a reading command under the breaker and the read timeout; `None` when skipped or
+    /// failed.
+    pub(crate) async fn read<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Option<T> {
+        self.run(self.inner.read_timeout, command).await
+    }
+
+    /// Runs a writing command under the breaker and the write timeout.
+    async fn write<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Option<T> {
+        self.run(self.inner.write_timeout, command).await
+    }
+
+    async fn run<T: redis::FromRedisValue>(
         &self,
-        key: &str,
-        capacity: f64,
-        per_second: f64,
-    ) -> Option<(bool, u64)> {
-        let mut command = redis::cmd("EVAL");
-        command
-            .arg(TOKEN_BUCKET_SCRIPT)
-            .arg(1)
-            .arg(prefixed(&self.prefix, key))
-            .arg(capacity)
-            .arg(per_second);
-        let mut connection = self.connection.clone();
-        let (allowed, retry): (i64, i64) = self
-            .call(self.read_timeout, command.query_async(&mut connection))
-            .await?;
-        Some((allowed == 1, retry.max(0) as u64))
-    }
-
-    pub(crate) fn health(&self) -> Result<(), String> {
-        if !self.breaker.allows() || self.breaker.tripped.load(Ordering::Acquire) {
-            return Err("redis unavailable: circuit breaker open after failed calls".into());
-        }
-        if !self.subscribed.load(Ordering::Acquire) {
-            return Err("redis invalidation channel not subscribed".into());
-        }
-        Ok(())
+        timeout: Duration,
+        command: &redis::Cmd,
+    ) -> Option<T> {
+        let mut connection = self.inner.connection.clone();
+        self.call(timeout, command.query_async(&mut connection))
+            .await
     }
 
     /// Runs one Redis call under the breaker and a timeout.
@@ -229,50 +188,88 @@ impl RedisTier {
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        if !self.breaker.allows() {
+        let tier = &self.inner;
+        if !tier.breaker.allows() {
             return None;
         }
         match tokio::time::timeout(timeout, f).await {
             Ok(Ok(value)) => {
-                if self.breaker.success() {
+                if tier.breaker.success() {
                     self.recovered().await;
                 }
                 Some(value)
             }
             Ok(Err(error)) => {
                 tracing::debug!(error = %error, "redis call failed");
-                self.metrics.record_redis_error();
-                self.breaker.failure();
+                tier.metrics.record_redis_error();
+                tier.breaker.failure();
                 None
             }
             Err(_) => {
-                self.metrics.record_redis_error();
-                self.breaker.failure();
+                tier.metrics.record_redis_error();
+                tier.breaker.failure();
                 None
             }
         }
     }
 
-    /// The entry (if any) and the current generations of `tags`, in one round trip.
-    pub(crate) async fn get(
-        &self,
-        key: &str,
-        tags: &[String],
-    ) -> Option<(Option<Entry>, Vec<u64>)> {
-        let mut command = redis::cmd("MGET");
-        command.arg(prefixed(&self.prefix, key));
+    /// `{prefix}:v{format}:pq:{sha256}` (and `…:pq:index`, the registration index).
+    fn persisted_key(&self, name: &str) -> String {
+        format!("{}:v{}:pq:{name}", self.inner.prefix, keys::CACHE_FORMAT)
+    }
+
+    /// Remembers invalidations Redis did not get, to replay them when it is back.
+    fn remember_missed(&self, tags: &[String]) {
+        let mut missed = self.inner.missed.lock().expect("missed lock");
         for tag in tags {
-            command.arg(prefixed(&self.prefix, &keys::tag_key(tag)));
+            if missed.tags.len() >= MAX_MISSED {
+                missed.overflow = true;
+                break;
+            }
+            missed.tags.insert(tag.clone());
         }
-        let mut connection = self.connection.clone();
-        let values: Vec<Option<Vec<u8>>> = self
-            .call(self.read_timeout, command.query_async(&mut connection))
-            .await?;
+    }
+
+    /// Redis answers again: flush L1 (invalidations may have been missed) and replay ours.
+    async fn recovered(&self) {
+        tracing::info!("redis reachable again: flushing L1 and replaying missed invalidations");
+        if let Some(events) = self.inner.events.upgrade() {
+            events.recovered();
+        }
+        let pending: Vec<String> = {
+            let mut missed = self.inner.missed.lock().expect("missed lock");
+            let mut tags: Vec<String> = missed.tags.drain().collect();
+            if std::mem::take(&mut missed.overflow) {
+                tags = vec![keys::tags::ALL.to_string()];
+            }
+            tags
+        };
+        if !pending.is_empty() {
+            // Directly, not through `call`: this runs inside `call`.
+            let mut connection = self.inner.connection.clone();
+            let replayed = tokio::time::timeout(
+                self.inner.write_timeout,
+                bump_command(&self.inner.prefix, &pending).query_async::<Vec<u64>>(&mut connection),
+            )
+            .await;
+            if !matches!(replayed, Ok(Ok(_))) {
+                self.remember_missed(&pending);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SharedTier for RedisTier {
+    async fn get(&self, key: &str, tags: &[String]) -> Option<(Option<Entry>, Vec<u64>)> {
+        let mut command = redis::cmd("MGET");
+        command.arg(self.key(key));
+        for tag in tags {
+            command.arg(self.key(&keys::tag_key(tag)));
+        }
+        let values: Vec<Option<Vec<u8>>> = self.read(&command).await?;
         let mut values = values.into_iter();
-        let entry = values
-            .next()
-            .flatten()
-            .and_then(|bytes| postcard::from_bytes::<Entry>(&bytes).ok());
+        let entry = values.next().flatten().and_then(|b| Entry::decode(&b));
         let generations = values
             .map(|v| {
                 v.and_then(|b| String::from_utf8(b).ok())
@@ -283,45 +280,40 @@ impl RedisTier {
         Some((entry, generations))
     }
 
-    /// Stores an entry without making the request wait for it.
-    pub(crate) fn put_in_background(&self, key: String, entry: Arc<Entry>) {
-        let Some(inner) = self.cache.upgrade() else {
-            return;
-        };
-        let ttl = entry.stale_until_ms.saturating_sub(now_ms());
-        if ttl == 0 || !self.breaker.allows() {
+    fn put(&self, key: String, entry: Arc<Entry>) {
+        let ttl = entry
+            .stale_until_ms
+            .saturating_sub(self.inner.clock.now_ms());
+        if ttl == 0 || !self.inner.breaker.allows() {
             return;
         }
+        let tier = self.clone();
         tokio::spawn(async move {
-            let Some(tier) = inner.redis.as_ref() else {
-                return;
-            };
-            let bytes = postcard::to_allocvec(entry.as_ref()).expect("entries serialize");
-            let mut connection = tier.connection.clone();
             let mut command = redis::cmd("SET");
             command
-                .arg(prefixed(&tier.prefix, &key))
-                .arg(bytes)
+                .arg(tier.key(&key))
+                .arg(entry.encode())
                 .arg("PX")
                 .arg(ttl);
-            let _: Option<()> = tier
-                .call(tier.write_timeout, command.query_async(&mut connection))
-                .await;
+            let _: Option<()> = tier.write(&command).await;
         });
     }
 
-    /// A persisted document by SHA-256.
-    pub(crate) async fn persisted_query(&self, sha256: &str) -> Option<String> {
-        let mut command = redis::cmd("GET");
-        command.arg(self.persisted_key(sha256));
-        let mut connection = self.connection.clone();
-        self.call(self.read_timeout, command.query_async(&mut connection))
-            .await
-            .flatten()
+    async fn bump(&self, tags: &[String]) -> Option<Vec<u64>> {
+        let bumped = self.write(&bump_command(&self.inner.prefix, tags)).await;
+        if bumped.is_none() {
+            self.remember_missed(tags);
+        }
+        bumped
     }
 
-    /// Stores a persisted document for `ttl`, keeping at most `max_count` of them.
-    pub(crate) async fn register_persisted_query(
+    async fn persisted_query(&self, sha256: &str) -> Option<String> {
+        let mut command = redis::cmd("GET");
+        command.arg(self.persisted_key(sha256));
+        self.read::<Option<String>>(&command).await.flatten()
+    }
+
+    async fn register_persisted_query(
         &self,
         sha256: &str,
         text: &str,
@@ -337,65 +329,18 @@ impl RedisTier {
             .arg(text)
             .arg(ttl.as_millis().max(1) as u64)
             .arg(max_count.max(1));
-        let mut connection = self.connection.clone();
-        let _: Option<i64> = self
-            .call(self.write_timeout, command.query_async(&mut connection))
-            .await;
+        let _: Option<i64> = self.write(&command).await;
     }
 
-    /// `{prefix}:v{format}:pq:{sha256}` (and `…:pq:index`, the registration index).
-    fn persisted_key(&self, name: &str) -> String {
-        format!("{}:v{}:pq:{name}", self.prefix, keys::CACHE_FORMAT)
-    }
-
-    /// Increments tag generations in Redis and publishes them; `None` when Redis is skipped.
-    pub(crate) async fn bump(&self, tags: &[String]) -> Option<Vec<u64>> {
-        let mut connection = self.connection.clone();
-        self.call(
-            self.write_timeout,
-            bump_command(&self.prefix, tags).query_async(&mut connection),
-        )
-        .await
-    }
-
-    /// Remembers invalidations Redis did not get, to replay them when it is back.
-    pub(crate) fn remember_missed(&self, tags: &[String]) {
-        let mut missed = self.missed.lock().expect("missed lock");
-        for tag in tags {
-            if missed.tags.len() >= MAX_MISSED {
-                missed.overflow = true;
-                break;
-            }
-            missed.tags.insert(tag.clone());
+    fn health(&self) -> Result<(), String> {
+        let breaker = &self.inner.breaker;
+        if !breaker.allows() || breaker.tripped() {
+            return Err("redis unavailable: circuit breaker open after failed calls".into());
         }
-    }
-
-    /// Redis answers again: flush L1 (invalidations may have been missed) and replay ours.
-    async fn recovered(&self) {
-        tracing::info!("redis reachable again: flushing L1 and replaying missed invalidations");
-        if let Some(inner) = self.cache.upgrade() {
-            Cache { inner }.flush_l1();
+        if !self.inner.subscribed.load(Ordering::Acquire) {
+            return Err("redis invalidation channel not subscribed".into());
         }
-        let pending: Vec<String> = {
-            let mut missed = self.missed.lock().expect("missed lock");
-            let mut tags: Vec<String> = missed.tags.drain().collect();
-            if std::mem::take(&mut missed.overflow) {
-                tags = vec![keys::tags::ALL.to_string()];
-            }
-            tags
-        };
-        if !pending.is_empty() {
-            // Directly, not through `call`: this runs inside `call`.
-            let mut connection = self.connection.clone();
-            let replayed = tokio::time::timeout(
-                self.write_timeout,
-                bump_command(&self.prefix, &pending).query_async::<Vec<u64>>(&mut connection),
-            )
-            .await;
-            if !matches!(replayed, Ok(Ok(_))) {
-                self.remember_missed(&pending);
-            }
-        }
+        Ok(())
     }
 }
 
@@ -415,21 +360,13 @@ fn bump_command(prefix: &str, tags: &[String]) -> redis::Cmd {
 
 /// While the breaker is tripped, pings Redis once a second (after the cool-down) so recovery does
 /// not wait for a request that happens to need Redis.
-async fn probe(cache: Weak<Inner>) {
+async fn probe(tier: Weak<Tier>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let Some(inner) = cache.upgrade() else { return };
-        let Some(tier) = inner.redis.as_ref() else {
-            return;
-        };
-        if tier.breaker.tripped.load(Ordering::Acquire) && tier.breaker.allows() {
-            let mut connection = tier.connection.clone();
-            let _: Option<String> = tier
-                .call(
-                    tier.read_timeout,
-                    redis::cmd("PING").query_async(&mut connection),
-                )
-                .await;
+        let Some(inner) = tier.upgrade() else { return };
+        let tier = RedisTier { inner };
+        if tier.inner.breaker.tripped() && tier.inner.breaker.allows() {
+            let _: Option<String> = tier.read(&redis::cmd("PING")).await;
         }
     }
 }
@@ -437,7 +374,7 @@ async fn probe(cache: Weak<Inner>) {
 /// Keeps a subscription to the invalidation channel; L1 serves only while subscribed.
 async fn listen(
     client: redis::Client,
-    cache: Weak<Inner>,
+    events: Weak<dyn TierEvents>,
     subscribed: Arc<AtomicBool>,
     connect_timeout: Duration,
     channel: String,
@@ -450,34 +387,51 @@ async fn listen(
             Ok::<_, redis::RedisError>(pubsub)
         })
         .await;
-        let Some(inner) = cache.upgrade() else { return };
+        let Some(cache) = events.upgrade() else {
+            return;
+        };
         match connected {
             Ok(Ok(pubsub)) => {
                 backoff = Duration::from_millis(100);
-                let handle = Cache { inner };
                 subscribed.store(true, Ordering::Release);
-                handle.channel_up();
-                let weak = Arc::downgrade(&handle.inner);
-                drop(handle);
+                cache.channel_up();
+                drop(cache);
                 let mut messages = pubsub.into_on_message();
                 while let Some(message) = messages.next().await {
-                    let Some(inner) = weak.upgrade() else { return };
+                    let Some(cache) = events.upgrade() else {
+                        return;
+                    };
                     if let Ok(payload) = message.get_payload::<String>() {
-                        let (tags, generations) = Cache::parse_message(&payload);
-                        Cache { inner }.apply_remote(&tags, &generations);
+                        let (tags, generations) = parse_message(&payload);
+                        cache.published(&tags, &generations);
                     }
                 }
                 subscribed.store(false, Ordering::Release);
-                if let Some(inner) = weak.upgrade() {
-                    Cache { inner }.channel_down();
+                if let Some(cache) = events.upgrade() {
+                    cache.channel_down();
                 }
             }
             _ => {
                 subscribed.store(false, Ordering::Release);
-                Cache { inner }.channel_down();
+                cache.channel_down();
             }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+}
+
+/// The tags and generations of a message [`BUMP_SCRIPT`] published.
+fn parse_message(payload: &str) -> (Vec<String>, Vec<u64>) {
+    let mut tags = Vec::new();
+    let mut generations = Vec::new();
+    for part in payload.split('\n') {
+        if let Some((generation, tag)) = part.split_once(' ') {
+            if let Ok(generation) = generation.parse() {
+                tags.push(tag.to_string());
+                generations.push(generation);
+            }
+        }
+    }
+    (tags, generations)
 }

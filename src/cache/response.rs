@@ -21,6 +21,7 @@ use std::sync::{
 
 use chrono::NaiveDate;
 
+use super::{entry::Entry, keys, Cache, CacheKey, Kind, Outcome};
 use crate::domain::access::{club_access, ClubAccess, ClubScope, Viewer};
 
 /// An authorization decision (or clock reading) a response depended on; re-checked on every hit.
@@ -173,6 +174,79 @@ pub(crate) fn note(tags: &[String], generations: &[u64], fresh_until_ms: u64) {
 /// Notes that the current query used something untracked.
 pub(crate) fn spoil() {
     let _ = RECORDING.try_with(|r| r.spoil());
+}
+
+impl Cache {
+    /// Whether whole responses are cached (and served) right now.
+    pub fn response_cache_on(&self) -> bool {
+        let settings = &self.inner.settings;
+        settings.enabled && settings.response_cache && self.l1_active()
+    }
+
+    /// A stored whole response for `key` whose every source is still current and fresh.
+    pub fn response_get(&self, key: &CacheKey) -> Option<Arc<StoredResponse>> {
+        let settings = &self.inner.settings;
+        if !settings.enabled || !settings.response_cache {
+            return None;
+        }
+        let entry = self.l1_get(key.as_str())?;
+        if !self.is_current(&entry) || !entry.is_fresh(self.inner.clock.now_ms()) {
+            return None;
+        }
+        entry.response.clone()
+    }
+
+    /// Stores a whole response built from what `recording` saw; false when it cannot be stored
+    /// (something untracked was read, no cached source at all, or a source already changed).
+    pub fn response_put(
+        &self,
+        key: &CacheKey,
+        recording: &Recording,
+        stored: StoredResponse,
+        epoch: u64,
+    ) -> bool {
+        let settings = &self.inner.settings;
+        if !settings.enabled
+            || !settings.response_cache
+            || recording.is_spoiled()
+            || self.epoch() != epoch
+        {
+            return false;
+        }
+        let Some((mut tags, mut generations, fresh_until_ms)) = recording.sources() else {
+            return false;
+        };
+        let now = self.inner.clock.now_ms();
+        let fresh_until_ms = fresh_until_ms.min(now + settings.response.ttl.as_millis() as u64);
+        if tags.is_empty() || fresh_until_ms <= now {
+            return false;
+        }
+        let kind_tag = keys::tags::kind(Kind::Response);
+        generations.push(
+            self.inner
+                .generations
+                .for_load(std::slice::from_ref(&kind_tag))[0],
+        );
+        tags.push(kind_tag);
+        let entry = Entry {
+            fresh_until_ms,
+            stale_until_ms: fresh_until_ms,
+            tags,
+            generations,
+            value: Vec::new(),
+            response: Some(Arc::new(stored)),
+        };
+        if !self.is_current(&entry) {
+            return false;
+        }
+        self.l1_put(key.as_str(), Arc::new(entry));
+        true
+    }
+
+    /// Counts a whole-response lookup (hits and misses) for metrics and status.
+    pub fn record_response(&self, outcome: Outcome) {
+        self.inner.metrics.record(Kind::Response, outcome);
+    }
 }
 
 #[cfg(test)]

@@ -28,14 +28,7 @@ pub(crate) async fn cache_status(State(state): State<AppState>, headers: HeaderM
         .into_iter()
         .map(|k| {
             let kind = Kind::parse(k.kind).expect("metrics name known kinds");
-            let ks = match kind {
-                Kind::CourtAvailability => settings.court_availability,
-                Kind::Dashboard => settings.dashboard,
-                Kind::AuthContext => settings.auth_context,
-                Kind::Permissions => settings.permissions,
-                Kind::Club => settings.club,
-                Kind::Response => settings.response,
-            };
+            let ks = settings.for_kind(kind);
             json!({
                 "kind": k.kind,
                 "ttlSeconds": ks.ttl.as_secs_f64(),

@@ -505,7 +505,7 @@ async fn stale_availability_is_served_while_the_database_is_unreachable() {
     ))
     .await;
     app.admin(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}' AND pid <> pg_backend_pid()")).await;
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    app.clock.advance(Duration::from_millis(1300));
     let stale = app
         .graphql(
             Some(&token),
@@ -606,7 +606,7 @@ async fn an_expired_dashboard_is_served_while_one_refresh_runs() {
             .cache_outcome("dashboard"),
         "miss"
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.clock.advance(Duration::from_millis(1200));
     let stale = app.graphql(Some(&manager), query, json!({})).await;
     assert_eq!(
         stale.cache_outcome("dashboard"),

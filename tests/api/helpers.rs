@@ -71,6 +71,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub raw: RawDb,
     pub today: chrono::NaiveDate,
+    /// The gateway's clock (cache freshness, the Redis breaker, local rate-limit refills):
+    /// advance it instead of sleeping through a TTL.
+    pub clock: padel_bff::clock::Clock,
     tokens: TokenAuthority,
     database: String,
     cleanup: Option<String>,
@@ -240,6 +243,7 @@ async fn start(
         .await
         .expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let clock = app.state().cache.clock().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -257,6 +261,7 @@ async fn start(
             .unwrap(),
         raw,
         today: chrono::Utc::now().date_naive(),
+        clock,
         tokens,
         database: url.to_string(),
         cleanup: None,

@@ -8,56 +8,8 @@ use std::fmt;
 
 pub use super::entry::CACHE_FORMAT;
 
-/// What is cached. Each kind has its own TTL and freshness settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// Slots of a club's courts on a date.
-    CourtAvailability,
-    /// A club's analytics for a period.
-    Dashboard,
-    /// A user with their memberships (the sign-in lookup behind every request and `authContext`).
-    AuthContext,
-    /// The permission list of a role set.
-    Permissions,
-    /// A club with its organization, courts and schedule (what access checks and slots need).
-    Club,
-    /// A whole query response (in-process only; see `cache::response`).
-    Response,
-}
-
-impl Kind {
-    /// Every kind, for metrics and status.
-    pub const ALL: [Kind; 6] = [
-        Kind::CourtAvailability,
-        Kind::Dashboard,
-        Kind::AuthContext,
-        Kind::Permissions,
-        Kind::Club,
-        Kind::Response,
-    ];
-
-    /// The name used in keys, metrics and the management API.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::CourtAvailability => "courtAvailability",
-            Kind::Dashboard => "dashboard",
-            Kind::AuthContext => "authContext",
-            Kind::Permissions => "permissions",
-            Kind::Club => "club",
-            Kind::Response => "response",
-        }
-    }
-
-    /// Parses [`Kind::name`].
-    pub fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// Index into per-kind arrays.
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-}
+/// What is cached (defined with the per-kind settings it keys: `config::CacheKind`).
+pub use crate::config::CacheKind as Kind;
 
 /// 64-bit FNV-1a.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {

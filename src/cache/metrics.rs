@@ -127,3 +127,33 @@ impl CacheMetrics {
         self.invalidations.load(Relaxed)
     }
 }
+
+impl super::Cache {
+    /// What telemetry's cache gauges read, as a closure it calls at each collection (telemetry
+    /// is a leaf: it knows the numbers, not the cache).
+    pub fn readings(&self) -> impl Fn() -> crate::telemetry::metrics::CacheReadings + Send + Sync {
+        use crate::telemetry::metrics::{CacheLookups, CacheReadings};
+        let cache = self.clone();
+        move || {
+            let metrics = cache.metrics();
+            CacheReadings {
+                lookups: metrics
+                    .kinds()
+                    .into_iter()
+                    .map(|k| CacheLookups {
+                        kind: k.kind,
+                        l1_hits: k.l1_hits,
+                        l2_hits: k.l2_hits,
+                        misses: k.misses,
+                        stale_while_revalidate: k.stale_while_revalidate,
+                        stale_if_error: k.stale_if_error,
+                    })
+                    .collect(),
+                redis_errors: metrics.redis_errors(),
+                l1_evictions: metrics.l1_evictions(),
+                l1_bytes: cache.l1_usage().1,
+                redis_skipped: matches!(cache.redis_health(), Some(Err(_))),
+            }
+        }
+    }
+}

@@ -10,13 +10,44 @@ use opentelemetry::{
 };
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use crate::cache::Cache;
 
 /// Latency buckets in seconds: 50 µs to 10 s.
 const SECONDS_BUCKETS: [f64; 16] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 10.0,
 ];
+
+/// Lookups of one cache kind, as the `bff.cache.requests` counter reports them.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLookups {
+    /// The kind's name.
+    pub kind: &'static str,
+    /// Fresh hits in process.
+    pub l1_hits: u64,
+    /// Fresh hits from Redis.
+    pub l2_hits: u64,
+    /// Loads from the store.
+    pub misses: u64,
+    /// Stale values served during a background refresh.
+    pub stale_while_revalidate: u64,
+    /// Stale values served because the store failed.
+    pub stale_if_error: u64,
+}
+
+/// What the cache gauges and counters read at each collection (the cache fills it).
+#[derive(Debug, Clone, Default)]
+pub struct CacheReadings {
+    /// Lookups per kind.
+    pub lookups: Vec<CacheLookups>,
+    /// Redis calls that failed or timed out.
+    pub redis_errors: u64,
+    /// L1 entries evicted for size.
+    pub l1_evictions: u64,
+    /// Bytes held by L1.
+    pub l1_bytes: u64,
+    /// Whether Redis is skipped (breaker open or channel down).
+    pub redis_skipped: bool,
+}
 
 /// Connections in the database pool, read by the `db.client.connection.count` gauge.
 #[derive(Debug, Clone, Copy)]
@@ -52,15 +83,15 @@ pub struct Instruments {
 
 impl Instruments {
     /// Builds the instruments on `provider`, with observable gauges over the cache and the pool
-    /// (`pool` is asked at every collection).
+    /// (`cache` and `pool` are asked at every collection).
     pub fn new(
         provider: SdkMeterProvider,
-        cache: &Cache,
+        cache: impl Fn() -> CacheReadings + Send + Sync + 'static,
         pool: impl Fn() -> PoolUsage + Send + Sync + 'static,
         operation_names: super::labels::OperationNames,
     ) -> Arc<Instruments> {
         let meter = provider.meter("padel-bff");
-        observe(&meter, cache.clone(), pool);
+        observe(&meter, Arc::new(cache), pool);
         Arc::new(Instruments {
             http_duration: meter
                 .f64_histogram("http.server.request.duration")
@@ -124,14 +155,18 @@ impl Instruments {
 }
 
 /// Observable gauges and counters read from the cache counters and the connection pool.
-fn observe(meter: &Meter, cache: Cache, pool: impl Fn() -> PoolUsage + Send + Sync + 'static) {
+fn observe(
+    meter: &Meter,
+    cache: Arc<dyn Fn() -> CacheReadings + Send + Sync>,
+    pool: impl Fn() -> PoolUsage + Send + Sync + 'static,
+) {
     let hits = cache.clone();
     meter
         .u64_observable_counter("bff.cache.requests")
         .with_unit("{request}")
         .with_description("Cache lookups by kind, tier and outcome")
         .with_callback(move |observer| {
-            for k in hits.metrics().kinds() {
+            for k in hits().lookups {
                 for (tier, outcome, value) in [
                     ("l1", "hit", k.l1_hits),
                     ("l2", "hit", k.l2_hits),
@@ -156,21 +191,21 @@ fn observe(meter: &Meter, cache: Cache, pool: impl Fn() -> PoolUsage + Send + Sy
         .u64_observable_counter("bff.cache.redis.errors")
         .with_unit("{error}")
         .with_description("Redis calls that failed or timed out")
-        .with_callback(move |observer| observer.observe(errors.metrics().redis_errors(), &[]))
+        .with_callback(move |observer| observer.observe(errors().redis_errors, &[]))
         .build();
     let evictions = cache.clone();
     meter
         .u64_observable_counter("bff.cache.l1.evictions")
         .with_unit("{entry}")
         .with_description("L1 entries evicted for size")
-        .with_callback(move |observer| observer.observe(evictions.metrics().l1_evictions(), &[]))
+        .with_callback(move |observer| observer.observe(evictions().l1_evictions, &[]))
         .build();
     let usage = cache.clone();
     meter
         .u64_observable_gauge("bff.cache.l1.size")
         .with_unit("By")
         .with_description("Bytes held by L1")
-        .with_callback(move |observer| observer.observe(usage.l1_usage().1, &[]))
+        .with_callback(move |observer| observer.observe(usage().l1_bytes, &[]))
         .build();
     let breaker = cache;
     meter
@@ -178,8 +213,7 @@ fn observe(meter: &Meter, cache: Cache, pool: impl Fn() -> PoolUsage + Send + Sy
         .with_unit("1")
         .with_description("1 while Redis is skipped (breaker open or channel down), else 0")
         .with_callback(move |observer| {
-            let open = matches!(breaker.redis_health(), Some(Err(_)));
-            observer.observe(u64::from(open), &[]);
+            observer.observe(u64::from(breaker().redis_skipped), &[]);
         })
         .build();
     meter

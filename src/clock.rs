@@ -3,8 +3,9 @@
 //! sleeping through it.
 //!
 //! One handle is built at start-up and shared (the cache, its Redis tier and the rate limiter
-//! read the same one). Time the gateway does not decide alone is not on it: Redis's own clock
-//! (shared buckets, key TTLs), token expiry, timeouts and sleeps of background tasks.
+//! read the same one, and so do token expiry and the JWKS refresh intervals). Time the gateway
+//! does not decide alone is not on it: Redis's own clock (shared buckets, key TTLs), timeouts and
+//! sleeps of background tasks.
 
 use std::{
     sync::{
@@ -48,6 +49,11 @@ impl Clock {
     /// A monotonic reading, for what stays in this process (rate-limit refills).
     pub fn now(&self) -> Instant {
         Instant::now() + self.offset()
+    }
+
+    /// How long ago `earlier` (a reading of [`Clock::now`]) was on this clock.
+    pub fn since(&self, earlier: Instant) -> Duration {
+        self.now().saturating_duration_since(earlier)
     }
 
     /// Moves this clock (and every clone of it) forward by `by`. For tests: production never

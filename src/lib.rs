@@ -15,8 +15,8 @@
 //! - [`pipeline`]: the order of a request, once: authenticate, rate limit, prepare, response cache, execute, observe.
 //! - [`auth`]: bearer-token verification and the one principal loader ([`auth::principal`]).
 //! - [`ratelimit`]: token buckets per user and client IP, shared through Redis.
-//! - [`clock`]: the gateway's own time (cache freshness, the Redis breaker, local refills);
-//!   tests advance it instead of sleeping.
+//! - [`clock`]: the gateway's own time (cache freshness, the Redis breaker, local refills, token
+//!   expiry, JWKS intervals); tests advance it instead of sleeping.
 //! - [`safelist`]: safelist mode, from a persisted-operation manifest.
 //! - [`graphql`]: the schema per domain, the request context and facts, DataLoaders, limits, the extension.
 //! - [`reads`]: the hot operations' data, read through the cache.

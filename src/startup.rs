@@ -110,7 +110,7 @@ impl Application {
             operation_names,
         );
         let store = store.with_instruments(instruments.clone());
-        let tokens = TokenAuthority::new(&settings.auth);
+        let tokens = TokenAuthority::with_clock(&settings.auth, cache.clock().clone());
         if let Some(jwks) = tokens.jwks() {
             jwks.prefetch().await;
         }

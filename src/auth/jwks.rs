@@ -53,13 +53,15 @@ pub struct Jwks {
     min_refresh_interval: Duration,
     keys: RwLock<KeySet>,
     last_attempt: std::sync::Mutex<Option<Instant>>,
+    /// The gateway's clock, for both intervals (tests advance it).
+    clock: crate::clock::Clock,
     refresh: tokio::sync::Mutex<()>,
     fetches: AtomicU64,
 }
 
 impl Jwks {
     /// A client for `settings.jwks_url`; nothing is fetched until the first token (or [`Jwks::prefetch`]).
-    pub fn new(settings: &AuthSettings) -> Arc<Self> {
+    pub fn new(settings: &AuthSettings, clock: crate::clock::Clock) -> Arc<Self> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let connector = match builder.with_provider_and_native_roots(provider.clone()) {
@@ -91,6 +93,7 @@ impl Jwks {
             last_attempt: std::sync::Mutex::new(None),
             refresh: tokio::sync::Mutex::new(()),
             fetches: AtomicU64::new(0),
+            clock,
         })
     }
 
@@ -148,7 +151,7 @@ impl Jwks {
         let set = self.keys.read().expect("JWKS lock");
         let stale = set
             .fetched_at
-            .is_none_or(|at| at.elapsed() >= self.refresh_interval);
+            .is_none_or(|at| self.clock.since(at) >= self.refresh_interval);
         let found = match kid {
             Some(kid) => set.keys.get(kid).cloned(),
             None => {
@@ -164,16 +167,16 @@ impl Jwks {
 
     fn may_refresh(&self) -> bool {
         let last = self.last_attempt.lock().expect("JWKS lock");
-        last.is_none_or(|at| at.elapsed() >= self.min_refresh_interval)
+        last.is_none_or(|at| self.clock.since(at) >= self.min_refresh_interval)
     }
 
     /// Takes the refresh slot of this interval; false when another request already took it.
     fn claim_attempt(&self) -> bool {
         let mut last = self.last_attempt.lock().expect("JWKS lock");
-        if last.is_some_and(|at| at.elapsed() < self.min_refresh_interval) {
+        if last.is_some_and(|at| self.clock.since(at) < self.min_refresh_interval) {
             return false;
         }
-        *last = Some(Instant::now());
+        *last = Some(self.clock.now());
         true
     }
 
@@ -218,7 +221,7 @@ impl Jwks {
         tracing::info!(url = %self.url, keys = keys.len(), "JWKS loaded");
         let mut current = self.keys.write().expect("JWKS lock");
         current.keys = keys;
-        current.fetched_at = Some(Instant::now());
+        current.fetched_at = Some(self.clock.now());
         Ok(())
     }
 }

@@ -56,13 +56,6 @@ struct Verified {
     nbf: Option<u64>,
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
-
 /// What the request's `Authorization` header amounts to, before any database lookup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
@@ -93,17 +86,25 @@ pub struct TokenAuthority {
     /// (HMAC/RSA/ECDSA, base64 and JSON) and only its times are checked again. Bounded in bytes,
     /// and each entry lives at most 5 minutes so a key removed from the JWKS stops counting soon.
     verified: moka::sync::Cache<String, Verified>,
+    /// The gateway's clock: expiry and not-before are checked on it (tests advance it).
+    clock: crate::clock::Clock,
 }
 
 impl TokenAuthority {
     /// Builds the verifier: `exp` and `sub` required, `nbf` checked when present, `iss`/`aud` when
     /// configured, all with `auth.leeway` of clock skew.
     pub fn new(settings: &AuthSettings) -> Self {
+        Self::with_clock(settings, crate::clock::Clock::system())
+    }
+
+    /// [`TokenAuthority::new`] on a given clock (the gateway's, shared with the cache).
+    pub fn with_clock(settings: &AuthSettings, clock: crate::clock::Clock) -> Self {
         let secret = (!settings.jwt_secret.is_empty()).then(|| SharedSecret {
             decoding: DecodingKey::from_secret(settings.jwt_secret.as_bytes()),
             encoding: EncodingKey::from_secret(settings.jwt_secret.as_bytes()),
         });
-        let jwks = (!settings.jwks_url.is_empty()).then(|| jwks::Jwks::new(settings));
+        let jwks =
+            (!settings.jwks_url.is_empty()).then(|| jwks::Jwks::new(settings, clock.clone()));
         TokenAuthority {
             verified: moka::sync::Cache::builder()
                 .max_capacity(4 << 20)
@@ -117,6 +118,7 @@ impl TokenAuthority {
             leeway: settings.leeway.as_secs(),
             issuer: (!settings.issuer.is_empty()).then(|| settings.issuer.clone()),
             audience: (!settings.audience.is_empty()).then(|| settings.audience.clone()),
+            clock,
         }
     }
 
@@ -162,12 +164,7 @@ impl TokenAuthority {
     /// Verifies a token and returns the user id of its `sub`.
     pub async fn verify(&self, token: &str) -> Result<i64, String> {
         if let Some(known) = self.verified.get(token) {
-            let now = unix_now();
-            let in_time = now <= known.exp.saturating_add(self.leeway)
-                && known
-                    .nbf
-                    .is_none_or(|nbf| nbf <= now.saturating_add(self.leeway));
-            if in_time {
+            if let Ok(()) = self.in_time(known.exp, known.nbf) {
                 return Ok(known.user_id);
             }
             // Expired (or not yet valid): the full check below gives the exact reason.
@@ -216,6 +213,9 @@ impl TokenAuthority {
                     _ => "the token is invalid".to_string(),
                 }
             })?;
+        // jsonwebtoken checked the times on the system clock; the gateway's clock decides too
+        // (the same reading in production; ahead of it in a test that advanced it).
+        self.in_time(data.claims.exp, data.claims.nbf)?;
         let user_id = data
             .claims
             .sub
@@ -232,14 +232,23 @@ impl TokenAuthority {
         Ok(user_id)
     }
 
+    /// Whether `exp` and `nbf` (seconds since the epoch) hold now, with the leeway.
+    fn in_time(&self, exp: u64, nbf: Option<u64>) -> Result<(), String> {
+        let now = self.clock.now_ms() / 1000;
+        if now > exp.saturating_add(self.leeway) {
+            return Err("the token has expired".into());
+        }
+        if nbf.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+            return Err("the token is not valid yet".into());
+        }
+        Ok(())
+    }
+
     /// Signs an HS256 token for `user_id` valid for `ttl` (the `token` command and demo tokens);
     /// `None` when the shared secret is turned off.
     pub fn sign(&self, user_id: i64, ttl: Duration) -> Option<String> {
         let secret = self.secret.as_ref()?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        let now = self.clock.now_ms() / 1000;
         let claims = Claims {
             sub: user_id.to_string(),
             iat: Some(now),
@@ -377,14 +386,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_remembered_token_still_expires_on_time() {
-        let authority = TokenAuthority::new(&settings("a-secret-long-enough-1234"));
-        let exp = unix_now() + 1;
+        let clock = crate::clock::Clock::system();
+        let authority =
+            TokenAuthority::with_clock(&settings("a-secret-long-enough-1234"), clock.clone());
+        let exp = clock.now_ms() / 1000 + 60;
         let token = signed(Algorithm::HS256, "7", exp);
         assert_eq!(authority.verify(&token).await, Ok(7));
         assert_eq!(authority.verify(&token).await, Ok(7), "served from memory");
-        while unix_now() <= exp {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        clock.advance(Duration::from_secs(61));
         assert_eq!(
             authority.verify(&token).await,
             Err("the token has expired".into())

@@ -477,7 +477,8 @@ async fn jwks_tokens_are_verified_with_cached_keys_and_rotation_refreshes_them()
 
     // Rotation: a token signed by a key the provider has not published yet is refused after one
     // refresh; a burst of such tokens costs no more fetches inside the minimum interval.
-    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    // The interval is the gateway's to keep: its clock moves past it.
+    app.clock.advance(std::time::Duration::from_millis(3_100));
     let rotated = idp_token(RS256, "rsa-2", "rsa-2", &idp_claims(owner));
     let before = idp.hits();
     for _ in 0..20 {
@@ -490,7 +491,7 @@ async fn jwks_tokens_are_verified_with_cached_keys_and_rotation_refreshes_them()
         "unknown kids refresh at most once per interval"
     );
     idp.publish("rsa-2");
-    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    app.clock.advance(std::time::Duration::from_millis(3_100));
     assert_eq!(
         email(&app.graphql(Some(&rotated), query, json!({})).await),
         "owner@demo.padel"

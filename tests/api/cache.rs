@@ -341,43 +341,138 @@ async fn redis_killed_and_frozen_fails_no_request_and_recovers() {
     .await;
 }
 
+/// Runs one command on a Redis server, as its default user.
+async fn redis_command<T: redis::FromRedisValue>(url: &str, args: &[&str]) -> T {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut command = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    command
+        .query_async(&mut connection)
+        .await
+        .expect("redis command")
+}
+
+/// Without its invalidation channel a replica cannot know what it missed. While B cannot hear the
+/// channel, B reports L1 off and holds nothing in it; a booking through A meanwhile publishes an
+/// invalidation B never receives (pub/sub keeps nothing for later); once B hears again, the slots
+/// it cached before are gone from its L1, so B answers the booking, not what it held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_invalidation_channel_flushes_l1_and_keeps_data_fresh() {
     let redis = PrivateRedis::start();
-    let (a, b) = two_replicas(&redis.url()).await;
+    // B talks to Redis as a user of its own, so the test can take B's pub/sub rights away (and
+    // give them back) while every other command of B, and all of A's, keeps working.
+    let () = redis_command(
+        &redis.url(),
+        &[
+            "ACL",
+            "SETUSER",
+            "replica",
+            "on",
+            ">replica-secret",
+            "~*",
+            "&*",
+            "+@all",
+        ],
+    )
+    .await;
+    let a = with_redis(&redis.url(), &unique_prefix()).await;
+    let b_url = redis
+        .url()
+        .replace("redis://", "redis://replica:replica-secret@");
+    let b = a.replica(&[("REDIS_URL", &b_url)]).await;
+    wait_for_l1(&a).await;
+    wait_for_l1(&b).await;
     let player = a.token("player@demo.padel").await;
     let date = far_weekday(&a);
-    b.graphql(
-        Some(&player),
-        AVAILABILITY,
-        json!({"club": "1", "date": date}),
+    let booked = json!({"club": "1", "date": date});
+    let untouched = json!({"club": "2", "date": date});
+    // B holds both in L1; the 18:00 slot of court 1 is free.
+    for vars in [&booked, &untouched] {
+        b.graphql(Some(&player), AVAILABILITY, vars.clone())
+            .await
+            .ok();
+        let cached = b.graphql(Some(&player), AVAILABILITY, vars.clone()).await;
+        assert_eq!(cached.cache_outcome("courtAvailability"), "l1Hit");
+    }
+    let before = b.graphql(Some(&player), AVAILABILITY, booked.clone()).await;
+    assert!(slot_free(&before, "1", "18:00"));
+
+    // B loses its channel: no right to subscribe any more, and its subscription cut.
+    let () = redis_command(
+        &redis.url(),
+        &["ACL", "SETUSER", "replica", "resetchannels"],
     )
-    .await
-    .ok();
-    // Kill every pub/sub connection (both replicas'); they resubscribe and flush L1.
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    a.graphql(Some(&player), "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }", json!({"d": date}))
-        .await
-        .ok();
-    let vars = json!({"club": "1", "date": date});
+    .await;
+    let _: i64 = redis_command(
+        &redis.url(),
+        &["CLIENT", "KILL", "USER", "replica", "TYPE", "pubsub"],
+    )
+    .await;
+    let l1_status = || async { b.management("/api/management/cache/status").await["l1"].clone() };
     eventually(
-        Duration::from_secs(5),
-        "B served stale slots after losing its channel",
+        Duration::from_secs(10),
+        "B reports L1 active without its channel",
         || async {
-            let on_b = b.graphql(Some(&player), AVAILABILITY, vars.clone()).await;
-            !slot_free(&on_b, "1", "18:00")
+            let l1 = l1_status().await;
+            if l1["active"] == false {
+                Ok(())
+            } else {
+                Err(l1)
+            }
         },
     )
     .await;
+    eventually(
+        Duration::from_secs(5),
+        "B's L1 kept its entries after losing its channel",
+        || async {
+            let l1 = l1_status().await;
+            if l1["entries"] == 0 {
+                Ok(())
+            } else {
+                Err(l1)
+            }
+        },
+    )
+    .await;
+    // Nothing is served from L1 or kept in it meanwhile.
+    for _ in 0..2 {
+        let reply = b
+            .graphql(Some(&player), AVAILABILITY, untouched.clone())
+            .await;
+        assert_ne!(
+            reply.cache_outcome("courtAvailability"),
+            "l1Hit",
+            "{}",
+            reply.body
+        );
+    }
+    // A books the slot: its invalidation is published while B cannot hear it.
+    a.graphql(Some(&player), "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }", json!({"d": date}))
+        .await
+        .ok();
+    assert_eq!(l1_status().await["active"], false, "B heard its channel");
+
+    // The channel is back: B's L1 serves again, but without what it held before.
+    let () = redis_command(&redis.url(), &["ACL", "SETUSER", "replica", "allchannels"]).await;
     wait_for_l1(&b).await;
+    let after = b.graphql(Some(&player), AVAILABILITY, booked.clone()).await;
+    assert_ne!(
+        after.cache_outcome("courtAvailability"),
+        "l1Hit",
+        "B kept its L1 entry through the channel loss: {}",
+        after.body
+    );
+    assert!(
+        !slot_free(&after, "1", "18:00"),
+        "B served the slots it cached before losing its channel"
+    );
+    let again = b.graphql(Some(&player), AVAILABILITY, booked.clone()).await;
+    assert_eq!(again.cache_outcome("courtAvailability"), "l1Hit");
+    assert_eq!(again.data(), after.data());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

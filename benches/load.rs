@@ -24,25 +24,30 @@ use std::{
     time::{Duration, Instant},
 };
 
+use padel_bff::{auth::TokenAuthority, config::Settings};
 use serde_json::{json, Value};
-
-const SECRET: &str = "padel-bff-development-secret-do-not-use-in-production";
 
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
+/// A day-long token for `user`, signed the way the servers verify it: by a `TokenAuthority` built
+/// from the settings they load (this process's environment, which they inherit, and the config
+/// directory they are pointed at; no scenario changes `auth`).
 fn token(user: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"sub": user.to_string(), "iat": now, "exp": now + 86_400}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    static AUTHORITY: std::sync::OnceLock<TokenAuthority> = std::sync::OnceLock::new();
+    let authority = AUTHORITY.get_or_init(|| {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let settings = Settings::load_from(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
+            &vars,
+        )
+        .expect("the gateway's settings load");
+        TokenAuthority::new(&settings.auth)
+    });
+    authority
+        .sign(user, Duration::from_secs(86_400))
+        .expect("the servers run with an HS256 secret")
 }
 
 /// A gateway process for a group of scenarios.

@@ -1,6 +1,6 @@
 //! Bearer tokens and authContext: profile, organizations, clubs, permissions.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::Duration};
 
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
@@ -23,7 +23,7 @@ on_both_backends!(
                 .code(),
             "UNAUTHENTICATED"
         );
-        // alg: none, and HS256 with another secret.
+        // alg: none, and HS256 with another secret (forged by hand on purpose).
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiIyIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
         assert_eq!(
             app.graphql(Some(none), AUTH_CONTEXT, json!({}))
@@ -43,10 +43,12 @@ on_both_backends!(
                 .code(),
             "UNAUTHENTICATED"
         );
+        // Forged by hand on purpose (TokenAuthority signs only valid ones): the app's own key, long
+        // expired.
         let expired = jsonwebtoken::encode(
             &Header::default(),
             &json!({"sub": "2", "exp": 1_000u64}),
-            &EncodingKey::from_secret(padel_bff::config::DEVELOPMENT_JWT_SECRET.as_bytes()),
+            &EncodingKey::from_secret(app.jwt_secret().as_bytes()),
         )
         .unwrap();
         assert_eq!(
@@ -55,7 +57,8 @@ on_both_backends!(
                 .code(),
             "UNAUTHENTICATED"
         );
-        // A minimal valid token: only sub, iat, exp.
+        // A minimal valid token: only sub, iat, exp. Built by hand with the app's key, since the
+        // point is this exact claim set, whatever TokenAuthority::sign may add one day.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -63,7 +66,7 @@ on_both_backends!(
         let minimal = jsonwebtoken::encode(
         &Header::default(),
         &json!({"sub": app.user_id("owner@demo.padel").await.to_string(), "iat": now, "exp": now + 60}),
-        &EncodingKey::from_secret(padel_bff::config::DEVELOPMENT_JWT_SECRET.as_bytes()),
+        &EncodingKey::from_secret(app.jwt_secret().as_bytes()),
     )
     .unwrap();
         assert_eq!(
@@ -220,20 +223,16 @@ on_both_backends!(
 
 /// Polls a request until it answers `code` (changes behind the gateway arrive by NOTIFY).
 async fn until_code(app: &crate::helpers::TestApp, token: &str, query: &str, code: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
+    let what = format!("the reply never became {code}");
+    crate::helpers::eventually(Duration::from_secs(3), &what, || async {
         let reply = app.graphql(Some(token), query, json!({})).await;
         if reply.code() == code {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{}: {}", reply.code(), reply.body))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still {} instead of {code}: {}",
-            reply.code(),
-            reply.body
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,6 +340,9 @@ fn idp_claims(sub: i64) -> serde_json::Value {
     json!({"sub": sub.to_string(), "iat": now, "exp": now + 60, "iss": ISSUER, "aud": AUDIENCE})
 }
 
+/// The identity provider's tokens, signed by hand: TokenAuthority verifies RS256/ES256 tokens but
+/// signs only HS256 ones (the gateway is not an identity provider).
+///
 /// Signs `claims` the way the identity provider does, with the fixture key `kid`, declaring `alg`
 /// and `header_kid` in the header (they differ from the real key in the confusion attacks).
 fn idp_token(
@@ -527,7 +529,8 @@ async fn with_an_empty_secret_only_jwks_tokens_are_accepted() {
         app.graphql(Some(&rs), query, json!({})).await.ok()["authContext"]["user"]["email"],
         "owner@demo.padel"
     );
-    // An HS256 token signed with the development secret is worthless here.
+    // An HS256 token signed with the development secret is worthless here (forged by hand on
+    // purpose: this app has no secret, so it has nothing to sign with).
     let hs = jsonwebtoken::encode(
         &Header::default(),
         &idp_claims(owner),

@@ -3,78 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{shared_redis_url, spawn_app_with, unique_prefix, Backend, TestApp};
+use crate::helpers::{
+    eventually, shared_redis_url, slot_free, spawn_app_with, unique_prefix, wait_for_l1, Backend,
+    PrivateRedis, TestApp,
+};
 
 const AVAILABILITY: &str = "query($club: ID!, $date: Date!) { courtAvailability(clubId: $club, date: $date, slotMinutes: 60) { courts { court { id } slots { start available } } } }";
-
-/// A redis-server of the test's own, on a free port, that the test may freeze, kill and restart.
-pub(crate) struct PrivateRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateRedis {
-    pub(crate) fn start() -> PrivateRedis {
-        let port = crate::helpers::free_port();
-        let mut redis = PrivateRedis { port, child: None };
-        redis.spawn();
-        redis
-    }
-
-    pub(crate) fn spawn(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (scripts/test.sh installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "private redis did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        assert!(std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap()
-            .success());
-    }
-
-    pub(crate) fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            self.signal("-CONT");
-        }
-        self.kill();
-    }
-}
 
 async fn with_redis(url: &str, prefix: &str) -> TestApp {
     spawn_app_with(
@@ -94,32 +30,6 @@ async fn two_replicas(redis_url: &str) -> (TestApp, TestApp) {
     (a, b)
 }
 
-/// Polls until the gateway's L1 is serving (it waits for the invalidation channel).
-pub(crate) async fn wait_for_l1(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while app.management("/api/management/cache/status").await["l1"]["active"] != true {
-        assert!(Instant::now() < deadline, "L1 never became active");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-pub(crate) fn slot_free(reply: &crate::helpers::Reply, court: &str, start: &str) -> bool {
-    reply.data()["courtAvailability"]["courts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["court"]["id"] == court)
-        .and_then(|c| {
-            c["slots"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|s| s["start"] == start)
-        })
-        .map(|s| s["available"] == true)
-        .expect("slot listed")
-}
-
 fn far_weekday(app: &TestApp) -> String {
     app.weekday_after(100)
 }
@@ -135,20 +45,16 @@ async fn hits_come_from_l1_then_l2_on_another_replica() {
     assert_eq!(again.cache_outcome("courtAvailability"), "l1Hit");
     assert_eq!(again.sql_statements(), 0, "an L1 hit runs no SQL");
     // The L2 fill is written in the background: poll briefly.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let on_b = eventually(Duration::from_secs(5), "replica B never hit L2", || async {
         let on_b = b.graphql(Some(&token), AVAILABILITY, vars.clone()).await;
         if on_b.cache_outcome("courtAvailability") == "l2Hit" {
-            assert_eq!(on_b.data(), first.data());
-            break;
+            Ok(on_b)
+        } else {
+            Err(on_b.body)
         }
-        assert!(
-            Instant::now() < deadline,
-            "replica B never hit L2: {}",
-            on_b.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    assert_eq!(on_b.data(), first.data());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,27 +92,20 @@ async fn a_booking_through_one_replica_is_seen_through_the_other_and_nothing_els
         .await;
     booked.ok();
     let returned = Instant::now();
-    loop {
-        let on_b = b
-            .graphql(
-                Some(&player),
-                AVAILABILITY,
-                json!({"club": "1", "date": date}),
-            )
-            .await;
-        if !slot_free(&on_b, "1", "18:00") {
-            println!(
-                "replica B fresh {:?} after the mutation returned",
-                returned.elapsed()
-            );
-            break;
-        }
-        assert!(
-            returned.elapsed() < Duration::from_secs(5),
-            "replica B still serves the old slots"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let vars = json!({"club": "1", "date": date});
+    eventually(
+        Duration::from_secs(5),
+        "replica B still serves the old slots",
+        || async {
+            let on_b = b.graphql(Some(&player), AVAILABILITY, vars.clone()).await;
+            !slot_free(&on_b, "1", "18:00")
+        },
+    )
+    .await;
+    println!(
+        "replica B fresh {:?} after the mutation returned",
+        returned.elapsed()
+    );
     for (club, day) in [("1", &next_day), ("2", &date)] {
         let unrelated = b
             .graphql(
@@ -378,29 +277,36 @@ async fn redis_killed_and_frozen_fails_no_request_and_recovers() {
         .await;
         reply.ok();
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ready(&app).await["status"] != "degraded" {
-        assert!(Instant::now() < deadline, "readyz never said degraded");
-        ask(date.clone()).await.ok();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "readyz never said degraded",
+        || async {
+            let status = ready(&app).await;
+            if status["status"] == "degraded" {
+                return Ok(());
+            }
+            ask(date.clone()).await.ok();
+            Err(status)
+        },
+    )
+    .await;
 
     // Back: L2 in use again within 30 s (an L2 hit after an L1 flush).
     redis.spawn();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let reply = ask(date.clone()).await;
-        reply.ok();
-        if ready(&app).await["status"] == "ready" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gateway never recovered Redis: {}",
-            ready(&app).await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        "gateway never recovered Redis",
+        || async {
+            ask(date.clone()).await.ok();
+            let status = ready(&app).await;
+            if status["status"] == "ready" {
+                Ok(())
+            } else {
+                Err(status)
+            }
+        },
+    )
+    .await;
 
     // Frozen (SIGSTOP: accepts connections, never answers): still no failed request.
     redis.signal("-STOP");
@@ -420,62 +326,153 @@ async fn redis_killed_and_frozen_fails_no_request_and_recovers() {
     );
     assert_eq!(ready(&app).await["status"], "degraded");
     redis.signal("-CONT");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ready(&app).await["status"] != "ready" {
-        assert!(
-            Instant::now() < deadline,
-            "gateway never recovered from the freeze"
-        );
-        ask(date.clone()).await.ok();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        "gateway never recovered from the freeze",
+        || async {
+            let status = ready(&app).await;
+            if status["status"] == "ready" {
+                return Ok(());
+            }
+            ask(date.clone()).await.ok();
+            Err(status)
+        },
+    )
+    .await;
 }
 
+/// Runs one command on a Redis server, as its default user.
+async fn redis_command<T: redis::FromRedisValue>(url: &str, args: &[&str]) -> T {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut command = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    command
+        .query_async(&mut connection)
+        .await
+        .expect("redis command")
+}
+
+/// Without its invalidation channel a replica cannot know what it missed. While B cannot hear the
+/// channel, B reports L1 off and holds nothing in it; a booking through A meanwhile publishes an
+/// invalidation B never receives (pub/sub keeps nothing for later); once B hears again, the slots
+/// it cached before are gone from its L1, so B answers the booking, not what it held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_invalidation_channel_flushes_l1_and_keeps_data_fresh() {
     let redis = PrivateRedis::start();
-    let (a, b) = two_replicas(&redis.url()).await;
+    // B talks to Redis as a user of its own, so the test can take B's pub/sub rights away (and
+    // give them back) while every other command of B, and all of A's, keeps working.
+    let () = redis_command(
+        &redis.url(),
+        &[
+            "ACL",
+            "SETUSER",
+            "replica",
+            "on",
+            ">replica-secret",
+            "~*",
+            "&*",
+            "+@all",
+        ],
+    )
+    .await;
+    let a = with_redis(&redis.url(), &unique_prefix()).await;
+    let b_url = redis
+        .url()
+        .replace("redis://", "redis://replica:replica-secret@");
+    let b = a.replica(&[("REDIS_URL", &b_url)]).await;
+    wait_for_l1(&a).await;
+    wait_for_l1(&b).await;
     let player = a.token("player@demo.padel").await;
     let date = far_weekday(&a);
-    b.graphql(
-        Some(&player),
-        AVAILABILITY,
-        json!({"club": "1", "date": date}),
+    let booked = json!({"club": "1", "date": date});
+    let untouched = json!({"club": "2", "date": date});
+    // B holds both in L1; the 18:00 slot of court 1 is free.
+    for vars in [&booked, &untouched] {
+        b.graphql(Some(&player), AVAILABILITY, vars.clone())
+            .await
+            .ok();
+        let cached = b.graphql(Some(&player), AVAILABILITY, vars.clone()).await;
+        assert_eq!(cached.cache_outcome("courtAvailability"), "l1Hit");
+    }
+    let before = b.graphql(Some(&player), AVAILABILITY, booked.clone()).await;
+    assert!(slot_free(&before, "1", "18:00"));
+
+    // B loses its channel: no right to subscribe any more, and its subscription cut.
+    let () = redis_command(
+        &redis.url(),
+        &["ACL", "SETUSER", "replica", "resetchannels"],
     )
-    .await
-    .ok();
-    // Kill every pub/sub connection (both replicas'); they resubscribe and flush L1.
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    .await;
+    let _: i64 = redis_command(
+        &redis.url(),
+        &["CLIENT", "KILL", "USER", "replica", "TYPE", "pubsub"],
+    )
+    .await;
+    let l1_status = || async { b.management("/api/management/cache/status").await["l1"].clone() };
+    eventually(
+        Duration::from_secs(10),
+        "B reports L1 active without its channel",
+        || async {
+            let l1 = l1_status().await;
+            if l1["active"] == false {
+                Ok(())
+            } else {
+                Err(l1)
+            }
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(5),
+        "B's L1 kept its entries after losing its channel",
+        || async {
+            let l1 = l1_status().await;
+            if l1["entries"] == 0 {
+                Ok(())
+            } else {
+                Err(l1)
+            }
+        },
+    )
+    .await;
+    // Nothing is served from L1 or kept in it meanwhile.
+    for _ in 0..2 {
+        let reply = b
+            .graphql(Some(&player), AVAILABILITY, untouched.clone())
+            .await;
+        assert_ne!(
+            reply.cache_outcome("courtAvailability"),
+            "l1Hit",
+            "{}",
+            reply.body
+        );
+    }
+    // A books the slot: its invalidation is published while B cannot hear it.
     a.graphql(Some(&player), "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }", json!({"d": date}))
         .await
         .ok();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let on_b = b
-            .graphql(
-                Some(&player),
-                AVAILABILITY,
-                json!({"club": "1", "date": date}),
-            )
-            .await;
-        if !slot_free(&on_b, "1", "18:00") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "B served stale slots after losing its channel"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(l1_status().await["active"], false, "B heard its channel");
+
+    // The channel is back: B's L1 serves again, but without what it held before.
+    let () = redis_command(&redis.url(), &["ACL", "SETUSER", "replica", "allchannels"]).await;
     wait_for_l1(&b).await;
+    let after = b.graphql(Some(&player), AVAILABILITY, booked.clone()).await;
+    assert_ne!(
+        after.cache_outcome("courtAvailability"),
+        "l1Hit",
+        "B kept its L1 entry through the channel loss: {}",
+        after.body
+    );
+    assert!(
+        !slot_free(&after, "1", "18:00"),
+        "B served the slots it cached before losing its channel"
+    );
+    let again = b.graphql(Some(&player), AVAILABILITY, booked.clone()).await;
+    assert_eq!(again.cache_outcome("courtAvailability"), "l1Hit");
+    assert_eq!(again.data(), after.data());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -615,40 +612,19 @@ async fn an_expired_dashboard_is_served_while_one_refresh_runs() {
         stale.body
     );
     // The background refresh lands; the next read is a fresh hit.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let reply = app.graphql(Some(&manager), query, json!({})).await;
-        if reply.cache_outcome("dashboard") == "l1Hit" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the refresh never landed: {}",
-            reply.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Polls `query` for `token` on `app` until `done` holds for the reply (changes arrive through
-/// invalidation messages), failing after a few seconds.
-async fn poll_until(
-    app: &TestApp,
-    token: &str,
-    query: &str,
-    variables: Value,
-    what: &str,
-    done: impl Fn(&crate::helpers::Reply) -> bool,
-) -> crate::helpers::Reply {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let reply = app.graphql(Some(token), query, variables.clone()).await;
-        if done(&reply) {
-            return reply;
-        }
-        assert!(Instant::now() < deadline, "{what}: {}", reply.body);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        "the refresh never landed",
+        || async {
+            let reply = app.graphql(Some(&manager), query, json!({})).await;
+            if reply.cache_outcome("dashboard") == "l1Hit" {
+                Ok(())
+            } else {
+                Err(reply.body)
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -687,13 +663,17 @@ async fn whole_responses_go_only_to_whom_they_were_for_and_only_while_true() {
     b.graphql(Some(&player), "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }", json!({"d": date}))
         .await
         .ok();
-    let moved = poll_until(
-        &a,
-        &manager,
-        dashboard,
-        vars.clone(),
+    // Changes arrive through invalidation messages.
+    let moved = eventually(
+        Duration::from_secs(5),
         "replica A kept the old dashboard",
-        |r| r.data()["dashboard"]["current"]["reservations"].as_i64() == Some(before + 1),
+        || async {
+            let reply = a.graphql(Some(&manager), dashboard, vars.clone()).await;
+            match reply.data()["dashboard"]["current"]["reservations"].as_i64() {
+                Some(now) if now == before + 1 => Ok(reply),
+                _ => Err(reply.body),
+            }
+        },
     )
     .await;
     assert_ne!(moved.cache_outcome("response"), "l1Hit");
@@ -709,13 +689,17 @@ async fn whole_responses_go_only_to_whom_they_were_for_and_only_while_true() {
     ))
     .await;
     for app in [&a, &b] {
-        poll_until(
-            app,
-            &manager,
-            dashboard,
-            vars.clone(),
+        eventually(
+            Duration::from_secs(5),
             "the deactivated manager still reads the dashboard",
-            |r| r.code() == "NOT_FOUND",
+            || async {
+                let reply = app.graphql(Some(&manager), dashboard, vars.clone()).await;
+                if reply.code() == "NOT_FOUND" {
+                    Ok(())
+                } else {
+                    Err(reply.body)
+                }
+            },
         )
         .await;
     }

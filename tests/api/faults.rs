@@ -9,15 +9,13 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::{json, Value};
 
-use crate::{
-    cache::PrivateRedis,
-    helpers::PrivatePostgres,
-    observability::{grpc_receiver_with_handle, Gateway},
+use crate::helpers::{
+    eventually, grpc_receiver_with_handle, Gateway, PrivatePostgres, PrivateRedis,
 };
 
 /// Which fault is in force while a request runs.
@@ -142,17 +140,7 @@ async fn faults_under_mixed_load_lose_nothing_and_recover_without_a_restart() {
     ])
     .await;
     let address = gateway.address.clone();
-    let token = {
-        let now = chrono::Utc::now().timestamp();
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &json!({"sub": owner.to_string(), "iat": now, "exp": now + 600}),
-            &jsonwebtoken::EncodingKey::from_secret(
-                padel_bff::config::DEVELOPMENT_JWT_SECRET.as_bytes(),
-            ),
-        )
-        .unwrap()
-    };
+    let token = gateway.token_for_id(owner);
     let today = chrono::Utc::now().date_naive();
     // Readers look at club 2; bookings go to club 1 (so they never invalidate what is read).
     let reads: Vec<(&'static str, Value)> = vec![
@@ -262,8 +250,8 @@ async fn faults_under_mixed_load_lose_nothing_and_recover_without_a_restart() {
 
     let set_phase = |p: Phase| *phase.lock().unwrap() = p;
     let ready = |client: reqwest::Client, address: String| async move {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let what = "the gateway did not become ready again";
+        eventually(Duration::from_secs(20), what, || async {
             // "ready", not "degraded": the database answers and Redis is back.
             let status = match client.get(format!("{address}/readyz")).send().await {
                 Ok(response) => {
@@ -272,14 +260,12 @@ async fn faults_under_mixed_load_lose_nothing_and_recover_without_a_restart() {
                 Err(_) => Value::Null,
             };
             if status == "ready" {
-                return;
+                Ok(())
+            } else {
+                Err(status)
             }
-            assert!(
-                Instant::now() < deadline,
-                "the gateway did not become ready again"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
 

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use crate::observability::{owner_token, Gateway};
+use crate::helpers::Gateway;
 
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 /// Examples per operation (split between valid and invalid inputs): ≈ 1 000 requests, ≈ 20 s.
@@ -68,7 +68,10 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .arg("run")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.graphql"))
         .args(["--url", &format!("{}/graphql", gateway.address)])
-        .args(["-H", &format!("Authorization: Bearer {}", owner_token())])
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {}", gateway.owner_token()),
+        ])
         .args(["--checks", "all"])
         // The stateful phase ignores the seed (true randomness): fuzzing only keeps runs repeatable.
         .args(["--phases", "fuzzing"])

@@ -345,18 +345,19 @@ async fn persisted_queries_register_once_and_serve_every_replica_by_hash() {
         registered["data"]["authContext"]["user"]["email"],
         "owner@demo.padel"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let by_hash = post(&b, json!({"extensions": persisted})).await;
-        if by_hash["data"]["authContext"]["user"]["email"] == "owner@demo.padel" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "replica B never learned the hash: {by_hash}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(5),
+        "replica B never learned the hash",
+        || async {
+            let by_hash = post(&b, json!({"extensions": persisted})).await;
+            if by_hash["data"]["authContext"]["user"]["email"] == "owner@demo.padel" {
+                Ok(())
+            } else {
+                Err(by_hash)
+            }
+        },
+    )
+    .await;
     let get = b
         .client
         .get(format!("{}/graphql", b.address))

@@ -3,30 +3,16 @@
 //! counters, oversized bodies, and booking floods. Each is refused with a 4xx or a coded error,
 //! and what it may leave behind is counted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::cache::{slot_free, wait_for_l1};
 use crate::helpers::{
-    create_postgres_database, drop_postgres_database, shared_redis_url, spawn_app, spawn_app_with,
-    unique_database_name, unique_prefix, Backend, TestApp, OPEN_QUOTA,
+    create_postgres_database, drop_postgres_database, eventually, shared_redis_url, slot_free,
+    spawn_app, spawn_app_with, unique_database_name, unique_prefix, wait_for_l1, Backend, Gateway,
+    PrivateRedis, TestApp, OPEN_QUOTA,
 };
-use crate::observability::Gateway;
 use crate::on_both_backends;
-
-/// Polls `check` until it holds, failing with `what` after a generous deadline.
-async fn eventually<F, Fut>(deadline: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + deadline;
-    while !check().await {
-        assert!(Instant::now() < until, "{what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// `query { ...F0 }` where every fragment spreads the next one twice: 2^depth selections when
 /// expanded naively.
@@ -139,14 +125,13 @@ async fn post_to(
 /// Like [`post`], waiting out 429s (the flood before it emptied the client's bucket).
 async fn post_patiently(app: &TestApp, token: Option<&str>, body: &Value) -> (u16, Value) {
     let body = body.to_string();
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, reply) = post(app, token, &body).await;
-        if status != 429 || Instant::now() > until {
-            return (status, reply);
+    eventually(Duration::from_secs(30), "still rate limited", || async {
+        match post(app, token, &body).await {
+            (429, reply) => Err(reply),
+            answered => Ok(answered),
         }
-        tokio::time::sleep(Duration::from_millis(600)).await;
-    }
+    })
+    .await
 }
 
 fn refused(status: u16, body: &Value) -> bool {
@@ -238,6 +223,7 @@ async fn hostile_corpus_is_refused_while_healthz_keeps_answering(backend: Backen
             sent
         }));
     }
+    // Twenty probes spread over the attack (pacing, not a wait: each must answer at once).
     for _ in 0..20 {
         let health = client
             .get(format!("{}/healthz", gateway.address))
@@ -543,7 +529,7 @@ async fn rotating_the_left_most_forwarded_address_gains_no_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_redis_without_its_data_still_carries_invalidations_between_replicas() {
-    let mut redis = crate::cache::PrivateRedis::start();
+    let mut redis = PrivateRedis::start();
     let prefix = unique_prefix();
     let a = spawn_app_with(
         Backend::Postgres,

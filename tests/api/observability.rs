@@ -4,296 +4,14 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use opentelemetry_proto::tonic::{
-    collector::{
-        metrics::v1::{
-            metrics_service_server::{MetricsService, MetricsServiceServer},
-            ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-        },
-        trace::v1::{
-            trace_service_server::{TraceService, TraceServiceServer},
-            ExportTraceServiceRequest, ExportTraceServiceResponse,
-        },
-    },
-    common::v1::any_value::Value as AnyValue,
-    trace::v1::Span,
-};
+use opentelemetry_proto::tonic::{common::v1::any_value::Value as AnyValue, trace::v1::Span};
 use serde_json::json;
 
+use crate::helpers::{eventually, grpc_receiver, http_receiver, Gateway, Received};
 use crate::on_both_backends;
-
-/// What the receiver got: spans, and the debug text of every request (searched for secrets).
-#[derive(Clone, Default)]
-pub(crate) struct Received {
-    spans: Arc<Mutex<Vec<Span>>>,
-    raw: Arc<Mutex<String>>,
-}
-
-impl Received {
-    /// Spans received so far.
-    pub(crate) fn span_count(&self) -> usize {
-        self.spans.lock().unwrap().len()
-    }
-
-    fn take_trace_request(&self, request: ExportTraceServiceRequest) {
-        self.raw.lock().unwrap().push_str(&format!("{request:?}"));
-        let mut spans = self.spans.lock().unwrap();
-        for resource in request.resource_spans {
-            for scope in resource.scope_spans {
-                spans.extend(scope.spans);
-            }
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl TraceService for Received {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.take_trace_request(request.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-#[tonic::async_trait]
-impl MetricsService for Received {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.raw
-            .lock()
-            .unwrap()
-            .push_str(&format!("{:?}", request.into_inner()));
-        Ok(tonic::Response::new(ExportMetricsServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-pub(crate) async fn grpc_receiver() -> (String, Received) {
-    let (address, received, collector) = grpc_receiver_with_handle().await;
-    std::mem::forget(collector.stop); // keep serving for the rest of the test
-    (address, received)
-}
-
-/// A running gRPC receiver that the test can take away.
-pub(crate) struct Collector {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Collector {
-    /// The collector goes away: no new connections, and the open ones are closed.
-    pub(crate) async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.task).await;
-    }
-}
-
-/// A gRPC receiver the caller can stop (the collector going away).
-pub(crate) async fn grpc_receiver_with_handle() -> (String, Received, Collector) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let received = Received::default();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(received.clone()))
-        .add_service(MetricsServiceServer::new(received.clone()))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            async move {
-                let _ = stopped.await;
-            },
-        );
-    let task = tokio::spawn(async move {
-        let _ = server.await;
-    });
-    (address, received, Collector { stop, task })
-}
-
-async fn http_receiver() -> (String, Received) {
-    use prost::Message;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let received = Received::default();
-    let traces = received.clone();
-    let metrics = received.clone();
-    let app = axum::Router::new()
-        .route(
-            "/v1/traces",
-            axum::routing::post(move |body: axum::body::Bytes| async move {
-                traces.take_trace_request(
-                    ExportTraceServiceRequest::decode(body).expect("OTLP/HTTP protobuf"),
-                );
-                axum::http::StatusCode::OK
-            }),
-        )
-        .route(
-            "/v1/metrics",
-            axum::routing::post(move |body: axum::body::Bytes| async move {
-                metrics.raw.lock().unwrap().push_str(&format!(
-                    "{:?}",
-                    ExportMetricsServiceRequest::decode(body).expect("protobuf")
-                ));
-                axum::http::StatusCode::OK
-            }),
-        );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (address, received)
-}
-
-/// The real binary, serving the embedded demo database, with extra environment.
-/// The real `padel-bff` binary, started with its own config and environment; its stderr goes to
-/// a file (printed when the test fails) so tests can search it.
-pub(crate) struct Gateway {
-    child: std::process::Child,
-    pub(crate) address: String,
-    /// The environment it runs with (other commands of the binary get the same).
-    env: Vec<(String, String)>,
-    _dir: TempDir,
-    log: std::path::PathBuf,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Gateway {
-    pub(crate) async fn start(env: &[(&str, &str)]) -> Gateway {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("padel-bff-otel-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut vars: Vec<(String, String)> = vec![
-            ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
-            (
-                "BFF_CONFIG_DIR".into(),
-                concat!(env!("CARGO_MANIFEST_DIR"), "/config").into(),
-            ),
-            ("BFF_LISTEN".into(), format!("127.0.0.1:{port}")),
-            (
-                "BFF__DATABASE__SQLITE_PATH".into(),
-                dir.join("bff.db").display().to_string(),
-            ),
-            // Tests read dates years ahead, clear of the seeded reservations.
-            ("BFF__LIMITS__DATE_DAYS_AHEAD".into(), "3650".into()),
-            ("RUST_LOG".into(), "warn".into()),
-        ];
-        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_padel-bff"));
-        command
-            .arg("serve")
-            .env_clear()
-            .envs(vars.iter().map(|(k, v)| (k, v)))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
-        let log = dir.join("stderr.log");
-        let child = command.spawn().expect("start padel-bff");
-        let address = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while client
-            .get(format!("{address}/healthz"))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "gateway did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Gateway {
-            child,
-            address,
-            env: vars,
-            _dir: TempDir(dir),
-            log,
-        }
-    }
-
-    /// A development token for a seeded user, from the binary's own `token` command run with
-    /// the gateway's configuration.
-    pub(crate) fn token(&self, email: &str) -> String {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_padel-bff"))
-            .args(["token", "--user", email])
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("padel-bff token");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_string()
-    }
-
-    /// What the process wrote to stderr so far.
-    pub(crate) fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Whether the process is still running (it never restarted itself).
-    pub(crate) fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// SIGTERM, then wait for the process to exit (it flushes queued spans first).
-    fn terminate(&mut self) {
-        let pid = self.child.id().to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "gateway did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- gateway stderr ---\n{}", self.stderr());
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub(crate) fn owner_token() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    // The demo owner is user 2 in the seeded data.
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"sub": "2", "iat": now, "exp": now + 600}),
-        &jsonwebtoken::EncodingKey::from_secret(
-            padel_bff::config::DEVELOPMENT_JWT_SECRET.as_bytes(),
-        ),
-    )
-    .unwrap()
-}
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_SPAN: &str = "00f067aa0ba902b7";
@@ -334,9 +52,41 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether every span [`check_trace`] looks for has arrived: the request's HTTP, operation,
+/// root field, SQL and cache lookup spans.
+fn trace_arrived(spans: &[Span]) -> bool {
+    let ours: Vec<&Span> = spans
+        .iter()
+        .filter(|s| hex(&s.trace_id) == TRACE_ID)
+        .collect();
+    let find = |found: &dyn Fn(&Span) -> bool| ours.iter().copied().find(|s| found(s));
+    let by_id: HashMap<String, &Span> = ours.iter().map(|s| (hex(&s.span_id), *s)).collect();
+    let (Some(http), Some(sql)) = (
+        find(&|s| attribute(s, "http.request.method").is_some()),
+        find(&|s| attribute(s, "db.query.text").is_some_and(|q| q.contains("reservations"))),
+    ) else {
+        return false;
+    };
+    // The parent chain from the SQL span up to the HTTP span is complete.
+    let mut current = sql;
+    while current.span_id != http.span_id {
+        match by_id.get(&hex(&current.parent_span_id)) {
+            Some(parent) => current = parent,
+            None => return false,
+        }
+    }
+    find(&|s| s.name == "query OwnerScreen").is_some()
+        && find(&|s| attribute(s, "graphql.field.path").as_deref() == Some("courtAvailability"))
+            .is_some()
+        && find(&|s| {
+            attribute(s, "cache.kind").is_some() && attribute(s, "cache.outcome").is_some()
+        })
+        .is_some()
+}
+
 /// The checks shared by both protocols.
 fn check_trace(received: &Received, token: &str) {
-    let spans = received.spans.lock().unwrap().clone();
+    let spans = received.spans();
     assert!(!spans.is_empty(), "no spans exported");
     let ours: Vec<&Span> = spans
         .iter()
@@ -419,7 +169,7 @@ fn check_trace(received: &Received, token: &str) {
     );
     assert!(f < o && o < h, "parent chain out of order: {chain:?}");
     // Nothing of the variables or the token leaves the process.
-    let raw = received.raw.lock().unwrap();
+    let raw = received.raw();
     assert!(!raw.contains(SECRET_DATE), "a variable value was exported");
     assert!(!raw.contains(token), "the bearer token was exported");
     assert!(
@@ -439,7 +189,7 @@ async fn grpc_export_continues_the_callers_trace_and_flushes_on_shutdown() {
         ("BFF__TELEMETRY__EXPORT_INTERVAL", "60s"),
     ])
     .await;
-    let token = owner_token();
+    let token = gateway.owner_token();
     let response = traced_request(&gateway, &token).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-trace-id"], TRACE_ID);
@@ -449,7 +199,7 @@ async fn grpc_export_continues_the_callers_trace_and_flushes_on_shutdown() {
     gateway.terminate();
     check_trace(&received, &token);
     assert!(
-        received.raw.lock().unwrap().contains("padel-bff-test"),
+        received.raw().contains("padel-bff-test"),
         "OTEL_SERVICE_NAME is the service.name"
     );
 }
@@ -462,20 +212,25 @@ async fn http_protobuf_export_carries_the_same_trace() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
     ])
     .await;
-    let token = owner_token();
+    let token = gateway.owner_token();
     assert_eq!(traced_request(&gateway, &token).await.status(), 200);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !received
-        .spans
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|s| attribute(s, "http.request.method").is_some())
-    {
-        assert!(Instant::now() < deadline, "no spans arrived over OTLP/HTTP");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Exports run on their own schedule: wait until every span the checks look for is in.
+    eventually(
+        Duration::from_secs(20),
+        "the request's spans did not all arrive over OTLP/HTTP",
+        || async {
+            let spans = received.spans();
+            if trace_arrived(&spans) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{:?}",
+                    spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+                ))
+            }
+        },
+    )
+    .await;
     check_trace(&received, &token);
 }
 
@@ -491,7 +246,7 @@ async fn a_dead_collector_never_fails_a_request() {
         &format!("http://127.0.0.1:{closed}"),
     )])
     .await;
-    let token = owner_token();
+    let token = gateway.owner_token();
     for _ in 0..20 {
         let response = traced_request(&gateway, &token).await;
         assert_eq!(response.status(), 200);

@@ -1,10 +1,7 @@
-//! The test harness: a real gateway on a free port over a fresh database (Postgres or SQLite)
-//! seeded with demo data, a real HTTP client, and raw SQL access for independent checks.
+//! The in-process gateway: a real gateway on a free port over a fresh database (Postgres or
+//! SQLite) seeded with demo data, a real HTTP client, and raw SQL access for independent checks.
 
-use std::{
-    sync::atomic::{AtomicU32, Ordering},
-    time::Duration,
-};
+use std::time::Duration;
 
 use padel_bff::{
     auth::TokenAuthority,
@@ -17,6 +14,11 @@ use padel_bff::{
 };
 use serde_json::{json, Value};
 use sqlx::{PgPool, SqlitePool};
+
+use super::{
+    create_postgres_database, drop_postgres_database, eventually, postgres::base_postgres_url,
+    unique_database_name,
+};
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,8 @@ pub struct TestApp {
     /// advance it instead of sleeping through a TTL.
     pub clock: padel_bff::clock::Clock,
     tokens: TokenAuthority,
+    /// The HS256 secret the gateway verifies with (for tests that forge tokens on purpose).
+    jwt_secret: String,
     database: String,
     cleanup: Option<String>,
     owns_database: bool,
@@ -82,16 +86,8 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// The booking quota every test club starts with: none to speak of (see `spawn_app_with`).
 pub const OPEN_QUOTA: i64 = 1_000_000;
-
-fn base_postgres_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 fn settings_for(url: &str, env: &[(String, String)]) -> Settings {
     let mut vars = vec![
         ("DATABASE_URL".to_string(), url.to_string()),
@@ -113,64 +109,6 @@ fn settings_for(url: &str, env: &[(String, String)]) -> Settings {
         &vars,
     )
     .expect("test settings")
-}
-
-/// A database name no other test uses.
-pub fn unique_database_name() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("bff_test_{}_{}_{}", std::process::id(), n, rand_suffix())
-}
-
-/// A fresh, empty database of the test's own on the shared Postgres; its URL.
-pub async fn create_postgres_database(name: &str) -> String {
-    let admin = PgPool::connect(&base_postgres_url())
-        .await
-        .expect("Postgres reachable (TEST_DATABASE_URL)");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .expect("create test database");
-    admin.close().await;
-    let base = base_postgres_url();
-    format!(
-        "{}/{name}",
-        &base[..base.rfind('/').expect("url has a database")]
-    )
-}
-
-/// Drops a test database, on a thread of its own: callers include `Drop`, which cannot await,
-/// while the test's runtime may be shutting down.
-pub fn drop_postgres_database(name: String) {
-    let base = base_postgres_url();
-    let _ = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            if let Ok(admin) = PgPool::connect(&base).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&admin)
-                    .await;
-            }
-        });
-    })
-    .join();
-}
-
-/// The shared Redis of the machine (tests use their own key prefix on it).
-pub fn shared_redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A key prefix no other test uses.
-pub fn unique_prefix() -> String {
-    format!(
-        "bfftest{}x{}x{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        rand_suffix()
-    )
 }
 
 /// Starts a gateway over a fresh, migrated, demo-seeded database.
@@ -239,6 +177,7 @@ async fn start(
     env: Vec<(String, String)>,
 ) -> TestApp {
     let tokens = TokenAuthority::new(&settings.auth);
+    let jwt_secret = settings.auth.jwt_secret.clone();
     let app = Application::build_with_store(settings, store)
         .await
         .expect("build app");
@@ -263,19 +202,13 @@ async fn start(
         today: chrono::Utc::now().date_naive(),
         clock,
         tokens,
+        jwt_secret,
         database: url.to_string(),
         cleanup: None,
         owns_database: false,
         env,
         stop: Some(stop),
     }
-}
-
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
 }
 
 /// A response: HTTP status, headers and JSON body.
@@ -411,6 +344,12 @@ impl TestApp {
             .await
     }
 
+    /// The HS256 secret this gateway verifies with: only for tokens a test forges on purpose
+    /// (expired, an exact claim set); every other token comes from [`TestApp::token`].
+    pub fn jwt_secret(&self) -> &str {
+        &self.jwt_secret
+    }
+
     /// Signs a token for any subject id (for unknown-user tests).
     pub fn token_for_id(&self, id: i64) -> String {
         self.tokens
@@ -505,197 +444,37 @@ impl Drop for TestApp {
     }
 }
 
-/// A PostgreSQL server of the test's own (initdb in a temporary folder, a free port), so a test
-/// can stop and restart it without touching the shared one. Uses the binaries of the installed
-/// server (`/usr/lib/postgresql/<version>/bin`, or `pg_config --bindir`); as root, it runs them
-/// as the `postgres` user, since PostgreSQL refuses to run as root.
-pub struct PrivatePostgres {
-    pub port: u16,
-    bin: std::path::PathBuf,
-    dir: std::path::PathBuf,
-    user: Option<(u32, u32)>,
-    child: Option<std::process::Child>,
-}
-
-impl PrivatePostgres {
-    pub fn start() -> PrivatePostgres {
-        use std::os::unix::process::CommandExt;
-        let bin = postgres_bindir();
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("padel-bff-pg-{}-{port}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let user = if is_root() {
-            let id = |flag: &str| -> u32 {
-                let out = std::process::Command::new("id")
-                    .args([flag, "postgres"])
-                    .output()
-                    .expect("id postgres");
-                String::from_utf8_lossy(&out.stdout)
-                    .trim()
-                    .parse()
-                    .expect("postgres user exists")
-            };
-            let (uid, gid) = (id("-u"), id("-g"));
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
-            Some((uid, gid))
-        } else {
-            None
-        };
-        let mut initdb = std::process::Command::new(bin.join("initdb"));
-        initdb
-            .args([
-                "-D",
-                "data",
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ])
-            .current_dir(&dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        if let Some((uid, gid)) = user {
-            initdb.uid(uid).gid(gid);
-        }
-        assert!(
-            initdb.status().expect("initdb runs").success(),
-            "initdb failed"
-        );
-        let mut server = PrivatePostgres {
-            port,
-            bin,
-            dir,
-            user,
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    /// Starts (or restarts) the server and waits until it accepts connections.
-    pub fn spawn(&mut self) {
-        use std::os::unix::process::CommandExt;
-        let log = std::fs::File::create(self.dir.join(format!("log-{}", self.port))).ok();
-        let mut command = std::process::Command::new(self.bin.join("postgres"));
-        command
-            .args(["-D", "data", "-p", &self.port.to_string(), "-k"])
-            .arg(&self.dir)
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=50",
-            ])
-            .current_dir(&self.dir)
-            .stdout(std::process::Stdio::null());
-        if let Some(log) = log {
-            command.stderr(log);
-        }
-        if let Some((uid, gid)) = self.user {
-            command.uid(uid).gid(gid);
-        }
-        self.child = Some(command.spawn().expect("postgres starts"));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let ready = std::process::Command::new(self.bin.join("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
-                return;
+/// Polls until the gateway's L1 is serving (it waits for the invalidation channel).
+pub async fn wait_for_l1(app: &TestApp) {
+    eventually(
+        Duration::from_secs(15),
+        "L1 never became active",
+        || async {
+            let status = app.management("/api/management/cache/status").await;
+            if status["l1"]["active"] == true {
+                Ok(())
+            } else {
+                Err(status["l1"].clone())
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "private postgres did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-
-    /// Fast shutdown (SIGINT): sessions are cut, as when a managed database fails over.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = std::process::Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
-    }
-
-    /// A URL for `database` on this server.
-    pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
-    }
+        },
+    )
+    .await
 }
 
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// The directory of the installed PostgreSQL server binaries (the newest version).
-fn postgres_bindir() -> std::path::PathBuf {
-    let mut versions: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let version = e.file_name().to_string_lossy().parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("postgres").exists().then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return bin;
-    }
-    let out = std::process::Command::new("pg_config")
-        .arg("--bindir")
-        .output()
-        .expect("PostgreSQL server binaries (scripts/test.sh installs them)");
-    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-/// A free port for a server a test stops and starts again on the same port (private Redis or
-/// Postgres). Taken below Linux's ephemeral range (32768–60999): a port from there (bind to port
-/// 0) can be handed, while its server is down, to a listener another test binds on port 0 (a
-/// gateway), which then answers in its place. Never the same port twice in this process, so two
-/// tests starting servers at once cannot pick the same one either.
-pub fn free_port() -> u16 {
-    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-    let mut candidate = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+/// Whether a `courtAvailability` reply lists `start` on `court` as available.
+pub fn slot_free(reply: &Reply, court: &str, start: &str) -> bool {
+    reply.data()["courtAvailability"]["courts"]
+        .as_array()
         .unwrap()
-        .subsec_nanos()
-        ^ std::process::id();
-    loop {
-        candidate = candidate.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-        let port = 20_000 + (candidate >> 8) as u16 % 12_000;
-        if !taken.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            taken.push(port);
-            return port;
-        }
-    }
+        .iter()
+        .find(|c| c["court"]["id"] == court)
+        .and_then(|c| {
+            c["slots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["start"] == start)
+        })
+        .map(|s| s["available"] == true)
+        .expect("slot listed")
 }

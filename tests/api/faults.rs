@@ -192,6 +192,7 @@ async fn faults_under_mixed_load_lose_nothing_and_recover_without_a_restart() {
                 let at = phase_of(at, *phase.lock().unwrap());
                 log.lock().unwrap().push((at, name, outcome));
                 i += 1;
+                // Pacing of the load (a read every 10 ms), not a wait for the gateway.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }));
@@ -243,6 +244,7 @@ async fn faults_under_mixed_load_lose_nothing_and_recover_without_a_restart() {
                 }
                 let at = phase_of(at, *phase.lock().unwrap());
                 log.lock().unwrap().push((at, "createReservation", outcome));
+                // Pacing of the load (a booking every 60 ms), not a wait for the gateway.
                 tokio::time::sleep(Duration::from_millis(60)).await;
             }
         }));
@@ -267,6 +269,8 @@ async fn faults_under_mixed_load_lose_nothing_and_recover_without_a_restart() {
         })
         .await
     };
+    // Each phase is a stretch of real traffic while an outside process (Redis, PostgreSQL, the
+    // collector) is up or down: its length is the experiment, not a wait for the gateway.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Redis killed, then restarted on the same port.
@@ -301,6 +305,7 @@ async fn faults_under_mixed_load_lose_nothing_and_recover_without_a_restart() {
         .unwrap();
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     let spans_after = received.span_count();
+    // A window in which nothing may arrive: an absence can only be watched for a while.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         received.span_count(),

@@ -161,7 +161,7 @@ impl RequestFacts {
         let mut slow = self.slow_fields.lock().expect("slow fields lock");
         if slow.len() < SLOW_FIELDS_KEPT || slow.last().is_some_and(|(_, d)| *d < took) {
             slow.push((path.to_string(), took));
-            slow.sort_by(|a, b| b.1.cmp(&a.1));
+            slow.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
             slow.truncate(SLOW_FIELDS_KEPT);
         }
     }

@@ -18,7 +18,7 @@ use crate::{
         Period,
     },
     error::{ApiError, ApiResult},
-    store::{ClubLayout, PrincipalRecord, Store},
+    store::{ClubLayout, ClubRow, PrincipalRecord, Store},
 };
 
 /// The slots of one court.
@@ -47,6 +47,38 @@ pub async fn principal(
                     .await?
                     .ok_or_else(|| ApiError::Unauthenticated("unknown or inactive user".into()))
             },
+        )
+        .await
+}
+
+/// The clubs of a user's club memberships, in one entry per user (`authContext` kind, keyed by the
+/// user and the club ids, tagged with the user and every one of the clubs): a membership change
+/// bumps the user's tag, a renamed or deactivated club its own, so `authContext { clubs { club
+/// { … } } }` is answered from the cache and its whole response can be stored. A miss is one
+/// statement for all the clubs.
+pub async fn member_clubs(
+    cache: &Cache,
+    store: &Store,
+    user_id: i64,
+    club_ids: Vec<i64>,
+) -> ApiResult<(Vec<ClubRow>, Outcome)> {
+    let store = store.clone();
+    let listed = club_ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut tags_of = vec![tags::user(user_id)];
+    tags_of.extend(club_ids.iter().map(|id| tags::club(*id)));
+    cache
+        .get_or_load(
+            CacheKey::new(
+                Kind::AuthContext,
+                &[("user", &user_id)],
+                &format!("clubs:{listed}"),
+            ),
+            tags_of,
+            move || async move { Ok::<_, ApiError>(store.clubs_by_ids(&club_ids).await?) },
         )
         .await
 }

@@ -87,15 +87,29 @@ impl AuthContext {
             .iter()
             .map(|(c, _, r)| (*c, *r))
             .collect();
-        let clubs = request(ctx)
+        if roles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = request(ctx);
+        let (rows, outcome) = reads::member_clubs(
+            &request.cache,
+            &request.store,
+            self.0.user.id,
+            roles.iter().map(|(c, _)| *c).collect(),
+        )
+        .await?;
+        request.trace(Kind::AuthContext, outcome);
+        request
             .loaders
-            .load_many(roles.iter().map(|(c, _)| ClubId(*c)))
-            .await?;
+            .feed_many(rows.iter().map(|c| (ClubId(c.id), c.clone())))
+            .await;
+        let clubs: std::collections::HashMap<i64, &crate::store::ClubRow> =
+            rows.iter().map(|c| (c.id, c)).collect();
         let mut memberships: Vec<ClubMembership> = roles
             .into_iter()
             .filter_map(|(id, role)| {
-                clubs.get(&ClubId(id)).map(|c| ClubMembership {
-                    club: Club(c.clone()),
+                clubs.get(&id).map(|c| ClubMembership {
+                    club: Club((*c).clone()),
                     role: role.into(),
                 })
             })

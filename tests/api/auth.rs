@@ -128,6 +128,66 @@ async fn expected_permissions(app: &crate::helpers::TestApp, email: &str) -> Vec
 }
 
 on_both_backends!(
+    a_second_auth_context_with_clubs_and_organizations_runs_no_sql_for_any_role,
+    |app| {
+        // Another selection than the first request's, so the second is no whole-response hit:
+        // every value (principal, memberships' clubs, permissions) must come from the cache.
+        const AGAIN: &str = "{ me: authContext { user { email } currentOrganization { name } \
+            organizations { role organization { name slug } } \
+            clubs { role club { name slug timezone organization { name } } } permissions } }";
+        for email in [
+            "player@demo.padel",
+            "manager@demo.padel",
+            "staff@demo.padel",
+            "player2@demo.padel",
+            "owner@demo.padel",
+        ] {
+            let token = app.token(email).await;
+            let first = app.graphql(Some(&token), AUTH_CONTEXT, json!({})).await;
+            first.ok();
+            let second = app.graphql(Some(&token), AGAIN, json!({})).await;
+            let me = &second.ok()["me"];
+            assert_eq!(me["user"]["email"], email);
+            assert_eq!(
+                me["clubs"].as_array().map(Vec::len),
+                first.ok()["authContext"]["clubs"].as_array().map(Vec::len),
+                "{email}: the same memberships"
+            );
+            assert_ne!(second.cache_outcome("response"), "l1Hit", "{email}");
+            assert_eq!(second.sql_statements(), 0, "{email}: {}", second.body);
+            // ... and, built from cached values only, it is kept whole.
+            let third = app.graphql(Some(&token), AGAIN, json!({})).await;
+            assert_eq!(third.body["data"], second.body["data"], "{email}");
+            assert_eq!(third.cache_outcome("response"), "l1Hit", "{email}");
+            assert_eq!(third.sql_statements(), 0, "{email}");
+        }
+        // A renamed club reaches its members' context (the club's tag is on the entry).
+        let token = app.token("player@demo.padel").await;
+        app.execute("UPDATE clubs SET name = 'Renamed Club' WHERE id = 2")
+            .await;
+        // What the invalidation triggers (or a writer through the gateway) publish for it.
+        let admin = app.token("admin@demo.padel").await;
+        let flushed = app
+            .client
+            .post(format!("{}/api/management/cache/flush", app.address))
+            .bearer_auth(&admin)
+            .json(&json!({ "tag": "club:2" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(flushed.status(), 200);
+        let after = app.graphql(Some(&token), AUTH_CONTEXT, json!({})).await;
+        let names: Vec<String> = after.ok()["authContext"]["clubs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["club"]["name"].as_str().unwrap().to_string())
+            .collect();
+        assert!(names.contains(&"Renamed Club".to_string()), "{names:?}");
+    }
+);
+
+on_both_backends!(
     auth_context_folds_profile_memberships_and_permissions_into_one_query,
     |app| {
         for email in [

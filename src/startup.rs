@@ -102,7 +102,7 @@ impl Application {
         let pool = store.clone();
         let instruments = Instruments::new(
             crate::telemetry::meter_provider(&settings, &registry)?,
-            cache.readings(),
+            Arc::new(cache.clone()),
             move || {
                 let (open, idle) = pool.pool_usage();
                 crate::telemetry::metrics::PoolUsage { open, idle }

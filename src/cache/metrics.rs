@@ -128,32 +128,36 @@ impl CacheMetrics {
     }
 }
 
-impl super::Cache {
-    /// What telemetry's cache gauges read, as a closure it calls at each collection (telemetry
-    /// is a leaf: it knows the numbers, not the cache).
-    pub fn readings(&self) -> impl Fn() -> crate::telemetry::metrics::CacheReadings + Send + Sync {
-        use crate::telemetry::metrics::{CacheLookups, CacheReadings};
-        let cache = self.clone();
-        move || {
-            let metrics = cache.metrics();
-            CacheReadings {
-                lookups: metrics
-                    .kinds()
-                    .into_iter()
-                    .map(|k| CacheLookups {
-                        kind: k.kind,
-                        l1_hits: k.l1_hits,
-                        l2_hits: k.l2_hits,
-                        misses: k.misses,
-                        stale_while_revalidate: k.stale_while_revalidate,
-                        stale_if_error: k.stale_if_error,
-                    })
-                    .collect(),
-                redis_errors: metrics.redis_errors(),
-                l1_evictions: metrics.l1_evictions(),
-                l1_bytes: cache.l1_usage().1,
-                redis_skipped: matches!(cache.redis_health(), Some(Err(_))),
-            }
-        }
+/// Telemetry's cache gauges read the cache through this (each gauge calls only its reading).
+impl crate::telemetry::metrics::CacheGauges for super::Cache {
+    fn lookups(&self) -> Vec<crate::telemetry::metrics::CacheLookups> {
+        self.metrics()
+            .kinds()
+            .into_iter()
+            .map(|k| crate::telemetry::metrics::CacheLookups {
+                kind: k.kind,
+                l1_hits: k.l1_hits,
+                l2_hits: k.l2_hits,
+                misses: k.misses,
+                stale_while_revalidate: k.stale_while_revalidate,
+                stale_if_error: k.stale_if_error,
+            })
+            .collect()
+    }
+
+    fn redis_errors(&self) -> u64 {
+        self.metrics().redis_errors()
+    }
+
+    fn l1_evictions(&self) -> u64 {
+        self.metrics().l1_evictions()
+    }
+
+    fn l1_bytes(&self) -> u64 {
+        self.l1_usage().1
+    }
+
+    fn redis_skipped(&self) -> bool {
+        matches!(self.redis_health(), Some(Err(_)))
     }
 }

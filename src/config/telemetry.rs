@@ -100,6 +100,12 @@ pub struct TelemetrySettings {
 }
 
 impl TelemetrySettings {
+    /// Whether the schema carries the field hook (the extension): `field_timing = "objects"` or
+    /// `field_spans = "all"`.
+    pub fn field_hook(&self) -> bool {
+        self.field_timing == FieldTiming::Objects || self.field_spans == FieldSpans::All
+    }
+
     /// The slow-request threshold for an operation, from the names it goes by (its root fields,
     /// or its monitoring key such as `dashboard+authContext`): the strictest matching one.
     pub fn slow_threshold<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Duration {

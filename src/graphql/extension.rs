@@ -1,9 +1,10 @@
 //! The schema's one extension, for what must happen inside execution: the validation hook (it
 //! applies the verdict the pipeline found for a prepared document, or validates and remembers),
-//! and field observation (one span per field that does work, per `telemetry.field_spans`; a
+//! the operation span and duration around execution proper, and field observation (one span per field that does work, per `telemetry.field_spans`; a
 //! duration histogram for every non-leaf field; the slowest fields for the request summary; the
 //! field path the N+1 detector reports). Root fields are observed by [`super::Rooted`], with or
-//! without this extension. Nothing here decides whether a request runs: the pipeline did.
+//! without this extension. Without it (`telemetry.field_timing = "root"`), the pipeline opens
+//! the operation span around the engine instead. No limit or rate limit is decided here.
 
 use std::{
     future::Future,
@@ -14,15 +15,19 @@ use std::{
 
 use async_graphql::{
     extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextResolve, NextValidation, ResolveInfo,
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextResolve, NextValidation,
+        ResolveInfo,
     },
     QueryPathSegment, ServerError, ServerResult, ValidationResult, Value, Variables,
 };
 use opentelemetry::KeyValue;
 use tracing::{field::Empty, Instrument};
 
-use super::{context::RequestContext, documents::Prepared};
-use crate::{config::FieldSpans, telemetry::FIELD_PATH};
+use super::{context::RequestContext, documents::Prepared, facts::RequestFacts};
+use crate::{
+    config::FieldSpans,
+    telemetry::{metrics::Instruments, FIELD_PATH},
+};
 
 /// Factory registered on the schema (`telemetry.field_timing = "objects"` or
 /// `field_spans = "all"`). One extension only: async-graphql runs every field of every request
@@ -95,8 +100,72 @@ pub(crate) fn mark_errors(span: &tracing::Span, errors: &[ServerError]) {
     }
 }
 
+/// The operation span (its name and type from the prepared document when known).
+pub(crate) fn operation_span(
+    facts: &RequestFacts,
+    operation_name: Option<&str>,
+) -> (tracing::Span, String, String) {
+    let (kind, name) = facts.operation().unwrap_or_else(|| {
+        (
+            "query".into(),
+            operation_name.unwrap_or_default().to_string(),
+        )
+    });
+    let span = tracing::info_span!(
+        "graphql.operation",
+        otel.name = %if name.is_empty() { kind.clone() } else { format!("{kind} {name}") },
+        graphql.operation.type = %kind,
+        graphql.operation.name = %name,
+        otel.status_code = Empty,
+        otel.status_message = Empty,
+    );
+    (span, kind, name)
+}
+
+/// Marks the operation span's errors and records the operation duration.
+pub(crate) fn finish_operation(
+    span: &tracing::Span,
+    response: &async_graphql::Response,
+    instruments: Option<&Instruments>,
+    kind: String,
+    name: String,
+    started: Instant,
+) {
+    mark_errors(span, &response.errors);
+    if let Some(instruments) = instruments {
+        instruments.operation_duration.record(
+            started.elapsed().as_secs_f64(),
+            &[
+                KeyValue::new("graphql.operation.type", kind),
+                KeyValue::new(
+                    "graphql.operation.name",
+                    instruments.operation_names.label(&name),
+                ),
+            ],
+        );
+    }
+}
+
 #[async_trait::async_trait]
 impl Extension for ObserveExtension {
+    /// The operation span and duration, around execution proper (validation has its own span).
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> async_graphql::Response {
+        let Some(request) = ctx.data_opt::<RequestContext>() else {
+            return next.run(ctx, operation_name).await;
+        };
+        let (span, kind, name) = operation_span(&request.facts, operation_name);
+        let started = Instant::now();
+        let response = next.run(ctx, operation_name).instrument(span.clone()).await;
+        let instruments = request.instruments.as_deref();
+        finish_operation(&span, &response, instruments, kind, name, started);
+        response
+    }
+
     async fn validation(
         &self,
         ctx: &ExtensionContext<'_>,

@@ -1,8 +1,11 @@
 //! Query limits checked before any resolver or SQL runs: document size and tokens, depth (an
 //! alias named `__schema` is no way around it), aliases, root fields and directives. Each refusal
-//! is one GraphQL error with code `QUERY_TOO_COMPLEX`. Complexity and fragment recursion use the
-//! engine's own limits, whose errors get the same code. The pipeline (`pipeline::prepare`)
+//! is one GraphQL error with code `QUERY_TOO_COMPLEX`. Fragment recursion is checked first, in
+//! linear time, with the engine's rule and message (`recursion`); complexity uses the engine's
+//! own limit, whose errors get the same code. The pipeline (`pipeline::prepare`)
 //! applies them when it parses a document; a prepared document passed them.
+
+mod recursion;
 
 use std::collections::{HashMap, HashSet};
 
@@ -205,6 +208,7 @@ pub fn check(
     limits: &LimitSettings,
     introspection: bool,
 ) -> Result<(), ServerError> {
+    recursion::check_recursion(document, limits.max_recursive_depth)?;
     let mut costs = Costs::new(&document.fragments);
     let mut fields = 0usize;
     let mut aliases = 0usize;
@@ -430,11 +434,12 @@ mod tests {
         let roots: String = (0..21).map(|_| "__typename ".to_string()).collect();
         assert!(run(&format!("{{ {roots} }}"), false).is_err());
         assert!(run("{ __typename @include(if: true) @include(if: true) @include(if: true) @include(if: true) @include(if: true) @include(if: true) }", false).is_err());
-        // Fragment cycles do not hang the walk.
-        assert!(run(
+        // Fragment cycles do not hang the walk: they are refused at the recursion limit, as the
+        // engine refuses them before validation would.
+        let cycle = run(
             "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }",
-            false
-        )
-        .is_ok());
+            false,
+        );
+        assert!(cycle.is_err_and(|e| e.message.contains("recursion depth")));
     }
 }

@@ -75,6 +75,7 @@ impl SchemaOptions {
     /// Whether the schema carries the extension (validate spans, validation reuse, non-root
     /// field timing); without it only root fields are observed (by `Rooted`).
     pub fn engine_hook(&self) -> bool {
+        // Same rule as `TelemetrySettings::field_hook`, which the pipeline reads.
         self.field_timing == FieldTiming::Objects || self.field_spans == FieldSpans::All
     }
 }
@@ -139,6 +140,7 @@ pub fn assign_error_codes(response: &mut async_graphql::Response) {
         let code = if message.contains("Query is too complex")
             || message.contains("Query is nested too deep")
             || message.contains("recursive depth")
+            || message.contains("recursion depth")
         {
             ErrorCode::QueryTooComplex
         } else if message.contains("Invalid value for argument")

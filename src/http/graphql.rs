@@ -35,15 +35,14 @@ pub(crate) async fn post_graphql(
     // Boxed once here: axum boxes this handler's future and its layers move it, a memcpy of
     // its whole size each time; the request's own future (cache reads, SQL, the engine) is large.
     Box::pin(async {
-        let caller = caller.await;
         match request.into_inner() {
             BatchRequest::Single(one) => {
-                let (answer, tally) = pipeline::run(&state, &caller, one.into()).await;
+                let (answer, tally) = pipeline::run(&state, &caller.await, one.into()).await;
                 respond(&state, answer, &tally)
             }
             BatchRequest::Batch(many) => {
                 let operations = many.into_iter().map(Into::into).collect();
-                let (batch, tally) = pipeline::run_batch(&state, &caller, operations).await;
+                let (batch, tally) = pipeline::run_batch(&state, caller, operations).await;
                 finish(&state, batch, &tally)
             }
         }

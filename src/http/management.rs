@@ -9,7 +9,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::superuser::{error_response, require_superuser};
+use super::superuser::{error_body, error_response, require_superuser};
 use crate::{cache::Kind, error::ErrorCode, reads, state::AppState};
 
 /// GET /api/management/cache/status
@@ -136,6 +136,11 @@ pub(crate) async fn cache_warmup(
     .await
     {
         Ok(filled) => Json(json!({ "warmed": filled })).into_response(),
-        Err(error) => error_response(error.code(), &error.to_string()),
+        // 400 whatever the cause (the code says which), as the warm-up always answered.
+        Err(error) => error_body(
+            axum::http::StatusCode::BAD_REQUEST,
+            error.code(),
+            &error.to_string(),
+        ),
     }
 }

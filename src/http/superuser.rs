@@ -31,10 +31,15 @@ pub(crate) fn status_of(code: ErrorCode) -> StatusCode {
     }
 }
 
-/// An error answer of the JSON APIs.
+/// An error answer of the JSON APIs, with the status of its code.
 pub(crate) fn error_response(code: ErrorCode, message: &str) -> Response {
+    error_body(status_of(code), code, message)
+}
+
+/// An error answer of the JSON APIs with a given status.
+pub(crate) fn error_body(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     (
-        status_of(code),
+        status,
         Json(json!({ "error": { "code": code.as_str(), "message": message } })),
     )
         .into_response()
@@ -42,7 +47,9 @@ pub(crate) fn error_response(code: ErrorCode, message: &str) -> Response {
 
 /// Answers with an error unless the bearer is an active superuser: 401 UNAUTHENTICATED without a
 /// valid token or for an unknown or inactive user, 403 FORBIDDEN for anyone else, 503
-/// SERVICE_UNAVAILABLE when the user can't be read.
+/// SERVICE_UNAVAILABLE when the user can't be read. The principal comes through the cache like
+/// every caller's, so a demoted superuser loses access when the user's tag is invalidated (the
+/// gateway's own writes and the database triggers bump it).
 pub(crate) async fn require_superuser(
     state: &AppState,
     headers: &HeaderMap,
@@ -58,12 +65,16 @@ pub(crate) async fn require_superuser(
     match principal {
         Ok(principal) if principal.user.is_superuser => Ok(()),
         Ok(_) => Err(error_response(ErrorCode::Forbidden, "superusers only")),
+        Err(error) if error.code() == ErrorCode::Unauthenticated => Err(error_response(
+            ErrorCode::Unauthenticated,
+            &error.to_string(),
+        )),
         Err(error) => {
-            let code = error.code();
-            if code != ErrorCode::Unauthenticated {
-                tracing::error!(error = %error, "management auth lookup failed");
-            }
-            Err(error_response(code, &error.to_string()))
+            tracing::error!(error = %error, "management auth lookup failed");
+            Err(error_response(
+                ErrorCode::ServiceUnavailable,
+                "database unavailable",
+            ))
         }
     }
 }

@@ -6,12 +6,13 @@
 //! 2. **charge the rate limit**: the client address's bucket at the edge ([`admit`], before the
 //!    body is read), the caller's query bucket per operation, the mutation bucket once the
 //!    document shows a mutation (`ratelimit` decides, on Redis's clock when shared);
-//! 3. **prepare the document** (`prepare`): APQ or the safelist, the variables' check, the
-//!    cached parse with the query limits (`graphql::limits`, `graphql::documents`), and the
-//!    cached validation verdict the engine's hook applies (`graphql::extension::Validation`);
+//! 3. **resolve the document** (`prepare`): APQ or the safelist;
 //! 4. **response-cache lookup** (`respond`): a repeated identical query of the same user, served
 //!    only after its stored access decisions are re-checked against the caller's current ones;
-//! 5. **execute** on the schema, then complete the answer (nulls, field order, error codes);
+//! 5. on a miss, **prepare and execute** (`prepare`): the variables' check, the cached parse with
+//!    the query limits (`graphql::limits`, `graphql::documents`), the mutation bucket, the cached
+//!    validation verdict the engine's hook applies (`graphql::extension::Validation`), execution
+//!    on the schema, then the answer's completion (nulls, field order, error codes);
 //! 6. **store** the answer in the response cache when every part of it came from the cache;
 //! 7. **observe** (`observe`): the operation span and duration, the summary log line, the
 //!    slow-request warning, metrics and the monitoring statistics.
@@ -169,7 +170,7 @@ pub async fn run(state: &AppState, caller: &Caller, operation: Operation) -> (An
 /// cache) and the answers come back in order.
 pub async fn run_batch(
     state: &AppState,
-    caller: &Caller,
+    authenticate: impl std::future::Future<Output = Caller>,
     operations: Vec<Operation>,
 ) -> (async_graphql::BatchResponse, Tally) {
     let limits = &state.settings.limits;
@@ -192,6 +193,8 @@ pub async fn run_batch(
         ]);
         return (response.into(), Tally::default());
     }
+    // Authenticated only once the batch is admitted: a refused one costs no token check.
+    let caller = &authenticate.await;
     let runs = operations.into_iter().map(|mut operation| async move {
         let resolution = match charge_user(state, &caller.credentials).await {
             Err(limited) => Err(Refusal::Limited(limited)),

@@ -1,64 +1,15 @@
-//! Step 7, observation: the operation span and duration, the summary log line, the slow-request
-//! warning, the metrics and the monitoring statistics of one operation. Telemetry receives the
+//! Step 7, observation: the summary log line, the slow-request warning, the metrics and the
+//! monitoring statistics of one operation (its span and duration: `graphql::extension`). Telemetry receives the
 //! numbers; what they mean for the request is decided here.
 
 use std::time::Instant;
 
 use opentelemetry::KeyValue;
-use tracing::field::Empty;
 
 use crate::{
-    cache::Outcome,
-    error::ErrorCode,
-    graphql::{extension::mark_errors, facts::RequestFacts},
-    state::AppState,
+    cache::Outcome, error::ErrorCode, graphql::facts::RequestFacts, state::AppState,
     telemetry::monitoring::RequestRecord,
 };
-
-/// The operation span (its name and type from the prepared document when known).
-pub(super) fn operation_span(
-    facts: &RequestFacts,
-    operation_name: Option<&str>,
-) -> (tracing::Span, String, String) {
-    let (kind, name) = facts.operation().unwrap_or_else(|| {
-        (
-            "query".into(),
-            operation_name.unwrap_or_default().to_string(),
-        )
-    });
-    let span = tracing::info_span!(
-        "graphql.operation",
-        otel.name = %if name.is_empty() { kind.clone() } else { format!("{kind} {name}") },
-        graphql.operation.type = %kind,
-        graphql.operation.name = %name,
-        otel.status_code = Empty,
-        otel.status_message = Empty,
-    );
-    (span, kind, name)
-}
-
-/// Marks the operation span's errors and records the operation duration.
-pub(super) fn finish_operation(
-    state: &AppState,
-    span: &tracing::Span,
-    response: &async_graphql::Response,
-    kind: String,
-    name: String,
-    started: Instant,
-) {
-    mark_errors(span, &response.errors);
-    let instruments = &state.instruments;
-    instruments.operation_duration.record(
-        started.elapsed().as_secs_f64(),
-        &[
-            KeyValue::new("graphql.operation.type", kind),
-            KeyValue::new(
-                "graphql.operation.name",
-                instruments.operation_names.label(&name),
-            ),
-        ],
-    );
-}
 
 /// The `extensions.code` of an error (every error has one after `assign_error_codes`).
 pub(super) fn error_code(error: &async_graphql::ServerError) -> &'static str {

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use async_graphql::{parser::types::OperationType, ServerError, ServerResult};
 use tracing::{field::Empty, Instrument};
 
-use super::{observe, Caller, Operation};
+use super::{Caller, Operation};
 use crate::{
     error::ErrorCode,
     graphql::{
         context::RequestContext,
         documents::{DocumentCache, Prepared},
-        extension::Validation,
+        extension::{finish_operation, operation_span, Validation},
         facts::RequestFacts,
         limits::{check, check_text},
     },
@@ -172,7 +172,7 @@ pub(super) async fn prepare_and_execute(
             return async_graphql::Response::from_errors(vec![limited.error()]);
         }
     }
-    // The operation that runs: the one `operationName` names, else the first.
+    // The operation that runs: the one `operationName` names, else the only one.
     let wanted = operation.operation_name.as_deref();
     let chosen = prepared
         .document
@@ -201,10 +201,17 @@ pub(super) async fn prepare_and_execute(
         request = request.operation_name(name);
     }
     request.set_parsed_query(prepared.document.clone());
-    let (span, kind, name) = observe::operation_span(facts, operation.operation_name.as_deref());
-    let started = std::time::Instant::now();
-    let mut response = state.schema.execute(request).instrument(span.clone()).await;
-    observe::finish_operation(state, &span, &response, kind, name, started);
+    let mut response = if state.settings.telemetry.field_hook() {
+        // The extension opens the operation span around execution proper.
+        state.schema.execute(request).await
+    } else {
+        let (span, kind, name) = operation_span(facts, operation.operation_name.as_deref());
+        let started = std::time::Instant::now();
+        let response = state.schema.execute(request).instrument(span.clone()).await;
+        let instruments = Some(&*state.instruments);
+        finish_operation(&span, &response, instruments, kind, name, started);
+        response
+    };
     complete_answer(
         &mut response,
         &prepared.document,

@@ -33,19 +33,19 @@ pub struct CacheLookups {
     pub stale_if_error: u64,
 }
 
-/// What the cache gauges and counters read at each collection (the cache fills it).
-#[derive(Debug, Clone, Default)]
-pub struct CacheReadings {
+/// What the cache gauges and counters read, each at its own collection (the cache implements
+/// it; telemetry knows the numbers, not the cache).
+pub trait CacheGauges: Send + Sync {
     /// Lookups per kind.
-    pub lookups: Vec<CacheLookups>,
+    fn lookups(&self) -> Vec<CacheLookups>;
     /// Redis calls that failed or timed out.
-    pub redis_errors: u64,
+    fn redis_errors(&self) -> u64;
     /// L1 entries evicted for size.
-    pub l1_evictions: u64,
+    fn l1_evictions(&self) -> u64;
     /// Bytes held by L1.
-    pub l1_bytes: u64,
+    fn l1_bytes(&self) -> u64;
     /// Whether Redis is skipped (breaker open or channel down).
-    pub redis_skipped: bool,
+    fn redis_skipped(&self) -> bool;
 }
 
 /// Connections in the database pool, read by the `db.client.connection.count` gauge.
@@ -82,15 +82,15 @@ pub struct Instruments {
 
 impl Instruments {
     /// Builds the instruments on `provider`, with observable gauges over the cache and the pool
-    /// (`cache` and `pool` are asked at every collection).
+    /// (`cache` and `pool` are read at every collection).
     pub fn new(
         provider: SdkMeterProvider,
-        cache: impl Fn() -> CacheReadings + Send + Sync + 'static,
+        cache: Arc<dyn CacheGauges>,
         pool: impl Fn() -> PoolUsage + Send + Sync + 'static,
         operation_names: super::labels::OperationNames,
     ) -> Arc<Instruments> {
         let meter = provider.meter("padel-bff");
-        observe(&meter, Arc::new(cache), pool);
+        observe(&meter, cache, pool);
         Arc::new(Instruments {
             http_duration: meter
                 .f64_histogram("http.server.request.duration")
@@ -156,7 +156,7 @@ impl Instruments {
 /// Observable gauges and counters read from the cache counters and the connection pool.
 fn observe(
     meter: &Meter,
-    cache: Arc<dyn Fn() -> CacheReadings + Send + Sync>,
+    cache: Arc<dyn CacheGauges>,
     pool: impl Fn() -> PoolUsage + Send + Sync + 'static,
 ) {
     let hits = cache.clone();
@@ -165,7 +165,7 @@ fn observe(
         .with_unit("{request}")
         .with_description("Cache lookups by kind, tier and outcome")
         .with_callback(move |observer| {
-            for k in hits().lookups {
+            for k in hits.lookups() {
                 for (tier, outcome, value) in [
                     ("l1", "hit", k.l1_hits),
                     ("l2", "hit", k.l2_hits),
@@ -190,21 +190,21 @@ fn observe(
         .u64_observable_counter("bff.cache.redis.errors")
         .with_unit("{error}")
         .with_description("Redis calls that failed or timed out")
-        .with_callback(move |observer| observer.observe(errors().redis_errors, &[]))
+        .with_callback(move |observer| observer.observe(errors.redis_errors(), &[]))
         .build();
     let evictions = cache.clone();
     meter
         .u64_observable_counter("bff.cache.l1.evictions")
         .with_unit("{entry}")
         .with_description("L1 entries evicted for size")
-        .with_callback(move |observer| observer.observe(evictions().l1_evictions, &[]))
+        .with_callback(move |observer| observer.observe(evictions.l1_evictions(), &[]))
         .build();
     let usage = cache.clone();
     meter
         .u64_observable_gauge("bff.cache.l1.size")
         .with_unit("By")
         .with_description("Bytes held by L1")
-        .with_callback(move |observer| observer.observe(usage().l1_bytes, &[]))
+        .with_callback(move |observer| observer.observe(usage.l1_bytes(), &[]))
         .build();
     let breaker = cache;
     meter
@@ -212,7 +212,7 @@ fn observe(
         .with_unit("1")
         .with_description("1 while Redis is skipped (breaker open or channel down), else 0")
         .with_callback(move |observer| {
-            observer.observe(u64::from(breaker().redis_skipped), &[]);
+            observer.observe(u64::from(breaker.redis_skipped()), &[]);
         })
         .build();
     meter

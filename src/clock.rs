@@ -48,7 +48,8 @@ impl Clock {
 
     /// A monotonic reading, for what stays in this process (rate-limit refills).
     pub fn now(&self) -> Instant {
-        Instant::now() + self.offset()
+        let now = Instant::now();
+        now.checked_add(self.offset()).unwrap_or(now)
     }
 
     /// How long ago `earlier` (a reading of [`Clock::now`]) was on this clock.
@@ -60,7 +61,11 @@ impl Clock {
     /// calls it, so there the clock is exactly real time.
     pub fn advance(&self, by: Duration) {
         let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-        self.offset_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let _ = self
+            .offset_nanos
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |offset| {
+                Some(offset.saturating_add(nanos))
+            });
     }
 }
 

@@ -49,8 +49,9 @@ fn give_up(what: &str, deadline: Duration, seen: Option<String>) -> ! {
 }
 
 /// Polls `check` until it holds (`true`, `Some`, `Ok`) and returns its value; panics with `what`
-/// and the last state seen once `deadline` has passed. Tokio's clock, so a paused test clock
-/// moves the deadline with it.
+/// and the last state seen once `deadline` has passed, also when one poll itself has not
+/// finished by then (a server that accepts and never answers). Tokio's clock, so a paused test
+/// clock moves the deadline with it.
 pub async fn eventually<C, Fut>(
     deadline: Duration,
     what: &str,
@@ -61,11 +62,18 @@ where
     Fut: Future<Output = C>,
 {
     let until = tokio::time::Instant::now() + deadline;
+    let mut last = None;
     loop {
-        match check().await.settle() {
+        let Ok(polled) = tokio::time::timeout_at(until, check()).await else {
+            give_up(what, deadline, last.or(Some("a poll still running".into())))
+        };
+        match polled.settle() {
             Ok(value) => return value,
             Err(seen) if tokio::time::Instant::now() >= until => give_up(what, deadline, seen),
-            Err(_) => tokio::time::sleep(INTERVAL).await,
+            Err(seen) => {
+                last = seen;
+                tokio::time::sleep(INTERVAL).await
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ use std::{
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    eventually, grpc_receiver_with_handle, Gateway, PrivatePostgres, PrivateRedis,
+    eventually, grpc_receiver_with_handle, seed_demo, Gateway, PrivatePostgres, PrivateRedis,
 };
 
 /// Which fault is in force while a request runs.
@@ -96,18 +96,7 @@ async fn faults_under_mixed_load_lose_nothing_and_recover_without_a_restart() {
         .unwrap();
     admin.close().await;
     let url = postgres.url("bff");
-    let seed = std::process::Command::new(env!("CARGO_BIN_EXE_padel-bff"))
-        .args(["seed", "--scale", "demo"])
-        .env("DATABASE_URL", &url)
-        .env(
-            "BFF_CONFIG_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(seed.success(), "seeding the private database failed");
+    seed_demo(&url);
     let db = sqlx::PgPool::connect(&url).await.unwrap();
     // The bookings lie 100+ days ahead, clear of the seeded ones.
     sqlx::query("UPDATE clubs SET booking_horizon_days = 3650")

@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    create_postgres_database, drop_postgres_database, eventually, shared_redis_url, slot_free,
-    spawn_app, spawn_app_with, unique_database_name, unique_prefix, wait_for_l1, Backend, Gateway,
-    PrivateRedis, TestApp, OPEN_QUOTA,
+    create_postgres_database, drop_postgres_database, eventually, seed_demo, shared_redis_url,
+    slot_free, spawn_app, spawn_app_with, unique_database_name, unique_prefix, wait_for_l1,
+    Backend, Gateway, PrivateRedis, TestApp, OPEN_QUOTA,
 };
 use crate::on_both_backends;
 
@@ -150,18 +150,7 @@ async fn real_gateway(backend: Backend) -> (Gateway, Option<DropDatabase>) {
         Backend::Postgres => {
             let name = unique_database_name();
             let url = create_postgres_database(&name).await;
-            let seeded = std::process::Command::new(env!("CARGO_BIN_EXE_padel-bff"))
-                .args(["seed", "--scale", "demo"])
-                .env("DATABASE_URL", &url)
-                .env(
-                    "BFF_CONFIG_DIR",
-                    concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
-                )
-                .env("RUST_LOG", "warn")
-                .stdout(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert!(seeded.success(), "seeding {name} failed");
+            seed_demo(&url);
             let gateway = Gateway::start(&[("DATABASE_URL", &url)]).await;
             (gateway, Some(DropDatabase(name)))
         }

@@ -36,6 +36,22 @@ pub async fn create_postgres_database(name: &str) -> String {
     )
 }
 
+/// Fills the database at `url` with the demo data, as the real binary's `seed` command does.
+pub fn seed_demo(url: &str) {
+    let seeded = std::process::Command::new(env!("CARGO_BIN_EXE_padel-bff"))
+        .args(["seed", "--scale", "demo"])
+        .env("DATABASE_URL", url)
+        .env(
+            "BFF_CONFIG_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("the padel-bff binary runs");
+    assert!(seeded.success(), "seeding {url} failed");
+}
+
 /// Drops a test database, on a thread of its own: callers include `Drop`, which cannot await,
 /// while the test's runtime may be shutting down.
 pub fn drop_postgres_database(name: String) {

@@ -8,6 +8,7 @@ use std::{
 use serde::Serialize;
 
 use super::{Kind, Outcome};
+use crate::telemetry::metrics::CacheLookups;
 
 #[derive(Default)]
 struct KindCounters {
@@ -34,18 +35,9 @@ pub struct CacheMetrics {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KindStats {
-    /// Kind name.
-    pub kind: &'static str,
-    /// Fresh hits in process.
-    pub l1_hits: u64,
-    /// Fresh hits from Redis.
-    pub l2_hits: u64,
-    /// Loads from the store.
-    pub misses: u64,
-    /// Stale values served during a background refresh.
-    pub stale_while_revalidate: u64,
-    /// Stale values served because the store failed.
-    pub stale_if_error: u64,
+    /// The kind's name and lookups by outcome (what telemetry's counter reports too).
+    #[serde(flatten)]
+    pub lookups: CacheLookups,
     /// Loads that failed.
     pub load_errors: u64,
     /// Mean load time in milliseconds.
@@ -95,12 +87,14 @@ impl CacheMetrics {
                 let k = &self.kinds[kind.index()];
                 let loads = k.loads.load(Relaxed);
                 KindStats {
-                    kind: kind.name(),
-                    l1_hits: k.l1_hits.load(Relaxed),
-                    l2_hits: k.l2_hits.load(Relaxed),
-                    misses: k.misses.load(Relaxed),
-                    stale_while_revalidate: k.stale_while_revalidate.load(Relaxed),
-                    stale_if_error: k.stale_if_error.load(Relaxed),
+                    lookups: CacheLookups {
+                        kind: kind.name(),
+                        l1_hits: k.l1_hits.load(Relaxed),
+                        l2_hits: k.l2_hits.load(Relaxed),
+                        misses: k.misses.load(Relaxed),
+                        stale_while_revalidate: k.stale_while_revalidate.load(Relaxed),
+                        stale_if_error: k.stale_if_error.load(Relaxed),
+                    },
                     load_errors: k.load_errors.load(Relaxed),
                     mean_load_ms: if loads == 0 {
                         0.0
@@ -130,18 +124,11 @@ impl CacheMetrics {
 
 /// Telemetry's cache gauges read the cache through this (each gauge calls only its reading).
 impl crate::telemetry::metrics::CacheGauges for super::Cache {
-    fn lookups(&self) -> Vec<crate::telemetry::metrics::CacheLookups> {
+    fn lookups(&self) -> Vec<CacheLookups> {
         self.metrics()
             .kinds()
             .into_iter()
-            .map(|k| crate::telemetry::metrics::CacheLookups {
-                kind: k.kind,
-                l1_hits: k.l1_hits,
-                l2_hits: k.l2_hits,
-                misses: k.misses,
-                stale_while_revalidate: k.stale_while_revalidate,
-                stale_if_error: k.stale_if_error,
-            })
+            .map(|k| k.lookups)
             .collect()
     }
 

@@ -27,10 +27,10 @@ pub(crate) async fn cache_status(State(state): State<AppState>, headers: HeaderM
         .kinds()
         .into_iter()
         .map(|k| {
-            let kind = Kind::parse(k.kind).expect("metrics name known kinds");
+            let kind = Kind::parse(k.lookups.kind).expect("metrics name known kinds");
             let ks = settings.for_kind(kind);
             json!({
-                "kind": k.kind,
+                "kind": k.lookups.kind,
                 "ttlSeconds": ks.ttl.as_secs_f64(),
                 "staleWhileRevalidateSeconds": ks.stale_while_revalidate.as_secs_f64(),
                 "staleIfErrorSeconds": ks.stale_if_error.as_secs_f64(),

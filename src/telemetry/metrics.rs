@@ -16,8 +16,10 @@ const SECONDS_BUCKETS: [f64; 16] = [
     2.5, 10.0,
 ];
 
-/// Lookups of one cache kind, as the `bff.cache.requests` counter reports them.
-#[derive(Debug, Clone, Copy)]
+/// Lookups of one cache kind, as the `bff.cache.requests` counter reports them (and, inside the
+/// cache's per-kind statistics, the status endpoint).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CacheLookups {
     /// The kind's name.
     pub kind: &'static str,

@@ -103,7 +103,7 @@ impl TelemetrySettings {
     /// Whether the schema carries the field hook (the extension): `field_timing = "objects"` or
     /// `field_spans = "all"`.
     pub fn field_hook(&self) -> bool {
-        self.field_timing == FieldTiming::Objects || self.field_spans == FieldSpans::All
+        field_hook(self.field_timing, self.field_spans)
     }
 
     /// The slow-request threshold for an operation, from the names it goes by (its root fields,
@@ -121,4 +121,9 @@ impl TelemetrySettings {
         .min()
         .unwrap_or(self.slow_default)
     }
+}
+
+/// Whether these field settings need the engine's field hook (the schema's extension).
+pub fn field_hook(timing: FieldTiming, spans: FieldSpans) -> bool {
+    timing == FieldTiming::Objects || spans == FieldSpans::All
 }

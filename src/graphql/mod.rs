@@ -75,8 +75,7 @@ impl SchemaOptions {
     /// Whether the schema carries the extension (validate spans, validation reuse, non-root
     /// field timing); without it only root fields are observed (by `Rooted`).
     pub fn engine_hook(&self) -> bool {
-        // Same rule as `TelemetrySettings::field_hook`, which the pipeline reads.
-        self.field_timing == FieldTiming::Objects || self.field_spans == FieldSpans::All
+        crate::config::field_hook(self.field_timing, self.field_spans)
     }
 }
 

@@ -184,6 +184,7 @@ fn l1(c: &mut Criterion) {
         name: String::new(),
         kinds: vec!["courtAvailability".into()],
         body: serde_json::to_vec(&value).unwrap().into(),
+        text: Box::default(),
     };
     assert!(cache.response_put(&response_key, &recording, stored, cache.epoch()));
     c.bench_function("L1 hit: whole response (lookup, shared bytes)", |b| {

@@ -22,19 +22,21 @@ use std::sync::{
 use chrono::NaiveDate;
 
 use super::{entry::Entry, keys, Cache, CacheKey, Kind, Outcome};
-use crate::domain::access::{club_access, ClubAccess, ClubScope, Viewer};
+use crate::domain::access::{club_access, decide, ClubAccess, ClubScope, Decision, Viewer};
 
 /// An authorization decision (or clock reading) a response depended on; re-checked on every hit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
     /// The caller is this user.
     User(i64),
-    /// `club_access` for this club answered this (`None`: invisible).
+    /// Asked whether the caller may use this club at `needed` level, the rules decided this.
     Club {
         /// The club as the access rules saw it.
         scope: ClubScope,
+        /// The level asked for.
+        needed: ClubAccess,
         /// The decision.
-        access: Option<ClubAccess>,
+        decision: Decision,
     },
     /// "Today" in this time zone was this date (default periods and dates depend on it).
     Today {
@@ -53,7 +55,11 @@ pub fn requirements_hold(
 ) -> bool {
     requirements.iter().all(|requirement| match requirement {
         Requirement::User(id) => viewer.user_id == *id,
-        Requirement::Club { scope, access } => club_access(viewer, *scope) == *access,
+        Requirement::Club {
+            scope,
+            needed,
+            decision,
+        } => decide(club_access(viewer, *scope), *needed) == *decision,
         Requirement::Today { timezone, date } => today(timezone) == *date,
     })
 }
@@ -70,8 +76,13 @@ pub struct StoredResponse {
     pub name: String,
     /// The cached kinds the response was built from (reported as in-process hits on a hit).
     pub kinds: Vec<String>,
-    /// The whole JSON body (`{"data": …}`, with `extensions.cache` where the caller sees it).
+    /// The whole JSON body (`{"data": …}`, with `extensions.cache` where the caller sees it);
+    /// for a shared answer, the field's JSON value.
     pub body: bytes::Bytes,
+    /// A shared answer's normalised field text (`graphql::share`), compared on every hit: the
+    /// key holds only its 64-bit hash, and a crafted collision must not serve another field.
+    /// Empty for whole responses (their key includes the user: a collision is the user's own).
+    pub text: Box<str>,
 }
 
 /// What a query's answer depended on while it ran: the cached values it read (tags and
@@ -82,6 +93,9 @@ pub struct Recording {
     requirements: Mutex<Vec<Requirement>>,
     fresh_until_ms: AtomicU64,
     spoiled: AtomicBool,
+    /// The request's recording, when this one is a root field's (`Recording::within`): what the
+    /// field reads, the request reads too.
+    parent: Option<Arc<Recording>>,
 }
 
 impl Default for Recording {
@@ -91,19 +105,35 @@ impl Default for Recording {
             requirements: Mutex::new(Vec::new()),
             fresh_until_ms: AtomicU64::new(u64::MAX),
             spoiled: AtomicBool::new(false),
+            parent: None,
         }
     }
 }
 
 impl Recording {
+    /// The recording of one root field of a request: everything noted in it is noted in the
+    /// request's `parent` as well.
+    pub fn within(parent: Arc<Recording>) -> Recording {
+        Recording {
+            parent: Some(parent),
+            ..Recording::default()
+        }
+    }
+
     /// Marks the response as not storable (it read something the cache cannot track: SQL
     /// outside a cache load, a stale or bypassed value).
     pub fn spoil(&self) {
         self.spoiled.store(true, Ordering::Relaxed);
+        if let Some(parent) = &self.parent {
+            parent.spoil();
+        }
     }
 
     /// Notes an access decision the answer depends on.
     pub fn require(&self, requirement: Requirement) {
+        if let Some(parent) = &self.parent {
+            parent.require(requirement.clone());
+        }
         let mut requirements = self.requirements.lock().expect("requirements lock");
         if !requirements.contains(&requirement) {
             requirements.push(requirement);
@@ -139,6 +169,9 @@ impl Recording {
     }
 
     fn note(&self, tags: &[String], generations: &[u64], fresh_until_ms: u64) {
+        if let Some(parent) = &self.parent {
+            parent.note(tags, generations, fresh_until_ms);
+        }
         let mut sources = self.sources.lock().expect("recording lock");
         sources.extend(tags.iter().cloned().zip(generations.iter().copied()));
         self.fresh_until_ms
@@ -171,6 +204,14 @@ pub(crate) fn note(tags: &[String], generations: &[u64], fresh_until_ms: u64) {
     let _ = RECORDING.try_with(|r| r.note(tags, generations, fresh_until_ms));
 }
 
+/// Notes an access decision in the recording in scope (a root field's, or the request's);
+/// false when none is (the caller then notes it in the request's).
+pub(crate) fn require_in_scope(requirement: &Requirement) -> bool {
+    RECORDING
+        .try_with(|r| r.require(requirement.clone()))
+        .is_ok()
+}
+
 /// Notes that the current query used something untracked.
 pub(crate) fn spoil() {
     let _ = RECORDING.try_with(|r| r.spoil());
@@ -183,10 +224,22 @@ impl Cache {
         settings.enabled && settings.response_cache && self.l1_active()
     }
 
-    /// A stored whole response for `key` whose every source is still current and fresh.
-    pub fn response_get(&self, key: &CacheKey) -> Option<Arc<StoredResponse>> {
+    /// Whether shared answers are kept (and served) right now.
+    pub fn shared_answers_on(&self) -> bool {
+        self.response_cache_on() && self.inner.settings.shared_answers
+    }
+
+    fn answers_enabled(&self, kind: Kind) -> bool {
         let settings = &self.inner.settings;
-        if !settings.enabled || !settings.response_cache {
+        settings.enabled
+            && settings.response_cache
+            && (kind != Kind::Shared || settings.shared_answers)
+    }
+
+    /// A stored whole response (`Kind::Response`) or shared answer (`Kind::Shared`) for `key`
+    /// whose every source is still current and fresh.
+    pub fn response_get(&self, key: &CacheKey) -> Option<Arc<StoredResponse>> {
+        if !self.answers_enabled(key.kind) {
             return None;
         }
         let entry = self.l1_get(key.as_str())?;
@@ -196,8 +249,9 @@ impl Cache {
         entry.response.clone()
     }
 
-    /// Stores a whole response built from what `recording` saw; false when it cannot be stored
-    /// (something untracked was read, no cached source at all, or a source already changed).
+    /// Stores a whole response or a shared answer built from what `recording` saw; false when
+    /// it cannot be stored (something untracked was read, no cached source at all, or a source
+    /// already changed). Its life is capped by its kind's `ttl`.
     pub fn response_put(
         &self,
         key: &CacheKey,
@@ -205,23 +259,19 @@ impl Cache {
         stored: StoredResponse,
         epoch: u64,
     ) -> bool {
-        let settings = &self.inner.settings;
-        if !settings.enabled
-            || !settings.response_cache
-            || recording.is_spoiled()
-            || self.epoch() != epoch
-        {
+        if !self.answers_enabled(key.kind) || recording.is_spoiled() || self.epoch() != epoch {
             return false;
         }
         let Some((mut tags, mut generations, fresh_until_ms)) = recording.sources() else {
             return false;
         };
         let now = self.inner.clock.now_ms();
-        let fresh_until_ms = fresh_until_ms.min(now + settings.response.ttl.as_millis() as u64);
+        let ttl = self.inner.settings.for_kind(key.kind).ttl;
+        let fresh_until_ms = fresh_until_ms.min(now + ttl.as_millis() as u64);
         if tags.is_empty() || fresh_until_ms <= now {
             return false;
         }
-        let kind_tag = keys::tags::kind(Kind::Response);
+        let kind_tag = keys::tags::kind(key.kind);
         generations.push(
             self.inner
                 .generations
@@ -243,9 +293,10 @@ impl Cache {
         true
     }
 
-    /// Counts a whole-response lookup (hits and misses) for metrics and status.
-    pub fn record_response(&self, outcome: Outcome) {
-        self.inner.metrics.record(Kind::Response, outcome);
+    /// Counts a whole-response or shared-answer lookup (hits and misses) for metrics and
+    /// status.
+    pub fn record_answer(&self, kind: Kind, outcome: Outcome) {
+        self.inner.metrics.record(kind, outcome);
     }
 }
 
@@ -275,11 +326,13 @@ mod tests {
             Requirement::User(7),
             Requirement::Club {
                 scope: scope(1, 10),
-                access: Some(ClubAccess::Manager),
+                needed: ClubAccess::Manager,
+                decision: Decision::Granted,
             },
             Requirement::Club {
                 scope: scope(2, 10),
-                access: None,
+                needed: ClubAccess::Player,
+                decision: Decision::Invisible,
             },
             Requirement::Today {
                 timezone: "Europe/Madrid".into(),
@@ -293,6 +346,15 @@ mod tests {
             ..manager.clone()
         };
         assert!(!requirements_hold(&requirements, &other, |_| today));
+        // Without the user, the decisions alone: another manager of the club holds them, one
+        // of its players does not (the level asked was MANAGER).
+        let shared = &requirements[1..];
+        assert!(requirements_hold(shared, &other, |_| today));
+        let player = Viewer {
+            club_roles: vec![(1, 10, ClubRole::Player)],
+            ..other.clone()
+        };
+        assert!(!requirements_hold(shared, &player, |_| today));
         let demoted = Viewer {
             club_roles: vec![(1, 10, ClubRole::Player)],
             ..manager.clone()

@@ -149,6 +149,12 @@ pub struct CacheSettings {
     /// Whole responses: `ttl` caps their life (they also never outlive their least fresh
     /// source); stale serving does not apply.
     pub response: KindSettings,
+    /// Serve the shareable root fields (`courtAvailability`, `dashboard`, `club`) of any
+    /// caller's query from the answer another caller got, after re-checking the access
+    /// decisions it needed (L1 only; needs `response_cache`; see `pipeline::share`).
+    pub shared_answers: bool,
+    /// Shared answers: `ttl` caps their life, like `response`.
+    pub shared: KindSettings,
 }
 
 /// What is cached. Each kind has its own TTL and freshness settings ([`CacheSettings::for_kind`]);
@@ -167,17 +173,21 @@ pub enum CacheKind {
     Club,
     /// A whole query response (in-process only; see `cache::response`).
     Response,
+    /// The rendered answer of one shareable root field, for every caller who may see it
+    /// (in-process only; see `pipeline::share`).
+    Shared,
 }
 
 impl CacheKind {
     /// Every kind, for metrics and status.
-    pub const ALL: [CacheKind; 6] = [
+    pub const ALL: [CacheKind; 7] = [
         CacheKind::CourtAvailability,
         CacheKind::Dashboard,
         CacheKind::AuthContext,
         CacheKind::Permissions,
         CacheKind::Club,
         CacheKind::Response,
+        CacheKind::Shared,
     ];
 
     /// The name used in keys, metrics and the management API.
@@ -189,6 +199,7 @@ impl CacheKind {
             CacheKind::Permissions => "permissions",
             CacheKind::Club => "club",
             CacheKind::Response => "response",
+            CacheKind::Shared => "shared",
         }
     }
 
@@ -213,6 +224,7 @@ impl CacheSettings {
             CacheKind::Permissions => self.permissions,
             CacheKind::Club => self.club,
             CacheKind::Response => self.response,
+            CacheKind::Shared => self.shared,
         }
     }
 }

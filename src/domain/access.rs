@@ -77,6 +77,28 @@ pub fn club_access(viewer: &Viewer, club: ClubScope) -> Option<ClubAccess> {
     from_org.max(from_club)
 }
 
+/// The outcome of asking whether a caller may use a club at a level. Answers shared between
+/// callers are re-checked by decision, not by level: a player and a manager who both may see a
+/// club's availability get the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The club is invisible to the caller (NOT_FOUND).
+    Invisible,
+    /// Visible, but below the level (FORBIDDEN).
+    Below,
+    /// At or above the level.
+    Granted,
+}
+
+/// The decision of `club_access`'s answer for a needed level.
+pub fn decide(access: Option<ClubAccess>, needed: ClubAccess) -> Decision {
+    match access {
+        None => Decision::Invisible,
+        Some(access) if access < needed => Decision::Below,
+        Some(_) => Decision::Granted,
+    }
+}
+
 /// The roles whose permissions the caller holds in `organization_id`: their organization role
 /// there and their club roles in that organization's clubs.
 pub fn roles_in_organization(
@@ -161,6 +183,23 @@ mod tests {
         assert_eq!(club_access(&v, club(1, 10)), Some(ClubAccess::Staff));
         assert_eq!(club_access(&v, club(2, 10)), Some(ClubAccess::Player));
         assert_eq!(club_access(&v, club(3, 10)), None);
+    }
+
+    #[test]
+    fn decisions_depend_on_the_level_asked_not_on_the_level_held() {
+        assert_eq!(decide(None, ClubAccess::Player), Decision::Invisible);
+        assert_eq!(
+            decide(Some(ClubAccess::Staff), ClubAccess::Manager),
+            Decision::Below
+        );
+        assert_eq!(
+            decide(Some(ClubAccess::Staff), ClubAccess::Player),
+            Decision::Granted
+        );
+        assert_eq!(
+            decide(Some(ClubAccess::Manager), ClubAccess::Player),
+            Decision::Granted
+        );
     }
 
     #[test]

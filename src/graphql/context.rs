@@ -14,7 +14,7 @@ use crate::{
     auth::{Credentials, Principal},
     cache::response::Requirement,
     cache::{Cache, Kind, Outcome},
-    domain::access::{club_access, ClubAccess, ClubScope, Viewer},
+    domain::access::{club_access, decide, ClubAccess, ClubScope, Decision, Viewer},
     error::{ApiError, ApiResult},
     reads,
     store::{ClubLayout, ClubRow, Store},
@@ -157,7 +157,7 @@ impl RequestContext {
 
     /// A club the caller may use at `needed` level: NOT_FOUND when invisible (or unknown),
     /// FORBIDDEN when visible but below the level.
-    pub async fn club(&self, club_id: i64, needed: ClubAccess) -> ApiResult<(ClubRow, ClubAccess)> {
+    pub async fn club(&self, club_id: i64, needed: ClubAccess) -> ApiResult<(ClubRow, Granted)> {
         let (layout, access) = self.club_layout(club_id, needed).await?;
         Ok((layout.club, access))
     }
@@ -168,11 +168,31 @@ impl RequestContext {
         &self,
         club_id: i64,
         needed: ClubAccess,
-    ) -> ApiResult<(ClubLayout, ClubAccess)> {
+    ) -> ApiResult<(ClubLayout, Granted)> {
         let principal = self.principal().await?;
         let (layout, outcome) = reads::club_layout(&self.cache, &self.store, club_id).await?;
         self.trace(Kind::Club, outcome);
-        let access = check(self.club_access(&principal.viewer, &layout.club), needed)?;
+        let scope = club_scope(&layout.club);
+        let access = club_access(&principal.viewer, scope);
+        let decision = decide(access, needed);
+        self.facts.require(Requirement::Club {
+            scope,
+            needed,
+            decision,
+        });
+        let access = match (decision, access) {
+            (Decision::Granted, Some(access)) => Granted {
+                facts: self.facts.clone(),
+                scope,
+                access,
+            },
+            (Decision::Below, _) => {
+                return Err(ApiError::Forbidden(
+                    "your role in this club does not allow this".into(),
+                ))
+            }
+            _ => return Err(ApiError::not_found("club")),
+        };
         self.loaders
             .feed_one(ClubId(club_id), layout.club.clone())
             .await;
@@ -202,24 +222,45 @@ impl RequestContext {
         date
     }
 
-    /// The caller's access to a club; every decision is noted, so a cached whole response is
-    /// served again only while the caller would get the same one.
-    pub fn club_access(&self, viewer: &Viewer, club: &ClubRow) -> Option<ClubAccess> {
+    /// Whether the caller sees a club; the decision is noted, so a cached answer is served
+    /// again only to callers who would get the same one.
+    pub fn can_see(&self, viewer: &Viewer, club: &ClubRow) -> bool {
         let scope = club_scope(club);
-        let access = club_access(viewer, scope);
-        self.facts.require(Requirement::Club { scope, access });
-        access
+        let decision = decide(club_access(viewer, scope), ClubAccess::Player);
+        self.facts.require(Requirement::Club {
+            scope,
+            needed: ClubAccess::Player,
+            decision,
+        });
+        decision == Decision::Granted
     }
 }
 
-fn check(access: Option<ClubAccess>, needed: ClubAccess) -> ApiResult<ClubAccess> {
-    let access = access.ok_or_else(|| ApiError::not_found("club"))?;
-    if access < needed {
-        return Err(ApiError::Forbidden(
-            "your role in this club does not allow this".into(),
-        ));
+/// The caller's access to a club that passed a check. The level itself stays private: every
+/// question asked of it ([`Granted::at_least`]) is noted as a decision, so a cached answer is
+/// served only to callers for whom every question gets the same answer.
+#[derive(Debug, Clone)]
+pub struct Granted {
+    facts: Arc<RequestFacts>,
+    scope: ClubScope,
+    access: ClubAccess,
+}
+
+impl Granted {
+    /// Whether the caller's access reaches `level` (noted).
+    pub fn at_least(&self, level: ClubAccess) -> bool {
+        let holds = self.access >= level;
+        self.facts.require(Requirement::Club {
+            scope: self.scope,
+            needed: level,
+            decision: if holds {
+                Decision::Granted
+            } else {
+                Decision::Below
+            },
+        });
+        holds
     }
-    Ok(access)
 }
 
 /// Parses a GraphQL `ID` as a positive integer id; anything else is BAD_USER_INPUT.

@@ -15,8 +15,8 @@ use std::{
 
 use crate::{
     cache::{
-        response::{in_cache_load, Recording, Requirement},
-        Outcome,
+        response::{in_cache_load, require_in_scope, Recording, Requirement},
+        CacheKey, Outcome,
     },
     store::StatementObserver,
     telemetry::FIELD_PATH,
@@ -38,6 +38,21 @@ pub struct RequestFacts {
     slow_fields: Mutex<Vec<(String, Duration)>>,
     retry_after: Mutex<Option<Duration>>,
     /// What the answer depended on: cached sources, access decisions, untracked reads.
+    pub recording: Arc<Recording>,
+    shared: std::sync::OnceLock<Vec<SharedField>>,
+}
+
+/// A shareable root field of a query that runs (`graphql::share`): what it reads is recorded
+/// apart (and in the request's recording too), so its answer can be kept for other callers.
+#[derive(Debug)]
+pub struct SharedField {
+    /// The field's key in the response (its alias or name).
+    pub response_key: String,
+    /// Where its answer is kept.
+    pub key: CacheKey,
+    /// Its normalised text.
+    pub text: Box<str>,
+    /// What resolving it read and decided.
     pub recording: Arc<Recording>,
 }
 
@@ -83,9 +98,41 @@ impl RequestFacts {
         Some(path)
     }
 
-    /// Notes an access decision the answer depends on.
+    /// Marks the shareable root fields of the query about to run: (response key, shared key,
+    /// normalised text) each. Once per request.
+    pub fn plan_shared(&self, fields: Vec<(String, CacheKey, Box<str>)>) {
+        let fields = fields
+            .into_iter()
+            .map(|(response_key, key, text)| SharedField {
+                response_key,
+                key,
+                text,
+                recording: Arc::new(Recording::within(self.recording.clone())),
+            })
+            .collect();
+        let _ = self.shared.set(fields);
+    }
+
+    /// The recording of the shareable root field answered under `response_key`, if planned.
+    pub fn shared_recording(&self, response_key: &str) -> Option<Arc<Recording>> {
+        self.shared
+            .get()?
+            .iter()
+            .find(|f| f.response_key == response_key)
+            .map(|f| f.recording.clone())
+    }
+
+    /// The shareable root fields planned for this request.
+    pub fn shared_fields(&self) -> &[SharedField] {
+        self.shared.get().map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Notes an access decision the answer depends on: in the recording in scope (a shared
+    /// root field's, which passes it on to the request's), else in the request's.
     pub fn require(&self, requirement: Requirement) {
-        self.recording.require(requirement);
+        if !require_in_scope(&requirement) {
+            self.recording.require(requirement);
+        }
     }
 
     /// SQL statements so far.

@@ -15,6 +15,7 @@ pub mod order;
 pub mod reservations;
 pub mod root;
 pub mod scalars;
+pub mod share;
 pub mod types;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};

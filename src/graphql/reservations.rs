@@ -5,7 +5,7 @@ use async_graphql::{Context, InputObject, Object, ID};
 use chrono::Utc;
 
 use super::{
-    context::{parse_id, request, RequestContext},
+    context::{parse_id, request, Granted, RequestContext},
     loaders::{CourtId, UserId},
     scalars::{Date, LocalTime},
     types::{Club, Court, Reservation, ReservationStatus},
@@ -56,7 +56,7 @@ pub struct ReservationQuery;
 async fn visible_reservation(
     request: &RequestContext,
     id: i64,
-) -> ApiResult<(ReservationRow, ClubAccess)> {
+) -> ApiResult<(ReservationRow, Granted)> {
     let principal = request.principal().await?;
     let row = request
         .store
@@ -73,7 +73,7 @@ async fn visible_reservation(
                 e
             }
         })?;
-    if access < ClubAccess::Staff && row.created_by_id != principal.user.id {
+    if !access.at_least(ClubAccess::Staff) && row.created_by_id != principal.user.id {
         return Err(ApiError::not_found("reservation"));
     }
     Ok((row, access))
@@ -110,7 +110,7 @@ impl ReservationQuery {
         // The layout brings the club's courts into the DataLoader with the access check.
         let (layout, access) = request.club_layout(club_id, ClubAccess::Player).await?;
         request.check_date(&layout.club, date.0)?;
-        let created_by = if access < ClubAccess::Staff {
+        let created_by = if !access.at_least(ClubAccess::Staff) {
             Some(request.principal().await?.user.id)
         } else {
             None
@@ -226,7 +226,7 @@ impl ReservationMutation {
         )
         .map_err(|e| ApiError::bad_input(e.to_string()))?;
         // Players have a quota of live bookings at the club; staff and above book for others.
-        let quota = (access < ClubAccess::Staff).then(|| {
+        let quota = (!access.at_least(ClubAccess::Staff)).then(|| {
             let now = club_now(&layout.club.timezone);
             Quota {
                 max_active: i64::from(rules.max_active_bookings),
@@ -290,7 +290,7 @@ impl ReservationMutation {
             }
             Status::Pending | Status::Confirmed => {}
         }
-        if access < ClubAccess::Staff {
+        if !access.at_least(ClubAccess::Staff) {
             let (club, _) = request.club(row.club_id, ClubAccess::Player).await?;
             let cutoff = request
                 .store

@@ -3,7 +3,7 @@
 //! Root fields are where operations run; an extension would have to hook every field of every
 //! response to see them (`telemetry.field_timing`).
 
-use std::{borrow::Cow, sync::Arc};
+use std::{borrow::Cow, future::Future, pin::Pin, sync::Arc};
 
 use async_graphql::{
     parser::types::Field, registry::Registry, ContainerType, Context, ContextSelectionSet,
@@ -35,16 +35,28 @@ impl<T: ContainerType> ContainerType for Rooted<T> {
             Some(node) => Arc::from(node.to_string()),
             None => Arc::from(name),
         };
+        let request = ctx.data_opt::<RequestContext>();
+        // Boxed: the merged root's future holds every root resolver's state; moved by value
+        // through the span, path and panic wrappers it cost a memcpy of kilobytes each time.
+        let inner = Box::pin(self.inner.resolve_field(ctx));
+        // A shareable field records what it reads apart, so its answer can serve others.
+        let shared = request.and_then(|r| {
+            r.facts
+                .shared_recording(ctx.item.node.response_key().node.as_str())
+        });
+        let run: Pin<Box<dyn Future<Output = ServerResult<Option<Value>>> + Send + '_>> =
+            match shared {
+                Some(recording) => Box::pin(crate::cache::response::record(recording, inner)),
+                None => inner,
+            };
         observe_field(
-            ctx.data_opt::<RequestContext>(),
+            request,
             &T::type_name(),
             name,
             path,
             true,
             self.field_spans != FieldSpans::None,
-            // Boxed: the merged root's future holds every root resolver's state; moved by value
-            // through the span, path and panic wrappers it cost a memcpy of kilobytes each time.
-            Box::pin(self.inner.resolve_field(ctx)),
+            run,
         )
         .await
     }

@@ -119,7 +119,7 @@ impl Organization {
             .unwrap_or_default();
         Ok(clubs
             .into_iter()
-            .filter(|c| request.club_access(viewer, c).is_some())
+            .filter(|c| request.can_see(viewer, c))
             .map(Club)
             .collect())
     }

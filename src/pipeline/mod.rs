@@ -9,11 +9,14 @@
 //! 3. **resolve the document** (`prepare`): APQ or the safelist;
 //! 4. **response-cache lookup** (`respond`): a repeated identical query of the same user, served
 //!    only after its stored access decisions are re-checked against the caller's current ones;
+//!    then **shared answers** (`share`): a query of only shareable root fields, answered from
+//!    what other callers got for the same fields, after the same re-check;
 //! 5. on a miss, **prepare and execute** (`prepare`): the variables' check, the cached parse with
 //!    the query limits (`graphql::limits`, `graphql::documents`), the mutation bucket, the cached
 //!    validation verdict the engine's hook applies (`graphql::extension::Validation`), execution
 //!    on the schema, then the answer's completion (nulls, field order, error codes);
-//! 6. **store** the answer in the response cache when every part of it came from the cache;
+//! 6. **store** the answer in the response cache when every part of it came from the cache, and
+//!    each shareable root field's answer in the shared answers;
 //! 7. **observe** (`observe`): the operation span and duration, the summary log line, the
 //!    slow-request warning, metrics and the monitoring statistics.
 //!
@@ -23,6 +26,7 @@
 mod observe;
 mod prepare;
 mod respond;
+mod share;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 

@@ -84,7 +84,7 @@ pub(super) async fn resolve_persisted_query(
 
 /// Parses the document (or takes the prepared one of the same text) and applies the query
 /// limits; a refused text is remembered, so a repeated one is refused without parsing.
-fn prepare_document(state: &AppState, query: &str) -> ServerResult<Arc<Prepared>> {
+pub(super) fn prepare_document(state: &AppState, query: &str) -> ServerResult<Arc<Prepared>> {
     let documents: &DocumentCache = &state.documents;
     let limits = &state.settings.limits;
     let span = tracing::debug_span!(

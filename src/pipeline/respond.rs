@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Instant};
 use opentelemetry::KeyValue;
 use tracing::Instrument;
 
-use super::{charge_user, execute, observe, prepare, Answer, Caller, Operation, Refusal};
+use super::{charge_user, execute, observe, prepare, share, Answer, Caller, Operation, Refusal};
 use crate::{
     auth::Credentials,
     cache::{
@@ -53,14 +53,24 @@ pub(super) async fn run_cached(
             return (Answer::Cached(stored.body.clone()), facts);
         }
     }
+    let mut shared = Vec::new();
+    if state.cache.shared_answers_on() {
+        match share::lookup(state, user_id, &operation, started).await {
+            share::Lookup::Served(body, facts) => return (Answer::Cached(body), facts),
+            share::Lookup::Planned(fields) => shared = fields,
+            share::Lookup::Unshareable => {}
+        }
+    }
     let epoch = state.cache.epoch();
     let facts = super::new_facts(state);
+    facts.plan_shared(shared);
     let response = crate::cache::response::record(
         facts.recording.clone(),
         execute(state, caller, &facts, operation, resolution),
     )
     .await;
     store(state, user_id, &key, &response, &facts, epoch);
+    share::store(state, &response, &facts, epoch);
     (Answer::Executed(response), facts)
 }
 
@@ -72,14 +82,7 @@ async fn serve_hit(
     started: Instant,
 ) -> Option<Arc<RequestFacts>> {
     let facts = super::new_facts(state);
-    let span = tracing::info_span!(
-        "graphql.operation",
-        otel.name = %if stored.name.is_empty() { "query".to_string() } else { format!("query {}", stored.name) },
-        graphql.operation.type = "query",
-        graphql.operation.name = %stored.name,
-        cache.kind = "response",
-        cache.outcome = tracing::field::Empty,
-    );
+    let span = hit_span(&stored.name, Kind::Response);
     let allowed = hit_allowed(state, user_id, stored, &facts)
         .instrument(span.clone())
         .await;
@@ -87,22 +90,48 @@ async fn serve_hit(
         span.record("cache.outcome", "rejected");
         return None;
     }
+    let names = (stored.operation.as_str(), stored.name.as_str());
+    record_hit(state, &facts, &span, Kind::Response, names, started);
+    Some(facts)
+}
+
+/// The operation span of an answer served from a stored response or shared answers.
+pub(super) fn hit_span(name: &str, kind: Kind) -> tracing::Span {
+    tracing::info_span!(
+        "graphql.operation",
+        otel.name = %if name.is_empty() { "query".to_string() } else { format!("query {name}") },
+        graphql.operation.type = "query",
+        graphql.operation.name = %name,
+        cache.kind = kind.name(),
+        cache.outcome = tracing::field::Empty,
+    )
+}
+
+/// The observation of a served hit: its outcome on the span, the cache metrics, the operation
+/// duration and the monitoring record. `names`: the monitoring key and the document's name.
+pub(super) fn record_hit(
+    state: &AppState,
+    facts: &RequestFacts,
+    span: &tracing::Span,
+    kind: Kind,
+    (operation, name): (&str, &str),
+    started: Instant,
+) {
     span.record("cache.outcome", "l1Hit");
-    state.cache.record_response(Outcome::L1Hit);
-    facts.set_operation("query", &stored.operation);
-    facts.record_cache("response", Outcome::L1Hit);
+    state.cache.record_answer(kind, Outcome::L1Hit);
+    facts.set_operation("query", operation);
+    facts.record_cache(kind.name(), Outcome::L1Hit);
     state.instruments.operation_duration.record(
         started.elapsed().as_secs_f64(),
         &[
             KeyValue::new("graphql.operation.type", "query"),
             KeyValue::new(
                 "graphql.operation.name",
-                state.instruments.operation_names.label(&stored.name),
+                state.instruments.operation_names.label(name),
             ),
         ],
     );
-    observe::record(state, &facts, started, &[]);
-    Some(facts)
+    observe::record(state, facts, started, &[]);
 }
 
 /// The whole-response key: the user, and a hash of document, operation name and variables.
@@ -159,7 +188,7 @@ fn store(
         return;
     }
     // Only queries can be answered from a stored response: a mutation is no miss.
-    state.cache.record_response(Outcome::Miss);
+    state.cache.record_answer(Kind::Response, Outcome::Miss);
     if !response.errors.is_empty() || facts.recording.is_spoiled() {
         return;
     }
@@ -182,6 +211,7 @@ fn store(
         operation: observe::operation_key(state, facts),
         name: operation.map(|(_, name)| name).unwrap_or_default(),
         kinds,
+        text: Box::default(),
     };
     state
         .cache

@@ -17,4 +17,5 @@ mod n_plus_one;
 mod observability;
 mod query_plans;
 mod reservations;
+mod share;
 mod tenant_sweep;

@@ -27,6 +27,10 @@ use std::{
 use padel_bff::{auth::TokenAuthority, config::Settings};
 use serde_json::{json, Value};
 
+#[path = "load/population.rs"]
+mod population;
+use population::Population;
+
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
@@ -127,6 +131,19 @@ fn is_booking(i: u64) -> bool {
 
 /// The mixed run's two kinds of request, each also reported alone.
 const MIXED_PARTS: &[Part] = &[("bookings", is_booking), ("reads", |i| !is_booking(i))];
+
+/// The population of this run, for its parts (the split of a run's rows is by plain function).
+static POPULATION: std::sync::OnceLock<Arc<Population>> = std::sync::OnceLock::new();
+
+/// The population run's writes (bookings and cancels) and reads, each also reported alone.
+const POPULATION_PARTS: &[Part] = &[
+    ("writes", |i| {
+        POPULATION.get().is_some_and(|p| p.is_write(i))
+    }),
+    ("reads", |i| {
+        !POPULATION.get().is_some_and(|p| p.is_write(i))
+    }),
+];
 
 /// One request a scenario sends; `i` varies it.
 type MakeRequest =
@@ -426,11 +443,131 @@ fn ensure_seeded(database: &str) {
             database,
             "-q",
             "-c",
-            "UPDATE clubs SET booking_horizon_days = 60000",
+            "UPDATE clubs SET booking_horizon_days = 60000, max_active_bookings = 1000000",
         ])
         .status()
         .expect("psql");
     assert!(opened.success(), "opening the booking horizon failed");
+    // Earlier runs' far-future bookings go: every run then books free slots.
+    let cleared = Command::new("psql")
+        .args([
+            database,
+            "-q",
+            "-c",
+            "DELETE FROM reservations WHERE date > current_date + 300",
+        ])
+        .status()
+        .expect("psql");
+    assert!(cleared.success(), "clearing earlier bench bookings failed");
+}
+
+/// The gateway's own counters: per cache kind (hits, misses), and SQL statements and GraphQL
+/// requests from the statements-per-request histogram.
+#[derive(Debug, Default, Clone)]
+struct Counters {
+    kinds: Vec<(String, u64, u64)>,
+    sql: f64,
+    requests: f64,
+}
+
+async fn counters(base: &str) -> Counters {
+    let client = reqwest::Client::new();
+    let status: Value = client
+        .get(format!("{base}/api/management/cache/status"))
+        .bearer_auth(token(1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds = status["kinds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            let stat = |name: &str| k["stats"][name].as_u64().unwrap_or(0);
+            let hits = stat("l1Hits")
+                + stat("l2Hits")
+                + stat("staleWhileRevalidate")
+                + stat("staleIfError");
+            (
+                k["kind"].as_str().unwrap_or("").to_string(),
+                hits,
+                stat("misses"),
+            )
+        })
+        .collect();
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut counters = Counters {
+        kinds,
+        ..Default::default()
+    };
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("graphql_server_operation_db_statements"))
+    {
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        if line.contains("_sum") {
+            counters.sql += value;
+        } else if line.contains("_count") {
+            counters.requests += value;
+        }
+    }
+    counters
+}
+
+/// What the gateway counted between two readings: each kind's hit rate, SQL per request.
+fn counted(before: &Counters, after: &Counters) -> Value {
+    let mut kinds = serde_json::Map::new();
+    for (kind, hits, misses) in &after.kinds {
+        let (h0, m0) = before
+            .kinds
+            .iter()
+            .find(|(k, _, _)| k == kind)
+            .map(|(_, h, m)| (*h, *m))
+            .unwrap_or((0, 0));
+        let (hits, misses) = (hits - h0, misses - m0);
+        if hits + misses > 0 {
+            kinds.insert(kind.clone(), json!({"hits": hits, "misses": misses, "hit_rate": hits as f64 / (hits + misses) as f64}));
+        }
+    }
+    let requests = after.requests - before.requests;
+    json!({
+        "kinds": kinds,
+        "graphql_requests": requests,
+        "sql_per_request": if requests > 0.0 { (after.sql - before.sql) / requests } else { 0.0 },
+    })
+}
+
+fn print_counted(name: &str, counted: &Value) {
+    let rates: Vec<String> = counted["kinds"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(kind, v)| {
+            format!(
+                "{kind} {:.1} %",
+                v["hit_rate"].as_f64().unwrap_or(0.0) * 100.0
+            )
+        })
+        .collect();
+    println!(
+        "{name}: SQL/request {:.3}; hit rates: {}",
+        counted["sql_per_request"].as_f64().unwrap_or(0.0),
+        rates.join(", ")
+    );
 }
 
 fn main() {
@@ -459,7 +596,8 @@ fn main() {
         .filter(|s| !s.is_empty())
         .map(String::from)
         .collect();
-    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
+    let explicitly = |name: &str| only.iter().any(|o| name.starts_with(o.as_str()));
+    let wanted = |name: &str| only.is_empty() || explicitly(name);
     ensure_seeded(&database);
     pin_client_to_cpu1();
     let _services = ServicesOnCpu1::pin(&database, &redis);
@@ -473,7 +611,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let results = runtime.block_on(async move {
+    let (results, extra) = runtime.block_on(async move {
         let admin = token(1);
         let today = chrono::Utc::now().date_naive();
         let dashboard = move |fixed: bool| {
@@ -530,6 +668,72 @@ fn main() {
             })
         };
         let mut results = Vec::new();
+        let mut extra = serde_json::Map::new();
+
+        // The population workload (the default mix): thousands of users, sessions as real ones
+        // open the app (benches/load/population.rs), every cache at its default.
+        if wanted("population") || wanted("first look") {
+            let population = Arc::new(Population::load(&database, token));
+            let (players, staff, leads) = population.mix;
+            println!(
+                "population: {} users in 8 000 sessions ({:.1} % players, {:.1} % staff and managers, {:.1} % owners and admins), {:.2} % writes",
+                population.users, players * 100.0, staff * 100.0, leads * 100.0, population.write_share() * 100.0
+            );
+            extra.insert("population users".into(), json!(population.users));
+            let _ = POPULATION.set(population.clone());
+            if wanted("population") {
+                let server = Server::start(&database, &redis, &[]);
+                let before = counters(&server.base).await;
+                let rows = closed_loop_parts("population", &server.base, population.requests(0, false), connections, seconds, POPULATION_PARTS).await;
+                let after = counters(&server.base).await;
+                let max = rows[0].rps;
+                results.extend(rows);
+                let seen = counted(&before, &after);
+                print_counted("population", &seen);
+                extra.insert("population".into(), seen);
+                let before = counters(&server.base).await;
+                results.extend(fixed_rate_parts("population@50%", &server.base, population.requests(1, false), max * 0.5, seconds, POPULATION_PARTS).await);
+                let seen = counted(&before, &counters(&server.base).await);
+                print_counted("population@50%", &seen);
+                extra.insert("population@50%".into(), seen);
+            }
+            if wanted("population") {
+                // The same sessions, reads only, without shared answers and then with every
+                // answer cache off: what sharing and the response cache each buy.
+                for (name, env) in [
+                    ("population reads", vec![]),
+                    ("population reads, shared answers off", vec![("BFF__CACHE__SHARED_ANSWERS", "false".to_string())]),
+                    ("population reads, response cache off", vec![("BFF__CACHE__RESPONSE_CACHE", "false".to_string())]),
+                ] {
+                    let server = Server::start(&database, &redis, &env);
+                    let before = counters(&server.base).await;
+                    results.push(closed_loop(name, &server.base, population.requests(2, true), connections, seconds).await);
+                    let seen = counted(&before, &counters(&server.base).await);
+                    print_counted(name, &seen);
+                    extra.insert(name.into(), seen);
+                }
+            }
+            if wanted("first look") {
+                // Each player's first look at a grid another player already loaded: the response
+                // cache keeps nothing (ttl 0), so no request is a repeat of its own user's; the
+                // shared answer serves all of them.
+                let server = Server::start(&database, &redis, &[("BFF__CACHE__RESPONSE__TTL", "0s".into())]);
+                let (club, players) = population::busiest_club(&population);
+                println!("first look: {} users of club {club}", players.len());
+                let players = Arc::new(players);
+                let date = today.to_string();
+                let make: MakeRequest = Arc::new(move |c, b, i| {
+                    c.post(format!("{b}/graphql"))
+                        .bearer_auth(&players[(i % players.len() as u64) as usize])
+                        .json(&json!({"query": population::GRID, "variables": {"club": club.to_string(), "date": date}}))
+                });
+                let before = counters(&server.base).await;
+                results.push(closed_loop("first look courtAvailability (cached by another player)", &server.base, make, connections, seconds).await);
+                let seen = counted(&before, &counters(&server.base).await);
+                print_counted("first look", &seen);
+                extra.insert("first look".into(), seen);
+            }
+        }
 
         // Floors, L1 hits, the fixed-rate latency run and the mixed workload, with the
         // whole-response cache off so that `l1-hit` measures the value cache under the whole
@@ -558,7 +762,7 @@ fn main() {
             if let Some(max) = l1_availability_rps.filter(|_| wanted("l1-hit@50%")) {
                 results.push(fixed_rate("l1-hit@50% courtAvailability", &base, availability(true), max * 0.5, seconds).await);
             }
-            if wanted("mixed") {
+            if explicitly("mixed") {
                 results.extend(closed_loop_parts("mixed (5% bookings)", &base, mixed(0), connections, seconds, MIXED_PARTS).await);
             }
         }
@@ -576,7 +780,7 @@ fn main() {
             for (name, make) in [("response-hit dashboard", dashboard(true)), ("response-hit authContext", auth(true)), ("response-hit courtAvailability", availability(true))] {
                 results.push(closed_loop(name, &server.base, make, connections, seconds).await);
             }
-            if wanted("mixed") {
+            if explicitly("mixed") {
                 let closed = closed_loop_parts("mixed (5% bookings), response cache on", &server.base, mixed(1), connections, seconds, MIXED_PARTS).await;
                 let max = closed[0].rps;
                 results.extend(closed);
@@ -733,9 +937,9 @@ fn main() {
                 results.push(closed_loop(name, &server.base, availability(true), connections, seconds).await);
             }
         }
-        results
+        (results, extra)
     });
-    print_results(&results, connections, seconds);
+    print_results(&results, extra, connections, seconds);
 }
 
 /// User plus system CPU time of a process in USER_HZ ticks (10 ms on Linux; `/proc/PID/stat`).
@@ -847,7 +1051,12 @@ fn soak(database: &str, redis: &str, connections: usize, minutes: f64) {
     });
 }
 
-fn print_results(results: &[Result], connections: usize, seconds: f64) {
+fn print_results(
+    results: &[Result],
+    extra: serde_json::Map<String, Value>,
+    connections: usize,
+    seconds: f64,
+) {
     println!(
         "\n{:<34} {:>10} {:>9} {:>9} {:>9} {:>8}",
         "scenario", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"
@@ -920,6 +1129,7 @@ fn print_results(results: &[Result], connections: usize, seconds: f64) {
         "seconds_per_scenario": seconds,
         "results": results.iter().map(|r| json!({"scenario": r.scenario, "requests": r.requests, "errors": r.errors, "rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "p999_ms": r.p999_ms})).collect::<Vec<_>>(),
         "ratios": ratios,
+        "gateway_counters": extra,
     });
     let path = env(
         "BENCH_JSON",

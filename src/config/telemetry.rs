@@ -61,7 +61,8 @@ pub struct TelemetrySettings {
     pub otlp_endpoint: String,
     /// `grpc` or `http/protobuf` (`OTEL_EXPORTER_OTLP_PROTOCOL` wins).
     pub otlp_protocol: OtlpProtocol,
-    /// Fraction of new traces sampled (`OTEL_TRACES_SAMPLER`/`_ARG` win); callers' decisions are kept.
+    /// Fraction of new traces sampled, parent-based (`OTEL_TRACES_SAMPLER`/`_ARG` win; see
+    /// `telemetry::sampling`): errors and slow requests are kept whatever it decides.
     pub sampler_ratio: f64,
     /// Spans waiting for export at most; more are dropped rather than slowing requests.
     pub export_queue_size: usize,

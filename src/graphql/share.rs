@@ -92,7 +92,10 @@ pub fn plan(
     };
     let mut entries = Vec::new();
     walk.root(&operation.selection_set.node, &mut entries, 0)?;
-    (!entries.is_empty()).then(|| SharePlan {
+    let shares_a_field = entries
+        .iter()
+        .any(|(_, slot)| matches!(slot, Slot::Field { .. }));
+    shares_a_field.then(|| SharePlan {
         operation_name: name.to_string(),
         entries,
     })
@@ -358,6 +361,8 @@ mod tests {
         assert!(none(
             "{ ...F } fragment F on Mutation { club(id: 1) { id } }"
         ));
+        // Nothing to share: the executor answers (and registers a persisted query).
+        assert!(none("{ __typename }"));
         let typename = plan_of("{ __typename club(id: 2) { id } }", serde_json::json!({})).unwrap();
         assert_eq!(
             typename.entries[0],

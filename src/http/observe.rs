@@ -136,33 +136,60 @@ pub(crate) async fn observe(
         .copied()
         .unwrap_or("other");
     let request_id = request_id(request.headers());
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = %format!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = route,
-        url.path = %path,
-        http.response.status_code = Empty,
-        otel.status_code = Empty,
-        request_id = %request_id,
-        trace_id = Empty,
-        user.id = Empty,
-        graphql.operation.name = Empty,
-    );
-    let trace_id = if telemetry::exporting() {
-        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+    // Sampled or not, decided here once: the caller's `traceparent` first (parent-based).
+    let exporting = telemetry::exporting();
+    let parent = exporting.then(|| {
+        opentelemetry::global::get_text_map_propagator(|p| {
             p.extract(&HeaderExtractor(request.headers()))
-        });
-        let _ = span.set_parent(parent);
-        let id = span.context().span().span_context().trace_id();
-        (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
-    } else {
-        incoming_trace_id(request.headers())
+        })
+    });
+    let parent_context = parent
+        .as_ref()
+        .map(|cx| cx.span().span_context().clone())
+        .filter(|sc| sc.is_valid());
+    let trace = telemetry::sampling::RequestTrace::new(
+        exporting && telemetry::sample(parent_context.as_ref().map(|sc| sc.is_sampled())),
+    );
+    let span = telemetry::sampling::sync_scoped(trace.clone(), || {
+        tracing::info_span!(
+            "http.request",
+            otel.name = %format!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = %method,
+            http.route = route,
+            url.path = %path,
+            http.response.status_code = Empty,
+            otel.status_code = Empty,
+            request_id = %request_id,
+            trace_id = Empty,
+            user.id = Empty,
+            graphql.operation.name = Empty,
+        )
+    });
+    let trace_id = match (&parent, trace.sampled()) {
+        (Some(parent), true) => {
+            let _ = span.set_parent(parent.clone());
+            let id = span.context().span().span_context().trace_id();
+            (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
+        }
+        // Unsampled: the caller's trace id, or one of its own, which a kept span would carry.
+        (Some(_), false) => Some(
+            parent_context
+                .as_ref()
+                .map(|sc| sc.trace_id())
+                .unwrap_or_else(|| {
+                    opentelemetry::trace::TraceId::from_bytes(
+                        rand::rng().random::<u128>().to_be_bytes(),
+                    )
+                })
+                .to_string(),
+        ),
+        (None, _) => incoming_trace_id(request.headers()),
     };
     if let Some(trace_id) = &trace_id {
         span.record("trace_id", trace_id.as_str());
     }
+    let wall_start = std::time::SystemTime::now();
     request
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
@@ -182,7 +209,9 @@ pub(crate) async fn observe(
     if let Some(ip) = client {
         request.extensions_mut().insert(ClientIp(ip));
     }
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response =
+        telemetry::sampling::scoped(trace.clone(), next.run(request).instrument(span.clone()))
+            .await;
     if response.headers_mut().remove(PANIC_MARKER).is_some() {
         tracing::error!(parent: &span, request_id = %request_id, "request failed with a panic");
         *response.body_mut() = axum::body::Body::from(internal_error_body(&request_id));
@@ -194,6 +223,19 @@ pub(crate) async fn observe(
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
+    }
+    if let Some(parent) = parent.filter(|_| !trace.sampled()) {
+        if trace.kept() || status.is_server_error() {
+            keep_unsampled(
+                &trace,
+                parent,
+                trace_id.as_deref(),
+                wall_start,
+                (&method, route, &path),
+                status.as_u16(),
+                &request_id,
+            );
+        }
     }
     state.instruments.http_duration.record(
         started.elapsed().as_secs_f64(),
@@ -211,6 +253,49 @@ pub(crate) async fn observe(
         headers.insert(TRACE_ID_HEADER, value);
     }
     response
+}
+
+/// Exports the one span of an unsampled request that failed or was slow.
+fn keep_unsampled(
+    trace: &telemetry::sampling::RequestTrace,
+    parent: opentelemetry::Context,
+    trace_id: Option<&str>,
+    start: std::time::SystemTime,
+    (method, route, path): (&str, &str, &str),
+    status: u16,
+    request_id: &str,
+) {
+    let (operation, reason) = trace.reason().unwrap_or_default();
+    let trace_id = trace_id
+        .and_then(|t| opentelemetry::trace::TraceId::from_hex(t).ok())
+        .unwrap_or(opentelemetry::trace::TraceId::INVALID);
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", method.to_string()),
+        KeyValue::new("http.route", route.to_string()),
+        KeyValue::new("url.path", path.to_string()),
+        KeyValue::new("http.response.status_code", i64::from(status)),
+        KeyValue::new("request_id", request_id.to_string()),
+        KeyValue::new("sampling.kept", reason.clone()),
+    ];
+    if !operation.is_empty() {
+        attributes.push(KeyValue::new("graphql.operation.name", operation));
+    }
+    let failed = status >= 500 || reason != "slow";
+    telemetry::export_kept(telemetry::KeptRequest {
+        name: format!("{method} {route}"),
+        parent,
+        trace_id,
+        start,
+        end: std::time::SystemTime::now(),
+        attributes,
+        error: failed.then(|| {
+            if reason.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                reason
+            }
+        }),
+    });
 }
 
 /// The client behind trusted proxies: the right-most `X-Forwarded-For` address that is not a

@@ -78,6 +78,18 @@ pub(super) fn record(
     let telemetry = &state.settings.telemetry;
     let roots = facts.root_fields();
     let threshold = telemetry.slow_threshold(roots.iter().map(String::as_str));
+    // Errors and slow operations are traced whatever the sampler decided (not refusals by the
+    // rate limit: a flood of them would be exported one by one).
+    let failures: Vec<&str> = codes
+        .iter()
+        .copied()
+        .filter(|c| *c != ErrorCode::RateLimited.as_str())
+        .collect();
+    if !failures.is_empty() {
+        crate::telemetry::sampling::keep(&operation, &failures.join(","));
+    } else if duration > threshold {
+        crate::telemetry::sampling::keep(&operation, "slow");
+    }
     if duration > threshold {
         let slowest: Vec<String> = facts
             .slowest_fields()

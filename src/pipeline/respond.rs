@@ -54,7 +54,9 @@ pub(super) async fn run_cached(
         }
     }
     let mut shared = Vec::new();
-    if state.cache.shared_answers_on() {
+    // A document to register (APQ) runs: the registration happens once it proved valid.
+    let registers = matches!(resolution, Ok(Some(_)));
+    if state.cache.shared_answers_on() && !registers {
         match share::lookup(state, user_id, &operation, started).await {
             share::Lookup::Served(body, facts) => return (Answer::Cached(body), facts),
             share::Lookup::Planned(fields) => shared = fields,

@@ -6,6 +6,7 @@ pub mod labels;
 pub mod metrics;
 pub mod monitoring;
 mod otel;
+pub mod sampling;
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -14,11 +15,63 @@ use std::sync::{
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
+use tracing_subscriber::{
+    filter::FilterExt, fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer,
+};
 
 use crate::config::{LogFormat, LogSettings, Settings};
 
 static TRACING_EXPORT: AtomicBool = AtomicBool::new(false);
+/// The root sampler and the tracer unsampled-but-kept requests are exported with.
+static SAMPLER: std::sync::OnceLock<(sampling::Sampler, opentelemetry_sdk::trace::SdkTracer)> =
+    std::sync::OnceLock::new();
+
+/// Whether a new request is traced (`parent`: the caller's sampled flag); false when nothing
+/// is exported.
+pub fn sample(parent: Option<bool>) -> bool {
+    SAMPLER
+        .get()
+        .is_some_and(|(sampler, _)| sampler.decide(parent))
+}
+
+/// One unsampled request that must be exported after all (it failed or was slow): its one span,
+/// from what the edge recorded anyway.
+pub struct KeptRequest {
+    /// `METHOD route`.
+    pub name: String,
+    /// The caller's trace context (may be empty).
+    pub parent: opentelemetry::Context,
+    /// The trace id the response announced (used when there is no caller context).
+    pub trace_id: opentelemetry::trace::TraceId,
+    /// When the request arrived and when it was answered.
+    pub start: std::time::SystemTime,
+    /// When it was answered.
+    pub end: std::time::SystemTime,
+    /// The request's attributes.
+    pub attributes: Vec<opentelemetry::KeyValue>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// Exports a kept request's span, bypassing the sampler (the decision to keep is made).
+pub fn export_kept(kept: KeptRequest) {
+    use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _};
+    let Some((_, tracer)) = SAMPLER.get() else {
+        return;
+    };
+    let builder = tracer
+        .span_builder(kept.name)
+        .with_kind(SpanKind::Server)
+        .with_start_time(kept.start)
+        .with_attributes(kept.attributes);
+    // Without a caller's context the SDK makes a trace id: the one the response announced.
+    otel::next_trace_id(kept.trace_id);
+    let mut span = tracer.build_with_context(builder, &kept.parent);
+    if let Some(error) = kept.error {
+        span.set_status(Status::error(error));
+    }
+    span.end_with_timestamp(kept.end);
+}
 
 /// Whether spans are exported (an OTLP endpoint is configured and the layer installed).
 pub fn exporting() -> bool {
@@ -64,6 +117,8 @@ pub fn init(settings: &Settings) -> TelemetryGuard {
             match otel::tracer_provider(&settings.telemetry, &export) {
                 Ok(provider) => {
                     let tracer = provider.tracer("padel-bff");
+                    let sampler = sampling::Sampler::from_env(settings.telemetry.sampler_ratio);
+                    let _ = SAMPLER.set((sampler, tracer.clone()));
                     tracer_provider = Some(provider);
                     opentelemetry::global::set_text_map_propagator(
                         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
@@ -73,7 +128,7 @@ pub fn init(settings: &Settings) -> TelemetryGuard {
                         tracing_opentelemetry::layer()
                             .with_tracer(tracer)
                             .with_error_records_to_exceptions(true)
-                            .with_filter(EnvFilter::new("padel_bff=debug,info")),
+                            .with_filter(EnvFilter::new("padel_bff=debug,info").and(SampledOnly)),
                     )
                 }
                 Err(error) => {
@@ -87,6 +142,29 @@ pub fn init(settings: &Settings) -> TelemetryGuard {
         .with(otel_layer)
         .try_init();
     TelemetryGuard { tracer_provider }
+}
+
+/// The exporter's filter: a request's spans reach it only when the request is sampled, so an
+/// unsampled one builds no span data at all. Spans outside any request (start-up, background
+/// refreshes, DataLoader batches on their own tasks) pass.
+struct SampledOnly;
+
+impl<S> tracing_subscriber::layer::Filter<S> for SampledOnly {
+    fn enabled(
+        &self,
+        _meta: &tracing::Metadata<'_>,
+        _cx: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        sampling::in_sampled_request().unwrap_or(true)
+    }
+
+    fn callsite_enabled(
+        &self,
+        _meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        // Decided per request, never per call site.
+        tracing::subscriber::Interest::sometimes()
+    }
 }
 
 /// Colored text only on a terminal: log files and collectors get plain lines (and the escape

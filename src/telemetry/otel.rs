@@ -80,7 +80,7 @@ fn signal_endpoint(export: &Export, signal: &str) -> Option<String> {
 }
 
 /// The tracer provider: batch export with a bounded queue (spans beyond it are dropped, never
-/// waited for), sampling from `OTEL_TRACES_SAMPLER`/`_ARG` or the configured ratio.
+/// waited for). It samples everything it is given: the edge decided.
 pub(crate) fn tracer_provider(
     settings: &TelemetrySettings,
     export: &Export,
@@ -115,15 +115,43 @@ pub(crate) fn tracer_provider(
                 .build(),
         )
         .build();
-    let mut builder = SdkTracerProvider::builder()
+    // The decision is made once per request at the edge (`telemetry::sampling`, from the same
+    // OTEL_TRACES_SAMPLER variables): spans that reach the SDK are recorded.
+    let builder = SdkTracerProvider::builder()
         .with_span_processor(batch)
-        .with_resource(resource(settings));
-    if std::env::var("OTEL_TRACES_SAMPLER").is_err() {
-        builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            settings.sampler_ratio,
-        ))));
-    }
+        .with_resource(resource(settings))
+        .with_sampler(Sampler::AlwaysOn)
+        .with_id_generator(AnnouncedIds::default());
     Ok(builder.build())
+}
+
+thread_local! {
+    static NEXT_TRACE_ID: std::cell::Cell<Option<opentelemetry::trace::TraceId>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Makes the next trace id this thread's tracer generates `id` (a kept request's span carries
+/// the trace id its response already announced).
+pub(crate) fn next_trace_id(id: opentelemetry::trace::TraceId) {
+    if id != opentelemetry::trace::TraceId::INVALID {
+        NEXT_TRACE_ID.set(Some(id));
+    }
+}
+
+/// Random ids, except a trace id announced beforehand ([`next_trace_id`]).
+#[derive(Debug, Default)]
+struct AnnouncedIds(opentelemetry_sdk::trace::RandomIdGenerator);
+
+impl opentelemetry_sdk::trace::IdGenerator for AnnouncedIds {
+    fn new_trace_id(&self) -> opentelemetry::trace::TraceId {
+        NEXT_TRACE_ID
+            .take()
+            .unwrap_or_else(|| self.0.new_trace_id())
+    }
+
+    fn new_span_id(&self) -> opentelemetry::trace::SpanId {
+        self.0.new_span_id()
+    }
 }
 
 /// The meter provider: always a Prometheus reader (for `/metrics`), plus an OTLP reader when an

@@ -235,6 +235,98 @@ async fn http_protobuf_export_carries_the_same_trace() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_requests_export_nothing_but_errors_and_slow_ones_are_kept() {
+    let (endpoint, received) = http_receiver().await;
+    let gateway = Gateway::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        // No new trace is sampled; a caller's sampled traceparent still is.
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ("BFF__TELEMETRY__EXPORT_INTERVAL", "100ms"),
+        // Every dashboard is "slow".
+        ("BFF__TELEMETRY__SLOW_DASHBOARD", "0s"),
+    ])
+    .await;
+    let token = gateway.owner_token();
+    let client = reqwest::Client::new();
+    let send = |query: &'static str| {
+        let request = client
+            .post(format!("{}/graphql", gateway.address))
+            .bearer_auth(&token)
+            .json(&json!({ "query": query }));
+        async move {
+            let response = request.send().await.unwrap();
+            let trace_id = response.headers()["x-trace-id"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (trace_id, body)
+        }
+    };
+    // Start-up (migrations, the demo seed) runs outside any request and is traced as before.
+    let began = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut fine = Vec::new();
+    for _ in 0..20 {
+        let (trace_id, body) = send("query Fine { club(id: 1) { name courts { name } } }").await;
+        assert!(body.get("errors").is_none(), "{body}");
+        fine.push(trace_id);
+    }
+    let (failed, body) = send("query Missing { club(id: 9999) { name } }").await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    let (slow, body) = send("query Board { dashboard(clubId: 1) { from } }").await;
+    assert!(body.get("errors").is_none(), "{body}");
+    // A sampled caller still gets the whole trace.
+    assert_eq!(traced_request(&gateway, &token).await.status(), 200);
+    let spans = eventually(
+        Duration::from_secs(20),
+        "the kept requests' spans did not arrive",
+        || async {
+            let spans = received.spans();
+            let has = |id: &str| spans.iter().any(|s| hex(&s.trace_id) == id);
+            if has(&failed) && has(&slow) && trace_arrived(&spans) {
+                Ok(spans)
+            } else {
+                Err(format!("{} spans", spans.len()))
+            }
+        },
+    )
+    .await;
+    // Exported in the order they ended: the fine requests' spans would be in by now, under
+    // their announced trace ids or any other.
+    assert!(!fine.contains(&failed) && !fine.contains(&slow));
+    let others: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.start_time_unix_nano >= began)
+        .filter(|s| {
+            ![failed.as_str(), slow.as_str(), TRACE_ID].contains(&hex(&s.trace_id).as_str())
+        })
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(
+        others.is_empty(),
+        "unsampled requests that went fine were exported: {others:?}"
+    );
+    for (id, reason, operation) in [(&failed, "NOT_FOUND", "Missing"), (&slow, "slow", "Board")] {
+        let kept: Vec<&Span> = spans.iter().filter(|s| hex(&s.trace_id) == *id).collect();
+        assert_eq!(kept.len(), 1, "one span for a kept request: {kept:?}");
+        assert_eq!(kept[0].name, "POST /graphql");
+        assert_eq!(attribute(kept[0], "sampling.kept").as_deref(), Some(reason));
+        assert_eq!(
+            attribute(kept[0], "graphql.operation.name").as_deref(),
+            Some(operation)
+        );
+        let failed_status = kept[0].status.as_ref().is_some_and(|s| s.code == 2);
+        assert_eq!(failed_status, reason != "slow", "{:?}", kept[0].status);
+    }
+    check_trace(&received, &token);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_collector_never_fails_a_request() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

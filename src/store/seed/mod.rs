@@ -1,8 +1,9 @@
 //! Deterministic demo and load-test data: the same `--seed` and anchor date give the same rows.
 //!
 //! `demo`: 2 organizations, 4 clubs, 20 courts, members of every role, ±60 days of reservations.
-//! `large`: 8 organizations, 40 clubs, 300 courts, about two years of reservations (≈2 million),
-//! loaded with multi-row INSERTs, one transaction per table (and per 20 000 reservations).
+//! `large`: 8 organizations, 40 clubs, 300 courts, 2 000 players, per club two managers and two
+//! staff, per organization an owner and two admins (the load bench's population), about two
+//! years of reservations (≈2 million), loaded with multi-row INSERTs, one transaction per table (and per 20 000 reservations).
 
 mod plan;
 

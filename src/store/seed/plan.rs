@@ -164,7 +164,42 @@ pub(super) fn plan(scale: Scale) -> Plan {
         p.org_memberships.push((id, club.1, "member"));
         p.club_memberships.push((id, club.0, "player"));
     }
+    if scale == Scale::Large {
+        add_large_staff(&mut p, first_player + players as i64);
+    }
     p
+}
+
+/// The large seed's club staff and organization leads, after the players (the reservations'
+/// random walk draws players only, so adding these changes none of them): per club two
+/// managers and two staff, per organization one owner and two admins. The load bench's
+/// population draws its managers, staff, owners and admins from them.
+fn add_large_staff(p: &mut Plan, first_id: i64) {
+    let mut id = first_id;
+    let mut add = |p: &mut Plan, email: String, org: i64| {
+        p.users.push((
+            id,
+            email.clone(),
+            email.replace('@', " at "),
+            false,
+            Some(org),
+        ));
+        id += 1;
+        id - 1
+    };
+    for (club_id, org, ..) in p.clubs.clone() {
+        for (role, n) in [("manager", 1), ("manager", 2), ("staff", 1), ("staff", 2)] {
+            let user = add(p, format!("{role}-c{club_id}-{n}@demo.padel"), org);
+            p.org_memberships.push((user, org, "member"));
+            p.club_memberships.push((user, club_id, role));
+        }
+    }
+    for (org, ..) in p.organizations.clone() {
+        for (role, n) in [("owner", 1), ("admin", 1), ("admin", 2)] {
+            let user = add(p, format!("{role}-o{org}-{n}@demo.padel"), org);
+            p.org_memberships.push((user, org, role));
+        }
+    }
 }
 
 /// Players of each club, for choosing who books.

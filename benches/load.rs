@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 
 #[path = "load/population.rs"]
 mod population;
-use population::Population;
+use population::{Mode, Population};
 
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
@@ -461,6 +461,31 @@ fn ensure_seeded(database: &str) {
     assert!(cleared.success(), "clearing earlier bench bookings failed");
 }
 
+/// Fills a server's caches as production has them before a population run (not measured).
+async fn warm(base: &str, population: &Arc<Population>) {
+    let (make, count) = population.warm_up();
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let (client, make, base) = (client.clone(), make.clone(), base.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut i = worker;
+            while i < count {
+                let _ = ok(make(&client, &base, i).send().await).await;
+                i += 8;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    println!(
+        "warm-up: {count} requests in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// The gateway's own counters: per cache kind (hits, misses), and SQL statements and GraphQL
 /// requests from the statements-per-request histogram.
 #[derive(Debug, Default, Clone)]
@@ -621,13 +646,14 @@ fn main() {
                 move |i| json!({ "c": if fixed { 1 } else { i % 40 + 1 } }),
             )
         };
-        let auth = move |_fixed: bool| {
+        let auth_as = |user: i64| {
             graphql(
                 "{ authContext { user { email } currentOrganization { name } organizations { role organization { name } } clubs { role club { name } } permissions } }",
-                token(2),
+                token(user),
                 |_| json!({}),
             )
         };
+        let auth = move |_fixed: bool| auth_as(2);
         let availability = move |fixed: bool| {
             graphql(
                 "query($c: ID!, $d: Date!) { courtAvailability(clubId: $c, date: $d) { courts { court { name } availableCount slots { start available } } } }",
@@ -676,15 +702,16 @@ fn main() {
             let population = Arc::new(Population::load(&database, token));
             let (players, staff, leads) = population.mix;
             println!(
-                "population: {} users in 8 000 sessions ({:.1} % players, {:.1} % staff and managers, {:.1} % owners and admins), {:.2} % writes",
-                population.users, players * 100.0, staff * 100.0, leads * 100.0, population.write_share() * 100.0
+                "population: {} users in {} sessions ({:.1} % players, {:.1} % staff and managers, {:.1} % owners and admins), {:.2} % writes",
+                population.users, population::SESSIONS, players * 100.0, staff * 100.0, leads * 100.0, population.write_share() * 100.0
             );
             extra.insert("population users".into(), json!(population.users));
             let _ = POPULATION.set(population.clone());
             if wanted("population") {
                 let server = Server::start(&database, &redis, &[]);
+                warm(&server.base, &population).await;
                 let before = counters(&server.base).await;
-                let rows = closed_loop_parts("population", &server.base, population.requests(0, false), connections, seconds, POPULATION_PARTS).await;
+                let rows = closed_loop_parts("population", &server.base, population.requests(0, Mode::All), connections, seconds, POPULATION_PARTS).await;
                 let after = counters(&server.base).await;
                 let max = rows[0].rps;
                 results.extend(rows);
@@ -692,7 +719,7 @@ fn main() {
                 print_counted("population", &seen);
                 extra.insert("population".into(), seen);
                 let before = counters(&server.base).await;
-                results.extend(fixed_rate_parts("population@50%", &server.base, population.requests(1, false), max * 0.5, seconds, POPULATION_PARTS).await);
+                results.extend(fixed_rate_parts("population@50%", &server.base, population.requests(1, Mode::All), max * 0.5, seconds, POPULATION_PARTS).await);
                 let seen = counted(&before, &counters(&server.base).await);
                 print_counted("population@50%", &seen);
                 extra.insert("population@50%".into(), seen);
@@ -706,12 +733,60 @@ fn main() {
                     ("population reads, response cache off", vec![("BFF__CACHE__RESPONSE_CACHE", "false".to_string())]),
                 ] {
                     let server = Server::start(&database, &redis, &env);
+                    warm(&server.base, &population).await;
                     let before = counters(&server.base).await;
-                    results.push(closed_loop(name, &server.base, population.requests(2, true), connections, seconds).await);
+                    results.push(closed_loop(name, &server.base, population.requests(2, Mode::Reads), connections, seconds).await);
                     let seen = counted(&before, &counters(&server.base).await);
                     print_counted(name, &seen);
                     extra.insert(name.into(), seen);
                 }
+            }
+            // The Node peer: GraphQL Yoga with its Redis response cache (benches/peer/yoga.sh),
+            // against padel-bff on the same stream (reads, no dashboards). Opt-in: BENCH_PEER=1.
+            if env("BENCH_PEER", "") == "1" && wanted("population") {
+                let server = Server::start(&database, &redis, &[]);
+                warm(&server.base, &population).await;
+                results.push(closed_loop("population peer reads: padel-bff", &server.base, population.requests(3, Mode::PeerReads), connections, seconds).await);
+                let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+                let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peer/yoga.sh");
+                let secret = {
+                    let vars: Vec<(String, String)> = std::env::vars().collect();
+                    Settings::load_from(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")), &vars).unwrap().auth.jwt_secret
+                };
+                let mut peer = Command::new("taskset")
+                    .args(["-c", "0", "bash", script, &database])
+                    .env("PEER_PORT", port.to_string())
+                    .env("PEER_JWT_SECRET", secret)
+                    .env("REDIS_URL", &redis)
+                    .env("PEER_CACHE_PREFIX", format!("yoga{}:", std::process::id()))
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("start Yoga");
+                let base = format!("http://127.0.0.1:{port}");
+                let probe = reqwest::Client::new();
+                let deadline = Instant::now() + Duration::from_secs(300); // first run installs from npm
+                loop {
+                    let up = probe.post(format!("{base}/graphql")).json(&json!({"query": "{ __typename }"})).send().await;
+                    if matches!(&up, Ok(r) if r.status().is_success()) {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "Yoga did not start");
+                    assert!(peer.try_wait().unwrap().is_none(), "Yoga exited");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                warm(&base, &population).await;
+                // Same shape, same data: one grid and one authContext from both.
+                let make = population.requests(3, Mode::PeerReads);
+                for i in 0..8u64 {
+                    let ours: Value = make(&probe, &server.base, i).send().await.unwrap().json().await.unwrap();
+                    let theirs: Value = make(&probe, &base, i).send().await.unwrap().json().await.unwrap();
+                    if ours["data"] != theirs["data"] {
+                        println!("peer answer differs for request {i}:\n ours   {ours}\n theirs {theirs}");
+                    }
+                }
+                results.push(closed_loop("population peer reads: Yoga + response cache", &base, population.requests(3, Mode::PeerReads), connections, seconds).await);
+                let _ = peer.kill();
+                let _ = peer.wait();
             }
             if wanted("first look") {
                 // Each player's first look at a grid another player already loaded: the response
@@ -777,7 +852,8 @@ fn main() {
         // The whole-response cache on (the default): repeated identical operations.
         if wanted("response-hit") {
             let server = Server::start(&database, &redis, &[]);
-            for (name, make) in [("response-hit dashboard", dashboard(true)), ("response-hit authContext", auth(true)), ("response-hit courtAvailability", availability(true))] {
+            // Users 4 and 6 of the seed: a club manager and a player with two clubs.
+            for (name, make) in [("response-hit dashboard", dashboard(true)), ("response-hit authContext", auth(true)), ("response-hit authContext (a manager)", auth_as(4)), ("response-hit authContext (a player)", auth_as(6)), ("response-hit courtAvailability", availability(true))] {
                 results.push(closed_loop(name, &server.base, make, connections, seconds).await);
             }
             if explicitly("mixed") {
@@ -926,16 +1002,44 @@ fn main() {
             });
             let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let off = ("BFF__CACHE__RESPONSE_CACHE", "false".to_string());
+            let mut extra_cpu = serde_json::Map::new();
+            let sink = format!("http://127.0.0.1:{sink_port}");
+            let to_sink = |sampler: &str| {
+                let mut env = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", sink.clone()), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_string())];
+                if !sampler.is_empty() {
+                    env.push(("OTEL_TRACES_SAMPLER", sampler.to_string()));
+                }
+                env
+            };
+            let mut all_fields = to_sink("always_on");
+            all_fields.push(("BFF__TELEMETRY__FIELD_SPANS", "all".into()));
             for (name, mut extra) in [
                 ("tracing off", vec![]),
-                ("tracing on (io spans)", vec![("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{sink_port}")), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into())]),
-                ("tracing on (all fields)", vec![("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{sink_port}")), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()), ("BFF__TELEMETRY__FIELD_SPANS", "all".into())]),
+                ("tracing 100% (io spans)", to_sink("always_on")),
+                ("tracing default sampler (10%)", to_sink("")),
+                ("tracing unsampled (always_off)", to_sink("always_off")),
+                ("tracing 100% (all fields)", all_fields),
                 ("tracing to a closed port", vec![("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{closed}"))]),
             ] {
                 extra.push(off.clone());
                 let server = Server::start(&database, &redis, &extra);
-                results.push(closed_loop(name, &server.base, availability(true), connections, seconds).await);
+                // The server's CPU per request too: on a host with steal time, throughput alone
+                // moves 30 % between identical runs, CPU time far less.
+                let before = cpu_ticks(server.child.id());
+                let mut row = closed_loop(name, &server.base, availability(true), connections, seconds).await;
+                let per_request_us = (cpu_ticks(server.child.id()) - before) as f64 * 10_000.0 / row.requests.max(1) as f64;
+                extra_cpu.insert(name.to_string(), json!(per_request_us));
+                row.scenario = format!("{name} ({per_request_us:.0} us CPU)");
+                results.push(row);
             }
+            if let Some(off) = extra_cpu.get("tracing off").and_then(Value::as_f64) {
+                for (name, cpu) in &extra_cpu {
+                    if let Some(cpu) = cpu.as_f64().filter(|_| name != "tracing off") {
+                        println!("{name}: {:+.1} % CPU per request against tracing off", (cpu / off - 1.0) * 100.0);
+                    }
+                }
+            }
+            extra.insert("tracing CPU per request (us)".into(), Value::Object(extra_cpu));
         }
         (results, extra)
     });
@@ -1067,7 +1171,12 @@ fn print_results(
             r.scenario, r.rps, r.p50_ms, r.p99_ms, r.p999_ms, r.errors
         );
     }
-    let rps = |name: &str| results.iter().find(|r| r.scenario == name).map(|r| r.rps);
+    let rps = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.scenario == name || r.scenario.starts_with(&format!("{name} (")))
+            .map(|r| r.rps)
+    };
     let mut ratios = serde_json::Map::new();
     if let Some(floor) = rps("floor-http") {
         for op in ["dashboard", "authContext", "courtAvailability"] {
@@ -1110,19 +1219,44 @@ fn print_results(
             );
         }
     }
-    if let (Some(off), Some(on)) = (rps("tracing off"), rps("tracing on (io spans)")) {
-        println!(
-            "tracing cost (io spans): {:.1} % of throughput",
-            (1.0 - on / off) * 100.0
-        );
-        ratios.insert("tracing cost io spans".into(), json!(1.0 - on / off));
+    if let (Some(ours), Some(peer)) = (
+        rps("population peer reads: padel-bff"),
+        rps("population peer reads: Yoga + response cache"),
+    ) {
+        println!("population reads / Yoga peer = {:.2}", ours / peer);
+        ratios.insert("population reads / Yoga peer".into(), json!(ours / peer));
     }
-    if let (Some(off), Some(on)) = (rps("tracing off"), rps("tracing on (all fields)")) {
-        println!(
-            "tracing cost (all fields): {:.1} % of throughput",
-            (1.0 - on / off) * 100.0
-        );
-        ratios.insert("tracing cost all fields".into(), json!(1.0 - on / off));
+    if let Some(off) = rps("tracing off") {
+        for scenario in [
+            "tracing 100% (io spans)",
+            "tracing default sampler (10%)",
+            "tracing unsampled (always_off)",
+            "tracing 100% (all fields)",
+        ] {
+            if let Some(on) = rps(scenario) {
+                println!(
+                    "{scenario}: costs {:.1} % of throughput",
+                    (1.0 - on / off) * 100.0
+                );
+                ratios.insert(format!("{scenario} cost"), json!(1.0 - on / off));
+            }
+        }
+    }
+    if let Some(floor) = rps("floor-http") {
+        for scenario in [
+            "population",
+            "population reads",
+            "population reads, shared answers off",
+            "population reads, response cache off",
+            "first look courtAvailability (cached by another player)",
+            "population peer reads: padel-bff",
+            "population peer reads: Yoga + response cache",
+        ] {
+            if let Some(r) = rps(scenario) {
+                println!("{scenario} / floor-http = {:.2}", r / floor);
+                ratios.insert(format!("{scenario} / floor-http"), json!(r / floor));
+            }
+        }
     }
     let json = json!({
         "connections": connections,

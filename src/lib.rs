@@ -12,7 +12,8 @@
 //! - [`startup`]: builds the [`startup::Application`] (database, cache, schema, listener) and serves it.
 //! - [`state`]: the one shared state every handler gets.
 //! - [`http`]: thin adapters: `/graphql`, GraphiQL, health, `/metrics`, management and monitoring APIs.
-//! - [`pipeline`]: the order of a request, once: authenticate, rate limit, prepare, response cache, execute, observe.
+//! - [`pipeline`]: the order of a request, once: authenticate, rate limit, prepare, response cache,
+//!   shared answers, execute, observe.
 //! - [`auth`]: bearer-token verification and the one principal loader ([`auth::principal`]).
 //! - [`ratelimit`]: token buckets per user and client IP, shared through Redis.
 //! - [`clock`]: the gateway's own time (cache freshness, the Redis breaker, local refills, token
@@ -23,7 +24,8 @@
 //! - [`cache`]: the two-tier cache (moka in process, Redis between replicas) and invalidation.
 //! - [`store`]: every SQL statement, on PostgreSQL or embedded SQLite, plus demo-data seeding.
 //! - [`domain`]: pure rules (periods, slots, dashboards, access, permissions, booking, money); no I/O.
-//! - [`telemetry`]: logging, the OTLP exporters, metrics, bounded labels, monitoring statistics.
+//! - [`telemetry`]: logging, the sampling decision, the OTLP exporters, metrics, bounded labels,
+//!   monitoring statistics.
 //! - [`error`]: the error types and the stable `extensions.code` clients rely on.
 //!
 //! Where the most asked things live:

@@ -9,7 +9,7 @@
 //! - **What**: each session opens the app (`authContext`), looks at the club's availability for
 //!   each of the next 7 days, books (2 % of sessions) or cancels one of their upcoming bookings
 //!   (0.5 %); managers, owners and admins also load the DAY, WEEK and MONTH dashboards.
-//! - **Order**: 8 000 sessions drawn once (seeded), flattened; request `i` of a run is step
+//! - **Order**: 16 000 sessions drawn once (seeded), flattened; request `i` of a run is step
 //!   `i mod len`, so the closed loop's workers interleave sessions the way concurrent users do.
 //!
 //! Bookings go far ahead (from 400 days out, one slot of their own per request index: court,
@@ -22,6 +22,17 @@ use std::{collections::HashMap, process::Command, sync::Arc};
 use serde_json::json;
 
 use super::MakeRequest;
+
+/// Which of the sessions' requests are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// All of them.
+    All,
+    /// Reads only.
+    Reads,
+    /// Reads the peer serves (no dashboards).
+    PeerReads,
+}
 
 /// A member's standing at a club, as the session weights see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,6 +84,9 @@ pub fn busiest_club(population: &Population) -> (i64, Vec<String>) {
     (club, tokens)
 }
 
+/// Sessions drawn: enough that nearly every member is someone's session (≥ 2 000 users).
+pub const SESSIONS: usize = 16_000;
+
 /// The drawn sessions, flattened, and what the requests need.
 pub struct Population {
     steps: Vec<Step>,
@@ -84,7 +98,8 @@ pub struct Population {
     pub mix: (f64, f64, f64),
 }
 
-const AUTH: &str = "query AuthContext { authContext { user { id email fullName } currentOrganization { id name } organizations { role organization { id name } } clubs { role club { id name } } permissions } }";
+/// The app-opening query the sessions send.
+pub const AUTH: &str = "query AuthContext { authContext { user { id email fullName } currentOrganization { id name } organizations { role organization { id name } } clubs { role club { id name } } permissions } }";
 /// The availability query the sessions send.
 pub const GRID: &str = "query Availability($club: ID!, $date: Date!) { courtAvailability(clubId: $club, date: $date) { club { id name } date courts { court { id name } availableCount slots { start end available } } } }";
 const DASHBOARD: &str = "query Dashboard($club: ID!, $period: Period!) { dashboard(clubId: $club, period: $period) { period from to current { reservations revenue occupancyRate } previous { reservations revenue } change { reservationsPct revenuePct } courts { court { name } occupancyRate } daily { date reservations } peakHours { hour reservations } } }";
@@ -193,7 +208,7 @@ impl Population {
             .iter()
             .flat_map(|(user, ids)| ids.iter().map(move |id| (*user, *id)))
             .collect();
-        for _ in 0..8_000 {
+        for _ in 0..SESSIONS {
             let mut point = rng.unit() * total;
             let mut club = clubs[0];
             for (c, w) in clubs.iter().zip(&weights) {
@@ -262,6 +277,34 @@ impl Population {
         }
     }
 
+    /// What a warm production cache holds before the run: one request per distinct user
+    /// (`authContext`), per (club, day) grid and per (club, period) dashboard of the sessions,
+    /// each by a user who may read it. The first looks of everyone else stay in the run.
+    pub fn warm_up(self: &Arc<Self>) -> (MakeRequest, u64) {
+        let mut seen = std::collections::HashSet::new();
+        let mut steps = Vec::new();
+        for step in &self.steps {
+            let key = match step {
+                Step::Auth(user) => format!("a{user}"),
+                Step::Grid { club, day, .. } => format!("g{club}/{day}"),
+                Step::Dashboard { club, period, .. } => format!("d{club}/{period}"),
+                _ => continue,
+            };
+            if seen.insert(key) {
+                steps.push(step.clone());
+            }
+        }
+        let count = steps.len() as u64;
+        let warm = Arc::new(Population {
+            steps,
+            tokens: self.tokens.clone(),
+            courts: self.courts.clone(),
+            users: self.users,
+            mix: self.mix,
+        });
+        (warm.requests(0, Mode::Reads), count)
+    }
+
     /// Share of the steps that write (bookings and cancels).
     pub fn write_share(&self) -> f64 {
         let writes = self
@@ -280,9 +323,10 @@ impl Population {
         )
     }
 
-    /// The requests of run `run` (each run books days of its own), reads only when `reads_only`
-    /// (writes are replaced by the session's user opening the app again).
-    pub fn requests(self: &Arc<Self>, run: u64, reads_only: bool) -> MakeRequest {
+    /// The requests of run `run` (each run books days of its own). `Mode::Reads` replaces the
+    /// writes by the session's user opening the app again; `Mode::PeerReads` the dashboards
+    /// too (the Yoga peer serves `authContext` and `courtAvailability` only).
+    pub fn requests(self: &Arc<Self>, run: u64, mode: Mode) -> MakeRequest {
         let population = self.clone();
         let today = chrono::Utc::now().date_naive();
         Arc::new(move |client, base, i| {
@@ -294,10 +338,15 @@ impl Population {
                     .json(&json!({ "query": query, "variables": variables }))
             };
             let date = |day: u64| (today + chrono::Days::new(day)).to_string();
-            if reads_only {
-                if let Step::Book { user, .. } | Step::Cancel { user, .. } = step {
+            match (mode, step) {
+                (
+                    Mode::Reads | Mode::PeerReads,
+                    Step::Book { user, .. } | Step::Cancel { user, .. },
+                )
+                | (Mode::PeerReads, Step::Dashboard { user, .. }) => {
                     return send(user, AUTH, json!({}));
                 }
+                _ => {}
             }
             match step {
                 Step::Auth(user) => send(user, AUTH, json!({})),

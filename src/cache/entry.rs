@@ -29,7 +29,7 @@ impl Entry {
     pub(super) fn weight(&self, key: &str) -> u32 {
         let tags: usize = self.tags.iter().map(String::len).sum();
         let response = self.response.as_ref().map_or(0, |r| {
-            r.body.len() + r.operation.len() + 64 * r.requirements.len()
+            r.body.len() + r.operation.len() + r.text.len() + 64 * r.requirements.len()
         });
         u32::try_from(
             key.len() + self.value.len() + response + tags + 8 * self.generations.len() + 64,

@@ -8,10 +8,7 @@
 //! validation verdict of the document, the schema, the operation name and the variable values.
 //! Only documents that parsed and passed the limits, and validations that passed, are kept.
 
-use std::{
-    collections::VecDeque,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use async_graphql::{
     parser::types::{ExecutableDocument, OperationType},
@@ -28,10 +25,11 @@ const MAX_DOCUMENT_BYTES: u64 = 2 * 1024 * 1024;
 const MAX_REFUSED_BYTES: u64 = 1024 * 1024;
 /// Documents longer than this are not kept (the limits allow longer ones; they are rare).
 const MAX_KEPT_CHARS: usize = 16 * 1024;
-/// Validation verdicts kept per document (by operation name and variables), newest first.
-const MAX_VERDICTS: usize = 32;
-/// Variables larger than this (strings and items counted) are not kept with a verdict: 32 of them
-/// per document must stay small.
+/// Validation verdicts kept, weighed by their variables (strings and items counted): a popular
+/// screen's document is sent with hundreds of variable sets (40 clubs × 7 days of availability),
+/// and shared answers need each one's verdict. 4 MiB is ~50 000 screen-sized verdicts.
+const MAX_VERDICT_BYTES: u64 = 4 * 1024 * 1024;
+/// Variables larger than this are not kept with a verdict (they are validated every time).
 const MAX_KEPT_VARIABLES: usize = 1024;
 
 /// A document that parsed and passed the query limits.
@@ -43,13 +41,25 @@ pub struct Prepared {
     pub document: ExecutableDocument,
     /// Whether any operation in it is a mutation (rate limiting charges those as mutations).
     pub has_mutation: bool,
-    verdicts: Mutex<VecDeque<Verdict>>,
+    verdicts: Verdicts,
 }
+
+/// Passed validations of every prepared document, by (document hash, hash of operation name and
+/// variables), bounded by the bytes of their variables; each keeps its exact operation name and
+/// variables, compared on every lookup.
+type Verdicts = moka::sync::Cache<(u64, u64), Arc<Verdict>>;
 
 struct Verdict {
     operation: Option<String>,
     variables: Variables,
     result: ValidationResult,
+}
+
+/// The lookup hash of an operation name and variables (exactness comes from the comparison).
+fn verdict_key(operation: Option<&str>, variables: &Variables) -> u64 {
+    let text = serde_json::to_string(variables).unwrap_or_default();
+    // `{:?}` keeps "no operation name" and an empty one apart.
+    fnv1a64(format!("{operation:?}\u{0}{text}").as_bytes())
 }
 
 impl Prepared {
@@ -59,10 +69,9 @@ impl Prepared {
         operation: Option<&str>,
         variables: &Variables,
     ) -> Option<ValidationResult> {
-        let verdicts = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
-        verdicts
-            .iter()
-            .find(|v| v.operation.as_deref() == operation && v.variables == *variables)
+        self.verdicts
+            .get(&(self.hash, verdict_key(operation, variables)))
+            .filter(|v| v.operation.as_deref() == operation && v.variables == *variables)
             .map(|v| v.result)
     }
 
@@ -77,21 +86,15 @@ impl Prepared {
         if !variables.values().all(|v| fits(v, &mut budget)) {
             return;
         }
-        let mut verdicts = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
-        if verdicts
-            .iter()
-            .any(|v| v.operation == operation && v.variables == variables)
-        {
-            return;
-        }
-        if verdicts.len() == MAX_VERDICTS {
-            verdicts.pop_back();
-        }
-        verdicts.push_front(Verdict {
-            operation,
-            variables,
-            result,
-        });
+        let key = (self.hash, verdict_key(operation.as_deref(), &variables));
+        self.verdicts.insert(
+            key,
+            Arc::new(Verdict {
+                operation,
+                variables,
+                result,
+            }),
+        );
     }
 }
 
@@ -122,6 +125,7 @@ pub struct DocumentCache {
     entries: moka::sync::Cache<u64, Arc<Prepared>>,
     /// Documents that failed to parse or broke a limit, with the error they got.
     refused: moka::sync::Cache<u64, Arc<(Box<str>, ServerError)>>,
+    verdicts: Verdicts,
 }
 
 impl std::fmt::Debug for DocumentCache {
@@ -144,6 +148,14 @@ impl Default for DocumentCache {
                     u32::try_from(r.0.len()).unwrap_or(u32::MAX)
                 })
                 .max_capacity(MAX_REFUSED_BYTES)
+                .build(),
+            verdicts: moka::sync::Cache::builder()
+                .weigher(|_, v: &Arc<Verdict>| {
+                    let mut budget = MAX_KEPT_VARIABLES;
+                    v.variables.values().all(|value| fits(value, &mut budget));
+                    u32::try_from(64 + MAX_KEPT_VARIABLES - budget).unwrap_or(u32::MAX)
+                })
+                .max_capacity(MAX_VERDICT_BYTES)
                 .build(),
         }
     }
@@ -188,7 +200,7 @@ impl DocumentCache {
             query: query.into(),
             document,
             has_mutation,
-            verdicts: Mutex::new(VecDeque::new()),
+            verdicts: self.verdicts.clone(),
         });
         if query.len() <= MAX_KEPT_CHARS {
             self.entries.insert(hash, prepared.clone());
@@ -269,12 +281,22 @@ mod tests {
         );
         assert!(prepared.verdict(Some("Q"), &variables("2")).is_none());
         assert!(prepared.verdict(None, &variables("1")).is_none());
-        for i in 0..MAX_VERDICTS {
+        // A screen sent with hundreds of variable sets keeps the verdict of each.
+        for i in 0..500 {
             prepared.remember(None, variables(&i.to_string()), result(i));
         }
-        // The oldest verdict made room.
-        assert!(prepared.verdict(Some("Q"), &variables("1")).is_none());
-        assert!(prepared.verdict(None, &variables("0")).is_some());
+        assert!((0..500).all(|i| prepared
+            .verdict(None, &variables(&i.to_string()))
+            .map(|r| r.complexity)
+            == Some(i)));
+        assert!(prepared.verdict(Some("Q"), &variables("1")).is_some());
+        // Another document's verdicts are its own.
+        let other = cache.insert(
+            hash ^ 1,
+            "query Q($c: ID!) { b(c: $c) a }",
+            async_graphql::parser::parse_query("query Q($c: ID!) { b(c: $c) a }").unwrap(),
+        );
+        assert!(other.verdict(Some("Q"), &variables("1")).is_none());
         // Large variables are validated every time, never kept.
         let large = variables(&"x".repeat(MAX_KEPT_VARIABLES + 1));
         prepared.remember(None, large.clone(), result(1));

@@ -150,7 +150,9 @@ pub(crate) async fn observe(
     let trace = telemetry::sampling::RequestTrace::new(
         exporting && telemetry::sample(parent_context.as_ref().map(|sc| sc.is_sampled())),
     );
-    let span = telemetry::sampling::sync_scoped(trace.clone(), || {
+    // Unsampled: the request runs under the log-only subscriber.
+    let dispatch = telemetry::unsampled_dispatch().filter(|_| !trace.sampled());
+    let make_span = || {
         tracing::info_span!(
             "http.request",
             otel.name = %format!("{method} {route}"),
@@ -165,6 +167,10 @@ pub(crate) async fn observe(
             user.id = Empty,
             graphql.operation.name = Empty,
         )
+    };
+    let span = telemetry::sampling::sync_scoped(trace.clone(), || match dispatch {
+        Some(dispatch) => tracing::dispatcher::with_default(dispatch, make_span),
+        None => make_span(),
     });
     let trace_id = match (&parent, trace.sampled()) {
         (Some(parent), true) => {
@@ -209,11 +215,21 @@ pub(crate) async fn observe(
     if let Some(ip) = client {
         request.extensions_mut().insert(ClientIp(ip));
     }
-    let mut response =
-        telemetry::sampling::scoped(trace.clone(), next.run(request).instrument(span.clone()))
-            .await;
+    let run = next.run(request).instrument(span.clone());
+    let mut response = match dispatch {
+        Some(dispatch) => {
+            use tracing::instrument::WithSubscriber;
+            telemetry::sampling::scoped(trace.clone(), run.with_subscriber(dispatch.clone())).await
+        }
+        None => telemetry::sampling::scoped(trace.clone(), run).await,
+    };
     if response.headers_mut().remove(PANIC_MARKER).is_some() {
-        tracing::error!(parent: &span, request_id = %request_id, "request failed with a panic");
+        let log = || tracing::error!(parent: &span, request_id = %request_id, "request failed with a panic");
+        // Under the request's own subscriber (the span is one of its spans).
+        match dispatch {
+            Some(dispatch) => tracing::dispatcher::with_default(dispatch, log),
+            None => log(),
+        }
         *response.body_mut() = axum::body::Body::from(internal_error_body(&request_id));
         response
             .headers_mut()

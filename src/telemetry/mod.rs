@@ -97,8 +97,51 @@ impl TelemetryGuard {
 /// W3C trace-context propagation. Detailed spans (fields, SQL, cache, DataLoader) are DEBUG-level
 /// and only enabled for the exporter, so without one they cost nothing.
 pub fn init(settings: &Settings) -> TelemetryGuard {
-    let log_filter = log_filter(&settings.log);
-    let fmt_layer = match settings.log.format {
+    let fmt_layer = log_layer(&settings.log);
+    let mut tracer_provider = None;
+    let otel_layer = otel::trace_export(&settings.telemetry).and_then(|export| {
+        match otel::tracer_provider(&settings.telemetry, &export) {
+            Ok(provider) => {
+                let tracer = provider.tracer("padel-bff");
+                let sampler = sampling::Sampler::from_env(settings.telemetry.sampler_ratio);
+                let _ = SAMPLER.set((sampler, tracer.clone()));
+                tracer_provider = Some(provider);
+                opentelemetry::global::set_text_map_propagator(
+                    opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+                );
+                TRACING_EXPORT.store(true, Ordering::Relaxed);
+                Some(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(tracer)
+                        .with_error_records_to_exceptions(true)
+                        // The request's decision first: for an unsampled request the
+                        // directives (a locked map lookup per call site) are never asked.
+                        .with_filter(SampledOnly.and(EnvFilter::new("padel_bff=debug,info"))),
+                )
+            }
+            Err(error) => {
+                eprintln!("OpenTelemetry export disabled: {error:#}");
+                None
+            }
+        }
+    });
+    if otel_layer.is_some() {
+        let logs_only = tracing_subscriber::registry().with(log_layer(&settings.log));
+        let _ = LOGS_ONLY.set(tracing::Dispatch::new(logs_only));
+    }
+    let _ = tracing_subscriber::registry()
+        .with(fmt_layer)
+        .with(otel_layer)
+        .try_init();
+    TelemetryGuard { tracer_provider }
+}
+
+/// The log lines' layer (text or JSON, `RUST_LOG` or `log.level`).
+fn log_layer<S>(settings: &LogSettings) -> impl Layer<S> + Send + Sync
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let layer = match settings.format {
         LogFormat::Json => fmt::layer()
             .json()
             .with_current_span(true)
@@ -109,39 +152,18 @@ pub fn init(settings: &Settings) -> TelemetryGuard {
             .with_ansi(colors())
             .with_writer(std::io::stderr)
             .boxed(),
-    }
-    .with_filter(log_filter);
-    let mut tracer_provider = None;
-    let otel_layer =
-        otel::export(&settings.telemetry).and_then(|export| {
-            match otel::tracer_provider(&settings.telemetry, &export) {
-                Ok(provider) => {
-                    let tracer = provider.tracer("padel-bff");
-                    let sampler = sampling::Sampler::from_env(settings.telemetry.sampler_ratio);
-                    let _ = SAMPLER.set((sampler, tracer.clone()));
-                    tracer_provider = Some(provider);
-                    opentelemetry::global::set_text_map_propagator(
-                        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-                    );
-                    TRACING_EXPORT.store(true, Ordering::Relaxed);
-                    Some(
-                        tracing_opentelemetry::layer()
-                            .with_tracer(tracer)
-                            .with_error_records_to_exceptions(true)
-                            .with_filter(EnvFilter::new("padel_bff=debug,info").and(SampledOnly)),
-                    )
-                }
-                Err(error) => {
-                    eprintln!("OpenTelemetry export disabled: {error:#}");
-                    None
-                }
-            }
-        });
-    let _ = tracing_subscriber::registry()
-        .with(fmt_layer)
-        .with(otel_layer)
-        .try_init();
-    TelemetryGuard { tracer_provider }
+    };
+    layer.with_filter(log_filter(settings))
+}
+
+/// A subscriber with the log lines only, for unsampled requests (`None` when nothing is
+/// exported): under it their spans and events never reach the exporter's layer at all, not even
+/// to be filtered out there, so they cost what they cost without an exporter.
+static LOGS_ONLY: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+
+/// The subscriber an unsampled request runs under.
+pub fn unsampled_dispatch() -> Option<&'static tracing::Dispatch> {
+    LOGS_ONLY.get()
 }
 
 /// The exporter's filter: a request's spans reach it only when the request is sampled, so an

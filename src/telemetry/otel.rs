@@ -21,8 +21,27 @@ pub(crate) struct Export {
     protocol: Protocol,
 }
 
+/// Whether a signal is exported over OTLP by `OTEL_{TRACES,METRICS}_EXPORTER` (the spec's
+/// variables: `otlp` by default; `none`, and for metrics `prometheus`, turn the OTLP export of
+/// that signal off: `/metrics` is always served).
+fn signal_exported(variable: &str) -> bool {
+    match std::env::var(variable) {
+        Ok(value) => {
+            let value = value.trim();
+            value.is_empty() || value.split(',').any(|v| v.trim() == "otlp")
+        }
+        Err(_) => true,
+    }
+}
+
+/// The span export target, or `None` when no endpoint is configured anywhere (or
+/// `OTEL_TRACES_EXPORTER=none`).
+pub(crate) fn trace_export(settings: &TelemetrySettings) -> Option<Export> {
+    export(settings).filter(|_| signal_exported("OTEL_TRACES_EXPORTER"))
+}
+
 /// The export target, or `None` when no endpoint is configured anywhere.
-pub(crate) fn export(settings: &TelemetrySettings) -> Option<Export> {
+fn export(settings: &TelemetrySettings) -> Option<Export> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let from_env =
         env("OTEL_EXPORTER_OTLP_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"));
@@ -178,7 +197,10 @@ pub(crate) fn meter_provider(
                 .build()
                 .ok()
         });
-    if let Some(export) = export(settings) {
+    // Each reader aggregates every measurement again: the OTLP one doubles the cost of every
+    // histogram record (docs/performance.md, run 14), so `OTEL_METRICS_EXPORTER=prometheus`
+    // leaves it out where Prometheus scrapes `/metrics` anyway.
+    if let Some(export) = export(settings).filter(|_| signal_exported("OTEL_METRICS_EXPORTER")) {
         let exporter = match export.protocol {
             Protocol::HttpBinary => {
                 let mut b = opentelemetry_otlp::MetricExporter::builder()

@@ -1016,7 +1016,7 @@ fn main() {
             for (name, mut extra) in [
                 ("tracing off", vec![]),
                 ("tracing 100% (io spans)", to_sink("always_on")),
-                ("tracing default sampler (10%)", to_sink("")),
+                ("tracing production default (10%)", { let mut env = to_sink(""); env.push(("BFF__TELEMETRY__SAMPLER_RATIO", "0.1".into())); env }),
                 ("tracing unsampled (always_off)", to_sink("always_off")),
                 ("tracing 100% (all fields)", all_fields),
                 ("tracing to a closed port", vec![("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{closed}"))]),
@@ -1229,7 +1229,7 @@ fn print_results(
     if let Some(off) = rps("tracing off") {
         for scenario in [
             "tracing 100% (io spans)",
-            "tracing default sampler (10%)",
+            "tracing production default (10%)",
             "tracing unsampled (always_off)",
             "tracing 100% (all fields)",
         ] {

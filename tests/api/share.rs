@@ -325,7 +325,7 @@ async fn shared_answers_are_byte_identical_to_the_executor_for_every_role() {
     let dates: Vec<String> = (0..3)
         .map(|d| (shared.today + chrono::Days::new(d)).to_string())
         .collect();
-    let mut rng = Lcg(0x5eed_0f_5a1e);
+    let mut rng = Lcg(0x005e_ed0f_5a1e);
     let documents = 100;
     let mut compared = 0;
     for i in 0..documents {

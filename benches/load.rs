@@ -461,6 +461,25 @@ fn ensure_seeded(database: &str) {
     assert!(cleared.success(), "clearing earlier bench bookings failed");
 }
 
+/// Waits until a peer process answers `{ __typename }` (its first run installs from npm).
+async fn wait_for_peer(base: &str, peer: &mut Child, name: &str) {
+    let probe = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let up = probe
+            .post(format!("{base}/graphql"))
+            .json(&json!({"query": "{ __typename }"}))
+            .send()
+            .await;
+        if matches!(&up, Ok(r) if r.status().is_success()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} did not start");
+        assert!(peer.try_wait().unwrap().is_none(), "{name} exited");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Fills a server's caches as production has them before a population run (not measured).
 async fn warm(base: &str, population: &Arc<Population>) {
     let (make, count) = population.warm_up();
@@ -764,16 +783,7 @@ fn main() {
                     .expect("start Yoga");
                 let base = format!("http://127.0.0.1:{port}");
                 let probe = reqwest::Client::new();
-                let deadline = Instant::now() + Duration::from_secs(300); // first run installs from npm
-                loop {
-                    let up = probe.post(format!("{base}/graphql")).json(&json!({"query": "{ __typename }"})).send().await;
-                    if matches!(&up, Ok(r) if r.status().is_success()) {
-                        break;
-                    }
-                    assert!(Instant::now() < deadline, "Yoga did not start");
-                    assert!(peer.try_wait().unwrap().is_none(), "Yoga exited");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                wait_for_peer(&base, &mut peer, "Yoga").await;
                 warm(&base, &population).await;
                 // Same shape, same data: one grid and one authContext from both.
                 let make = population.requests(3, Mode::PeerReads);
@@ -912,17 +922,7 @@ fn main() {
             command.args(["-c", "0", "bash", script, &database]).env("PEER_PORT", port.to_string());
             let mut peer = command.stdout(Stdio::null()).spawn().expect("start PostGraphile");
             let base = format!("http://127.0.0.1:{port}");
-            let probe = reqwest::Client::new();
-            let deadline = Instant::now() + Duration::from_secs(300); // first run installs from npm
-            loop {
-                let up = probe.post(format!("{base}/graphql")).json(&json!({"query": "{ __typename }"})).send().await;
-                if matches!(&up, Ok(r) if r.status().is_success()) {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "PostGraphile did not start");
-                assert!(peer.try_wait().unwrap().is_none(), "PostGraphile exited");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            wait_for_peer(&base, &mut peer, "PostGraphile").await;
             let query = "query($clubId: BigInt!, $date: Date!) { clubByRowId(rowId: $clubId) { rowId name timezone courtsByClubId(orderBy: PRIMARY_KEY_ASC) { nodes { rowId name isActive isMaintenance reservationsByCourtId(condition: {clubId: $clubId, date: $date}, orderBy: PRIMARY_KEY_ASC) { nodes { rowId date startTime endTime status } } } } } }";
             let make: MakeRequest = Arc::new(move |c, b, i| {
                 let (club, day) = (i % 40 + 1, (i / 40) % 14);

@@ -36,7 +36,7 @@ const MAX_KEPT_VARIABLES: usize = 1024;
 pub struct Prepared {
     /// 64-bit FNV-1a of the text: the cache key, and the hash spans report.
     pub hash: u64,
-    query: Box<str>,
+    query: Arc<str>,
     /// The parsed document; each request executes a clone (the engine consumes it).
     pub document: ExecutableDocument,
     /// Whether any operation in it is a mutation (rate limiting charges those as mutations).
@@ -50,6 +50,9 @@ pub struct Prepared {
 type Verdicts = moka::sync::Cache<(u64, u64), Arc<Verdict>>;
 
 struct Verdict {
+    /// The document's text: the key holds only its 64-bit hash, and a crafted collision must not
+    /// borrow another document's pass.
+    document: Arc<str>,
     operation: Option<String>,
     variables: Variables,
     result: ValidationResult,
@@ -71,7 +74,11 @@ impl Prepared {
     ) -> Option<ValidationResult> {
         self.verdicts
             .get(&(self.hash, verdict_key(operation, variables)))
-            .filter(|v| v.operation.as_deref() == operation && v.variables == *variables)
+            .filter(|v| {
+                *v.document == *self.query
+                    && v.operation.as_deref() == operation
+                    && v.variables == *variables
+            })
             .map(|v| v.result)
     }
 
@@ -90,6 +97,7 @@ impl Prepared {
         self.verdicts.insert(
             key,
             Arc::new(Verdict {
+                document: self.query.clone(),
                 operation,
                 variables,
                 result,

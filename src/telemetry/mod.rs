@@ -64,8 +64,12 @@ pub fn export_kept(kept: KeptRequest) {
         .with_kind(SpanKind::Server)
         .with_start_time(kept.start)
         .with_attributes(kept.attributes);
-    // Without a caller's context the SDK makes a trace id: the one the response announced.
-    otel::next_trace_id(kept.trace_id);
+    // Without a caller's context the SDK makes a trace id: the one the response announced. (With
+    // one it takes the caller's, and an id left behind would go to this thread's next root span.)
+    use opentelemetry::trace::TraceContextExt;
+    if !kept.parent.span().span_context().is_valid() {
+        otel::next_trace_id(kept.trace_id);
+    }
     let mut span = tracer.build_with_context(builder, &kept.parent);
     if let Some(error) = kept.error {
         span.set_status(Status::error(error));
@@ -167,8 +171,7 @@ pub fn unsampled_dispatch() -> Option<&'static tracing::Dispatch> {
 }
 
 /// The exporter's filter: a request's spans reach it only when the request is sampled, so an
-/// unsampled one builds no span data at all. Spans outside any request (start-up, background
-/// refreshes, DataLoader batches on their own tasks) pass.
+/// unsampled one builds no span data at all. Spans outside any request's task do not.
 struct SampledOnly;
 
 impl<S> tracing_subscriber::layer::Filter<S> for SampledOnly {
@@ -177,7 +180,10 @@ impl<S> tracing_subscriber::layer::Filter<S> for SampledOnly {
         _meta: &tracing::Metadata<'_>,
         _cx: &tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
-        sampling::in_sampled_request().unwrap_or(true)
+        // Outside a request's task (DataLoader batches and refreshes on tasks of their own, whose
+        // spans have no parent the exporter knows, start-up): not exported, so an unsampled
+        // request's batches do not turn into traces of their own.
+        sampling::in_sampled_request().unwrap_or(false)
     }
 
     fn callsite_enabled(

@@ -193,27 +193,23 @@ pub(super) async fn prepare_and_execute(
         operation.operation_name.clone(),
         &operation.variables,
     );
-    // Without the engine hook nothing reuses a verdict, but shared answers need to know the
-    // document passed with these variables: an answer with data is that proof.
-    let unproven = (!state.settings.telemetry.field_hook()
-        && prepared
-            .verdict(operation.operation_name.as_deref(), &operation.variables)
-            .is_none())
-    .then(|| {
-        (
-            operation.operation_name.clone(),
-            operation.variables.clone(),
-        )
-    });
+    let hook = state.settings.telemetry.field_hook();
     let mut request = async_graphql::Request::new(operation.query)
         .variables(operation.variables)
-        .data(context)
-        .data(validation);
+        .data(context);
+    // Without the engine hook nothing reuses a verdict, but shared answers need to know the
+    // document passed with these variables: an answer with data is that proof (below).
+    let mut unproven = None;
+    if hook {
+        request = request.data(validation);
+    } else {
+        unproven = Some(validation);
+    }
     if let Some(name) = operation.operation_name.clone() {
         request = request.operation_name(name);
     }
     request.set_parsed_query(prepared.document.clone());
-    let mut response = if state.settings.telemetry.field_hook() {
+    let mut response = if hook {
         // The extension opens the operation span around execution proper.
         state.schema.execute(request).await
     } else {
@@ -222,15 +218,8 @@ pub(super) async fn prepare_and_execute(
         let response = state.schema.execute(request).instrument(span.clone()).await;
         let instruments = Some(&*state.instruments);
         finish_operation(&span, &response, instruments, kind, name, started);
-        if let Some((name, variables)) =
-            unproven.filter(|_| response.data != async_graphql::Value::Null)
-        {
-            let passed = async_graphql::ValidationResult {
-                cache_control: Default::default(),
-                complexity: 0,
-                depth: 0,
-            };
-            prepared.remember(name, variables, passed);
+        if let Some(validation) = unproven.filter(|_| response.data != async_graphql::Value::Null) {
+            validation.passed();
         }
         response
     };

@@ -8,10 +8,7 @@ pub mod monitoring;
 mod otel;
 pub mod sampling;
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc,
-};
+use std::sync::Arc;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -21,7 +18,6 @@ use tracing_subscriber::{
 
 use crate::config::{LogFormat, LogSettings, Settings};
 
-static TRACING_EXPORT: AtomicBool = AtomicBool::new(false);
 /// The root sampler and the tracer unsampled-but-kept requests are exported with.
 static SAMPLER: std::sync::OnceLock<(sampling::Sampler, opentelemetry_sdk::trace::SdkTracer)> =
     std::sync::OnceLock::new();
@@ -79,7 +75,7 @@ pub fn export_kept(kept: KeptRequest) {
 
 /// Whether spans are exported (an OTLP endpoint is configured and the layer installed).
 pub fn exporting() -> bool {
-    TRACING_EXPORT.load(Ordering::Relaxed)
+    SAMPLER.get().is_some()
 }
 
 /// Keeps the tracer provider for the final flush.
@@ -113,7 +109,6 @@ pub fn init(settings: &Settings) -> TelemetryGuard {
                 opentelemetry::global::set_text_map_propagator(
                     opentelemetry_sdk::propagation::TraceContextPropagator::new(),
                 );
-                TRACING_EXPORT.store(true, Ordering::Relaxed);
                 Some(
                     tracing_opentelemetry::layer()
                         .with_tracer(tracer)

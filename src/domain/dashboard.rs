@@ -43,15 +43,6 @@ pub enum Aggregate {
         status: ReservationStatus,
         tally: Tally,
     },
-    /// One court on one date and status, current period: counts towards the period, the court
-    /// and the day at once (Postgres reads its day rollup rows once instead of grouping them
-    /// three ways).
-    CourtDay {
-        court_id: i64,
-        date: NaiveDate,
-        status: ReservationStatus,
-        tally: Tally,
-    },
     /// Non-cancelled reservations starting in an hour, current period.
     Hour { hour: i64, count: i64 },
     /// Distinct creators of non-cancelled reservations per period.
@@ -227,16 +218,6 @@ pub fn compute(input: &DashboardInput<'_>, rows: &[Aggregate]) -> DashboardStats
                 let entry = per_day.entry(date).or_default();
                 accumulate(entry, status, tally);
             }
-            Aggregate::CourtDay {
-                court_id,
-                date,
-                status,
-                tally,
-            } => {
-                add(&mut current, status, tally);
-                accumulate(per_court.entry(court_id).or_default(), status, tally);
-                accumulate(per_day.entry(date).or_default(), status, tally);
-            }
             Aggregate::Hour { hour, count } => {
                 if count > 0 {
                     peak_hours.push((hour, count))
@@ -390,70 +371,6 @@ mod tests {
         assert_eq!(stats.peak_hours, vec![(9, 1), (18, 2)]);
         assert_eq!(stats.daily.len(), 1);
         assert_eq!(stats.current.unique_players, 2);
-    }
-
-    #[test]
-    fn court_day_rows_count_like_period_court_and_day_rows() {
-        let schedule = WeeklySchedule::from_rows((1..=7).map(|d| (d, 600, 1200)));
-        let day = NaiveDate::from_ymd_opt(2026, 11, 18).unwrap();
-        let input = DashboardInput {
-            schedule: &schedule,
-            active_court_ids: &[1, 2],
-            current: period_range(Period::Week, day),
-            previous: period_range(Period::Week, day - chrono::Days::new(7)),
-        };
-        let (monday, tuesday) = (input.current.from, input.current.from.succ_opt().unwrap());
-        let cells = [
-            (1, monday, ReservationStatus::Confirmed, 2, 6000, 180),
-            (1, tuesday, ReservationStatus::Confirmed, 1, 3000, 60),
-            (2, monday, ReservationStatus::Cancelled, 1, 3000, 90),
-            (2, tuesday, ReservationStatus::NoShow, 1, 2500, 60),
-        ];
-        let tally = |count, cents, minutes| Tally {
-            count,
-            cents,
-            minutes,
-        };
-        let previous = Aggregate::Period {
-            current: false,
-            status: ReservationStatus::Completed,
-            tally: tally(3, 9000, 270),
-        };
-        let mut grouped = vec![previous.clone()];
-        let mut by_court_day = vec![previous];
-        for (court_id, date, status, count, cents, minutes) in cells {
-            let t = tally(count, cents, minutes);
-            by_court_day.push(Aggregate::CourtDay {
-                court_id,
-                date,
-                status,
-                tally: t,
-            });
-            grouped.push(Aggregate::Period {
-                current: true,
-                status,
-                tally: t,
-            });
-            grouped.push(Aggregate::Court {
-                court_id,
-                status,
-                tally: t,
-            });
-            grouped.push(Aggregate::Day {
-                date,
-                status,
-                tally: t,
-            });
-        }
-        let (expected, got) = (compute(&input, &grouped), compute(&input, &by_court_day));
-        assert_eq!(got.current.reservations, 4);
-        assert_eq!(got.current.cancelled, 1);
-        assert_eq!(got.courts[1].reservations, 1);
-        assert_eq!(
-            serde_json::to_value(&got.current).unwrap(),
-            serde_json::to_value(&expected.current).unwrap()
-        );
-        assert_eq!(format!("{got:?}"), format!("{expected:?}"));
     }
 
     #[test]

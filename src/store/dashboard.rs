@@ -1,12 +1,15 @@
 //! The dashboard's grouped reservation counts, in one statement, and their mapping to domain
 //! [`Aggregate`]s.
 
-use super::{queries, DashboardRow, Db, Store};
+use super::{
+    models::{DashboardPart, DashboardRow},
+    queries, Db, Store,
+};
 use crate::{
     domain::{
         dashboard::{Aggregate, Tally},
         period::DateRange,
-        Period, ReservationStatus,
+        Period,
     },
     error::StoreError,
 };
@@ -52,42 +55,35 @@ fn period_code(period: Period) -> &'static str {
 }
 
 fn to_aggregate(row: DashboardRow) -> Option<Aggregate> {
-    let status = row.status.as_deref().and_then(ReservationStatus::parse);
     let tally = Tally {
         count: row.n,
         cents: row.cents.unwrap_or(0),
         minutes: row.minutes.unwrap_or(0),
     };
-    Some(match row.part.as_str() {
-        "period" => Aggregate::Period {
+    Some(match row.part {
+        DashboardPart::Period => Aggregate::Period {
             current: row.key_int? == 1,
-            status: status?,
+            status: row.status?,
             tally,
         },
-        "court" => Aggregate::Court {
+        DashboardPart::Court => Aggregate::Court {
             court_id: row.key_int?,
-            status: status?,
+            status: row.status?,
             tally,
         },
-        "day" => Aggregate::Day {
+        DashboardPart::Day => Aggregate::Day {
             date: row.day?,
-            status: status?,
+            status: row.status?,
             tally,
         },
-        "court_day" => Aggregate::CourtDay {
-            court_id: row.key_int?,
-            date: row.day?,
-            status: status?,
-            tally,
-        },
-        "hour" => Aggregate::Hour {
+        DashboardPart::Hour => Aggregate::Hour {
             hour: row.key_int?,
             count: row.n,
         },
-        "players" => Aggregate::Players {
+        DashboardPart::Players => Aggregate::Players {
             current: row.key_int? == 1,
             count: row.n,
         },
-        _ => return None,
+        DashboardPart::Other => return None,
     })
 }

@@ -363,33 +363,53 @@ on_both_backends!(
 
 /// Rollup rows (non-zero) minus the same groupings recomputed from reservations, both ways.
 async fn rollup_drift(app: &TestApp) -> Vec<(&'static str, i64)> {
-    const CHECKS: [(&str, &str, &str); 3] = [
+    // Period starts from date_trunc (the migration uses date arithmetic): ISO weeks.
+    const KINDS: &str =
+        "(VALUES ('D', 'day'), ('W', 'week'), ('M', 'month'), ('Y', 'year')) AS k (kind, unit)";
+    const START: &str = "CAST(date_trunc(k.unit, CAST(date AS TIMESTAMP)) AS DATE)";
+    const SUMS: &str = "COUNT(*), SUM(CAST(ROUND(price * 100) AS BIGINT)), \
+                        SUM(CAST(EXTRACT(EPOCH FROM (end_time - start_time)) / 60 AS BIGINT))";
+    let checks = [
         (
-            "dashboard_day_totals",
-            "SELECT club_id, date, court_id, status, reservations, cents, minutes FROM dashboard_day_totals \
-             WHERE reservations <> 0 OR cents <> 0 OR minutes <> 0",
-            "SELECT club_id, date, court_id, status, COUNT(*), SUM(CAST(ROUND(price * 100) AS BIGINT)), \
-             SUM(CAST(EXTRACT(EPOCH FROM (end_time - start_time)) / 60 AS BIGINT)) \
-             FROM reservations GROUP BY club_id, date, court_id, status",
+            "dashboard_period_totals",
+            "SELECT club_id, CAST(period AS TEXT), period_start, status, reservations, cents, minutes \
+             FROM dashboard_period_totals WHERE reservations <> 0 OR cents <> 0 OR minutes <> 0"
+                .to_string(),
+            format!("SELECT club_id, k.kind, {START}, status, {SUMS} FROM reservations CROSS JOIN {KINDS} GROUP BY 1, 2, 3, 4"),
         ),
         (
-            "dashboard_hour_starts",
-            "SELECT club_id, date, CAST(hour AS INTEGER), reservations FROM dashboard_hour_starts WHERE reservations <> 0",
-            "SELECT club_id, date, CAST(EXTRACT(HOUR FROM start_time) AS INTEGER), COUNT(*) FROM reservations \
-             WHERE status <> 'cancelled' GROUP BY 1, 2, 3",
+            "dashboard_period_courts",
+            "SELECT club_id, CAST(period AS TEXT), period_start, court_id, status, reservations, cents, minutes \
+             FROM dashboard_period_courts WHERE reservations <> 0 OR cents <> 0 OR minutes <> 0"
+                .to_string(),
+            format!(
+                "SELECT club_id, k.kind, {START}, court_id, status, {SUMS} FROM reservations CROSS JOIN {KINDS} \
+                 GROUP BY 1, 2, 3, 4, 5"
+            ),
+        ),
+        (
+            "dashboard_period_hours",
+            "SELECT club_id, CAST(period AS TEXT), period_start, CAST(hour AS INTEGER), reservations \
+             FROM dashboard_period_hours WHERE reservations <> 0"
+                .to_string(),
+            format!(
+                "SELECT club_id, k.kind, {START}, CAST(EXTRACT(HOUR FROM start_time) AS INTEGER), COUNT(*) \
+                 FROM reservations CROSS JOIN {KINDS} WHERE status <> 'cancelled' GROUP BY 1, 2, 3, 4"
+            ),
         ),
         (
             "dashboard_period_players",
             "SELECT club_id, CAST(period AS TEXT), period_start, user_id, reservations FROM dashboard_period_players \
-             WHERE reservations <> 0",
-            // Period starts from date_trunc (the migration uses date arithmetic): ISO weeks.
-            "SELECT club_id, k.kind, CAST(date_trunc(k.unit, CAST(date AS TIMESTAMP)) AS DATE), created_by_id, COUNT(*) \
-             FROM reservations CROSS JOIN (VALUES ('D', 'day'), ('W', 'week'), ('M', 'month'), ('Y', 'year')) AS k (kind, unit) \
-             WHERE status <> 'cancelled' GROUP BY 1, 2, 3, 4",
+             WHERE reservations <> 0"
+                .to_string(),
+            format!(
+                "SELECT club_id, k.kind, {START}, created_by_id, COUNT(*) FROM reservations CROSS JOIN {KINDS} \
+                 WHERE status <> 'cancelled' GROUP BY 1, 2, 3, 4"
+            ),
         ),
     ];
     let mut drift = Vec::new();
-    for (table, rollup, regrouped) in CHECKS {
+    for (table, rollup, regrouped) in checks {
         let n = app
             .scalar_i64(&format!(
                 "SELECT COUNT(*) FROM ((({rollup}) EXCEPT ALL ({regrouped})) UNION ALL \
@@ -409,14 +429,14 @@ async fn assert_rollups_exact(app: &TestApp, after: &str) {
     );
 }
 
-/// Postgres serves dashboards from rollups kept by triggers (migration 0004). Every kind of change
+/// Postgres serves dashboards from rollups kept by triggers (migrations 0004 and 0006). Every kind of change
 /// must keep them equal to a regrouping of the reservations: the gateway's bookings and
 /// cancellations, SQL inserts, updates of any column, a refused statement, deletes and TRUNCATE.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_dashboard_rollups_follow_every_kind_of_change() {
     let app = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await;
     let total = app
-        .scalar_i64("SELECT COUNT(*) FROM dashboard_day_totals WHERE reservations > 0")
+        .scalar_i64("SELECT COUNT(*) FROM dashboard_period_courts WHERE reservations > 0")
         .await;
     assert!(total > 0, "the seeded demo (COPY) reached the rollups");
     assert_rollups_exact(&app, "seeding").await;
@@ -485,7 +505,7 @@ async fn postgres_dashboard_rollups_follow_every_kind_of_change() {
         unreachable!()
     };
     let before = app
-        .scalar_i64("SELECT CAST(SUM(reservations) AS BIGINT) FROM dashboard_day_totals")
+        .scalar_i64("SELECT CAST(SUM(reservations) AS BIGINT) FROM dashboard_period_totals WHERE period = 'D'")
         .await;
     let refused = sqlx::query(&format!(
         "INSERT INTO reservations (club_id, court_id, created_by_id, date, start_time, end_time, status, price, created_at, updated_at) \
@@ -495,7 +515,7 @@ async fn postgres_dashboard_rollups_follow_every_kind_of_change() {
     .await;
     assert!(refused.is_err(), "an overlapping booking was accepted");
     let after = app
-        .scalar_i64("SELECT CAST(SUM(reservations) AS BIGINT) FROM dashboard_day_totals")
+        .scalar_i64("SELECT CAST(SUM(reservations) AS BIGINT) FROM dashboard_period_totals WHERE period = 'D'")
         .await;
     assert_eq!(before, after);
     assert_rollups_exact(&app, "a refused insert").await;
@@ -523,8 +543,8 @@ async fn postgres_dashboard_rollups_follow_every_kind_of_change() {
     app.execute("TRUNCATE reservations").await;
     assert_eq!(
         app.scalar_i64(
-            "SELECT (SELECT COUNT(*) FROM dashboard_day_totals) + (SELECT COUNT(*) FROM dashboard_hour_starts) \
-             + (SELECT COUNT(*) FROM dashboard_period_players)"
+            "SELECT (SELECT COUNT(*) FROM dashboard_period_totals) + (SELECT COUNT(*) FROM dashboard_period_courts) \
+             + (SELECT COUNT(*) FROM dashboard_period_hours) + (SELECT COUNT(*) FROM dashboard_period_players)"
         )
         .await,
         0,

@@ -798,6 +798,28 @@ fn main() {
                 let _ = peer.kill();
                 let _ = peer.wait();
             }
+            // PostGraphile 5 on the same stream, each request its raw-row equivalent (the user with
+            // memberships and the role-permission table; a club's courts with a day's
+            // reservations), against padel-bff with every cache off: the same statements' worth of
+            // work without a cache on either side. Opt-in: BENCH_PEER=1.
+            if env("BENCH_PEER", "") == "1" && wanted("population") {
+                let server = Server::start(&database, &redis, &[("BFF__CACHE__ENABLED", "false".into())]);
+                results.push(closed_loop("population peer reads: padel-bff, every cache off", &server.base, population.requests(4, Mode::PeerReads), connections, seconds).await);
+                drop(server);
+                let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+                let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peer/postgraphile.sh");
+                let mut peer = Command::new("taskset")
+                    .args(["-c", "0", "bash", script, &database])
+                    .env("PEER_PORT", port.to_string())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("start PostGraphile");
+                let base = format!("http://127.0.0.1:{port}");
+                wait_for_peer(&base, &mut peer, "PostGraphile").await;
+                results.push(closed_loop("population peer reads: PostGraphile 5 (raw rows)", &base, population.requests(4, Mode::PostGraphile), connections, seconds).await);
+                let _ = peer.kill();
+                let _ = peer.wait();
+            }
             if wanted("first look") {
                 // Each player's first look at a grid another player already loaded: the response
                 // cache keeps nothing (ttl 0), so no request is a repeat of its own user's; the
@@ -910,6 +932,72 @@ fn main() {
                 ],
             );
             results.push(closed_loop("miss dashboard (only the aggregates uncached)", &server.base, dashboard(false), connections, seconds).await);
+        }
+        // Writes made outside the gateway (issue 16): an INSERT through a plain connection, then
+        // replica B polled until its cached grid shows the court taken. The latency is from the
+        // INSERT's commit to the first answer of B that shows it (outbox, NOTIFY, tail, Redis
+        // generations; B's value was cached before each write). 200 writes on slots of their
+        // own, far past the calendar and every other scenario's bookings; removed afterwards.
+        if wanted("outside") {
+            let far = [("BFF__LIMITS__DATE_DAYS_AHEAD", "90000".to_string())];
+            let _a = Server::start(&database, &redis, &far);
+            let b = Server::start(&database, &redis, &far);
+            let pool = sqlx::PgPool::connect(&database).await.expect("bench database");
+            let courts: Vec<i64> = sqlx::query_scalar("SELECT id FROM courts WHERE club_id = 1 AND is_active AND NOT is_maintenance ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            let client = reqwest::Client::new();
+            let admin = token(1);
+            let query = "query($d: Date!) { courtAvailability(clubId: 1, date: $d) { courts { court { id } availableCount } } }";
+            let count = |body: &Value, court: i64| {
+                body["data"]["courtAvailability"]["courts"].as_array().and_then(|cs| {
+                    cs.iter().find(|c| c["court"]["id"] == court.to_string()).and_then(|c| c["availableCount"].as_i64())
+                })
+            };
+            let first_day = today + chrono::Days::new(62_000 + tick * 4);
+            let n = courts.len() as u64;
+            let mut seen = Vec::new();
+            for k in 0..200u64 {
+                // One 90-minute slot of the grid each (08:00 + 90 j), so every write takes a free slot.
+                let (court, start) = (courts[(k % n) as usize], 480 + 90 * ((k / n) % 10) as i32);
+                // The (k / 10n)-th weekday from first_day: weekends open later, off the grid.
+                let date = {
+                    use chrono::Datelike;
+                    let mut weekdays = (0u64..).map(|d| first_day + chrono::Days::new(d)).filter(|d| d.weekday().number_from_monday() <= 5);
+                    weekdays.nth((k / (n * 10)) as usize).unwrap().to_string()
+                };
+                let ask = || async {
+                    let reply = client.post(format!("{}/graphql", b.base)).bearer_auth(&admin).json(&json!({"query": query, "variables": {"d": date}})).send().await.unwrap();
+                    reply.json::<Value>().await.unwrap()
+                };
+                ask().await;
+                let before = count(&ask().await, court);
+                sqlx::query("INSERT INTO reservations (club_id, court_id, created_by_id, date, start_time, end_time, status, price) VALUES (1, $1, 1, CAST($2 AS DATE), TIME '00:00' + make_interval(mins => $3), TIME '00:00' + make_interval(mins => $3 + 90), 'confirmed', 20)")
+                    .bind(court)
+                    .bind(&date)
+                    .bind(start)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                let committed = Instant::now();
+                loop {
+                    if count(&ask().await, court) != before {
+                        break;
+                    }
+                    assert!(committed.elapsed() < Duration::from_secs(30), "outside write never visible on replica B");
+                }
+                seen.push(committed.elapsed().as_secs_f64() * 1000.0);
+            }
+            sqlx::query("DELETE FROM reservations WHERE club_id = 1 AND date >= CAST($1 AS DATE) AND date < CAST($1 AS DATE) + 60")
+                .bind(first_day.to_string())
+                .execute(&pool)
+                .await
+                .unwrap();
+            seen.sort_by(f64::total_cmp);
+            let at = |q: f64| seen[((seen.len() as f64 * q).ceil() as usize).clamp(1, seen.len()) - 1];
+            println!("outside write -> visible on replica B: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} writes", at(0.5), at(0.99), at(1.0), seen.len());
+            extra.insert("outside write visible on B".into(), json!({"p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0), "writes": seen.len()}));
         }
         // The peer: PostGraphile 5 over the same database (installed from npm into target/peer by
         // benches/peer/postgraphile.sh), driven with the equivalent raw-data query (a club's

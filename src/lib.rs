@@ -22,6 +22,7 @@
 //! - [`graphql`]: the schema per domain, the request context and facts, DataLoaders, limits, the extension.
 //! - [`reads`]: the hot operations' data, read through the cache.
 //! - [`cache`]: the two-tier cache (moka in process, Redis between replicas) and invalidation.
+//! - [`invalidation`]: tails the Postgres invalidation outbox, so writes made elsewhere reach the cache.
 //! - [`store`]: every SQL statement, on PostgreSQL or embedded SQLite, plus demo-data seeding.
 //! - [`domain`]: pure rules (periods, slots, dashboards, access, permissions, booking, money); no I/O.
 //! - [`telemetry`]: logging, the sampling decision, the OTLP exporters, metrics, bounded labels,
@@ -46,6 +47,7 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod invalidation;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod reads;

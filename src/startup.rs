@@ -79,7 +79,7 @@ impl Application {
                 }
             });
         }
-        spawn_database_invalidations(&store, &cache).await;
+        crate::invalidation::spawn(&store, &cache, &settings).await;
         let safelist = match settings.server.safelist_manifest.as_str() {
             "" => None,
             path => {
@@ -192,75 +192,6 @@ impl Application {
         instruments.shutdown();
         Ok(())
     }
-}
-
-/// Applies the cache tags Postgres triggers publish when data changes behind the gateway's back.
-///
-/// A lost connection may have lost notifications, so everything cached is invalidated once the
-/// channel is back: not when it drops, so that while the database is down the cache keeps
-/// serving what it holds (nothing can change in a database that is down).
-async fn spawn_database_invalidations(store: &Store, cache: &Cache) {
-    let first = match store.invalidation_listener().await {
-        Ok(Some(listener)) => Ok(listener),
-        Ok(None) => return,
-        Err(error) => Err(error),
-    };
-    let (cache, store) = (cache.clone(), store.clone());
-    tokio::spawn(async move {
-        let mut listener = match first {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(error = %error, "cannot listen for database invalidations yet; retrying");
-                let Some(listener) = reconnect_listener(&store).await else {
-                    return;
-                };
-                // What was cached meanwhile may have missed changes.
-                cache.flush_all().await;
-                listener
-            }
-        };
-        while !store.is_closed() {
-            let lost = match listener.try_recv().await {
-                Ok(Some(notification)) => {
-                    cache
-                        .invalidate(&[notification.payload().to_string()])
-                        .await;
-                    continue;
-                }
-                Ok(None) => "connection lost".to_string(),
-                Err(error) => error.to_string(),
-            };
-            tracing::warn!(reason = %lost, "database invalidation channel down; reconnecting");
-            listener = match reconnect_listener(&store).await {
-                Some(listener) => listener,
-                None => return,
-            };
-            tracing::warn!("database invalidation channel back: invalidating every cached value");
-            cache.flush_all().await;
-        }
-    });
-}
-
-/// Retries the invalidation listener with a growing pause (0.5 s up to 5 s), logging every tenth
-/// failure; `None` once the store is closed.
-async fn reconnect_listener(store: &Store) -> Option<sqlx::postgres::PgListener> {
-    let mut pause = std::time::Duration::from_millis(500);
-    for attempt in 1u32.. {
-        tokio::time::sleep(pause).await;
-        if store.is_closed() {
-            return None;
-        }
-        match store.invalidation_listener().await {
-            Ok(Some(listener)) => return Some(listener),
-            Ok(None) => return None,
-            Err(error) if attempt % 10 == 0 => {
-                tracing::warn!(error = %error, attempt, "database invalidation channel still down");
-            }
-            Err(_) => {}
-        }
-        pause = (pause * 2).min(std::time::Duration::from_secs(5));
-    }
-    None
 }
 
 /// Resolves on ctrl-c or SIGTERM.

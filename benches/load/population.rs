@@ -32,6 +32,9 @@ pub enum Mode {
     Reads,
     /// Reads the peer serves (no dashboards).
     PeerReads,
+    /// `PeerReads` as PostGraphile's raw-row equivalents ([`PG_AUTH`], [`PG_GRID`]), sent
+    /// without a token (PostGraphile runs as the database owner here).
+    PostGraphile,
 }
 
 /// A member's standing at a club, as the session weights see it.
@@ -103,6 +106,12 @@ pub const AUTH: &str = "query AuthContext { authContext { user { id email fullNa
 /// The availability query the sessions send.
 pub const GRID: &str = "query Availability($club: ID!, $date: Date!) { courtAvailability(clubId: $club, date: $date) { club { id name } date courts { court { id name } availableCount slots { start end available } } } }";
 const DASHBOARD: &str = "query Dashboard($club: ID!, $period: Period!) { dashboard(clubId: $club, period: $period) { period from to current { reservations revenue occupancyRate } previous { reservations revenue } change { reservationsPct revenuePct } courts { court { name } occupancyRate } daily { date reservations } peakHours { hour reservations } } }";
+/// `authContext`'s data from PostGraphile 5 (amber naming): the user, their organization and club
+/// memberships with names, and the role-permission table it derives `permissions` from.
+pub const PG_AUTH: &str = "query($u: BigInt!) { userByRowId(rowId: $u) { rowId email fullName organizationByCurrentOrganizationId { rowId name } organizationMembershipsByUserId { nodes { role isActive organizationByOrganizationId { rowId name } } } clubMembershipsByUserId { nodes { role isActive clubByClubId { rowId name } } } } allRolePermissions { nodes { role permission } } }";
+/// The grid's data from PostGraphile: a club's courts with their reservations of a date (the
+/// query of `miss courtAvailability`'s peer row, benches/peer/postgraphile.sh).
+pub const PG_GRID: &str = "query($clubId: BigInt!, $date: Date!) { clubByRowId(rowId: $clubId) { rowId name timezone courtsByClubId(orderBy: PRIMARY_KEY_ASC) { nodes { rowId name isActive isMaintenance reservationsByCourtId(condition: {clubId: $clubId, date: $date}, orderBy: PRIMARY_KEY_ASC) { nodes { rowId date startTime endTime status } } } } } }";
 const BOOK: &str =
     "mutation Book($i: CreateReservationInput!) { createReservation(input: $i) { id status } }";
 const CANCEL: &str = "mutation Cancel($id: ID!) { cancelReservation(id: $id) { id status } }";
@@ -338,6 +347,21 @@ impl Population {
                     .json(&json!({ "query": query, "variables": variables }))
             };
             let date = |day: u64| (today + chrono::Days::new(day)).to_string();
+            if mode == Mode::PostGraphile {
+                let (query, variables) = match step {
+                    Step::Grid { club, day, .. } => (
+                        PG_GRID,
+                        json!({"clubId": club.to_string(), "date": date(*day)}),
+                    ),
+                    Step::Auth(user)
+                    | Step::Dashboard { user, .. }
+                    | Step::Book { user, .. }
+                    | Step::Cancel { user, .. } => (PG_AUTH, json!({"u": user.to_string()})),
+                };
+                return client
+                    .post(format!("{base}/graphql"))
+                    .json(&json!({ "query": query, "variables": variables }));
+            }
             match (mode, step) {
                 (
                     Mode::Reads | Mode::PeerReads,

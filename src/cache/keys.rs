@@ -32,11 +32,15 @@ pub struct CacheKey {
 impl CacheKey {
     /// Builds `bff:v{format}:{kind}:{scope…}:{hash(rest)}`; scope parts are `name=value`.
     pub fn new(kind: Kind, scope: &[(&str, &(dyn fmt::Display + Sync))], rest: &str) -> CacheKey {
-        let mut text = format!("bff:v{CACHE_FORMAT}:{}", kind.name());
+        use fmt::Write as _;
+        // One buffer, written in place: keys are built on every cached read (callgrind: a
+        // shared hit spent 9 % of its instructions here with a `format!` per part).
+        let mut text = String::with_capacity(64);
+        let _ = write!(text, "bff:v{CACHE_FORMAT}:{}", kind.name());
         for (name, value) in scope {
-            text.push_str(&format!(":{name}={value}"));
+            let _ = write!(text, ":{name}={value}");
         }
-        text.push_str(&format!(":{:016x}", fnv1a64(rest.as_bytes())));
+        let _ = write!(text, ":{:016x}", fnv1a64(rest.as_bytes()));
         CacheKey { kind, text }
     }
 

@@ -217,6 +217,18 @@ impl Cache {
         self.invalidate(&[keys::tags::ALL.to_string()]).await;
     }
 
+    /// The outbox position the shared tier records (see [`SharedTier::outbox_position`]).
+    pub async fn outbox_position(&self) -> Option<i64> {
+        self.shared()?.outbox_position().await
+    }
+
+    /// Records in the shared tier that every outbox row up to `seq` is applied.
+    pub async fn advance_outbox_position(&self, seq: i64) {
+        if let Some(shared) = self.shared() {
+            shared.advance_outbox_position(seq).await;
+        }
+    }
+
     /// Invalidates every entry of one kind.
     pub async fn flush_kind(&self, kind: Kind) {
         self.invalidate(&[keys::tags::kind(kind)]).await;

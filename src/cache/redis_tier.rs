@@ -62,6 +62,14 @@ redis.call('PUBLISH', ARGV[1], table.concat(lines, '\n'))
 return out
 "#;
 
+/// Raises the outbox position (KEYS[1]) to ARGV[1], never lowers it: replicas apply the same rows.
+const ADVANCE_SCRIPT: &str = r#"
+local seq = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if seq > current then redis.call('SET', KEYS[1], seq) end
+return 0
+"#;
+
 /// Stores a persisted document (KEYS[1]) with a TTL and indexes it by time (KEYS[2]); drops what
 /// expired from the index and the oldest registrations beyond the count bound. ARGV: text, TTL in
 /// ms, count bound.
@@ -214,6 +222,14 @@ impl RedisTier {
     }
 
     /// `{prefix}:v{format}:pq:{sha256}` (and `…:pq:index`, the registration index).
+    fn outbox_key(&self) -> String {
+        format!(
+            "{}:v{}:outbox:applied",
+            self.inner.prefix,
+            keys::CACHE_FORMAT
+        )
+    }
+
     fn persisted_key(&self, name: &str) -> String {
         format!("{}:v{}:pq:{name}", self.inner.prefix, keys::CACHE_FORMAT)
     }
@@ -329,6 +345,22 @@ impl SharedTier for RedisTier {
             .arg(text)
             .arg(ttl.as_millis().max(1) as u64)
             .arg(max_count.max(1));
+        let _: Option<i64> = self.write(&command).await;
+    }
+
+    async fn outbox_position(&self) -> Option<i64> {
+        let mut command = redis::cmd("GET");
+        command.arg(self.outbox_key());
+        self.read::<Option<i64>>(&command).await.flatten()
+    }
+
+    async fn advance_outbox_position(&self, seq: i64) {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(ADVANCE_SCRIPT)
+            .arg(1)
+            .arg(self.outbox_key())
+            .arg(seq);
         let _: Option<i64> = self.write(&command).await;
     }
 

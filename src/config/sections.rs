@@ -315,6 +315,12 @@ pub struct DatabaseSettings {
     pub migrate_on_start: bool,
     /// Seed demo data into an empty SQLite database on start (never Postgres).
     pub seed_demo_on_empty: bool,
+    /// How often the invalidation outbox is read when no notification woke the tail (Postgres).
+    #[serde(deserialize_with = "duration")]
+    pub outbox_poll_interval: Duration,
+    /// Outbox rows older than this are pruned; a gateway further behind flushes its caches.
+    #[serde(deserialize_with = "duration")]
+    pub outbox_retention: Duration,
 }
 
 /// Bearer-token settings.

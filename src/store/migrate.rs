@@ -26,8 +26,8 @@ impl Store {
         Ok(())
     }
 
-    /// On Postgres, a listener on the channel the invalidation triggers publish cache tags on
-    /// (migration 0003); `None` on SQLite.
+    /// On Postgres, a listener on the channel the outbox triggers send their wake-ups on
+    /// (migration 0007: a wake-up for the outbox tail, `crate::invalidation`); `None` on SQLite.
     pub async fn invalidation_listener(
         &self,
     ) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {

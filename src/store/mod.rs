@@ -4,7 +4,7 @@
 //! budgets can be tested, and flags repeated shapes as suspected N+1), inside a span and timed.
 //!
 //! By concern: `observed` (what every statement goes through), `directory` (users, clubs,
-//! courts), `reservations`, `dashboard`, `migrate`, `seed`; `queries` holds the statement text and
+//! courts), `reservations`, `dashboard`, `migrate`, `outbox` (the invalidation outbox), `seed`; `queries` holds the statement text and
 //! `models` the rows.
 //!
 //! Overlapping bookings are refused by the database: `reservations_no_overlap`, an exclusion
@@ -21,6 +21,7 @@ use sqlx::{
 
 pub use models::*;
 pub use observed::StatementObserver;
+pub use outbox::OutboxRow;
 
 use crate::{config::Settings, error::StoreError, telemetry::metrics::Instruments};
 
@@ -81,6 +82,7 @@ mod directory;
 mod migrate;
 mod models;
 mod observed;
+mod outbox;
 mod queries;
 mod reservations;
 pub mod seed;

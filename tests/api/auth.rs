@@ -281,7 +281,8 @@ on_both_backends!(
     }
 );
 
-/// Polls a request until it answers `code` (changes behind the gateway arrive by NOTIFY).
+/// Polls a request until it answers `code` (changes behind the gateway arrive through the
+/// invalidation outbox).
 async fn until_code(app: &crate::helpers::TestApp, token: &str, query: &str, code: &str) {
     let what = format!("the reply never became {code}");
     crate::helpers::eventually(Duration::from_secs(3), &what, || async {

@@ -15,6 +15,7 @@ mod health_and_schema;
 mod hostile;
 mod n_plus_one;
 mod observability;
+mod outside_writes;
 mod query_plans;
 mod reservations;
 mod share;

@@ -159,13 +159,25 @@ pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
         })
         .await
         .expect("seed");
+    // Before the gateway starts: a write made after it would reach its cache through the
+    // outbox a moment later, and could invalidate what a test's first request cached.
+    let open_rules =
+        format!("UPDATE clubs SET booking_horizon_days = 3650, max_active_bookings = {OPEN_QUOTA}");
+    match backend {
+        Backend::Postgres => {
+            let pool = PgPool::connect(&url).await.unwrap();
+            sqlx::query(&open_rules).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Sqlite => {
+            let pool = SqlitePool::connect(&url).await.unwrap();
+            sqlx::query(&open_rules).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
     let mut app = start(backend, &url, settings, store, env).await;
     app.cleanup = cleanup;
     app.owns_database = true;
-    app.execute(&format!(
-        "UPDATE clubs SET booking_horizon_days = 3650, max_active_bookings = {OPEN_QUOTA}"
-    ))
-    .await;
     app
 }
 

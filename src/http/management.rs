@@ -1,4 +1,6 @@
-//! The management API (superusers, same bearer tokens): cache status, flush and warm-up.
+//! The management API (superusers, same bearer tokens): cache status, flush and warm-up, and the
+//! database's indexes. The platform's own management URLs (`/api/management/bff/…/`) are
+//! aliases of the same handlers (`http::router`).
 
 use axum::{
     extract::State,
@@ -62,7 +64,8 @@ pub(crate) async fn cache_status(State(state): State<AppState>, headers: HeaderM
     .into_response()
 }
 
-/// Body of a flush: exactly one of a kind, a tag, or everything.
+/// Body of a flush: exactly one of a kind, a tag, or everything. The platform's BFF sends
+/// `{"type": "all"}`; `{"type": "kind", "kind": …}` and `{"type": "tag", "tag": …}` read alike.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FlushRequest {
@@ -70,6 +73,8 @@ pub(crate) struct FlushRequest {
     tag: Option<String>,
     #[serde(default)]
     all: bool,
+    #[serde(rename = "type")]
+    of_type: Option<String>,
 }
 
 /// POST /api/management/cache/flush
@@ -82,7 +87,16 @@ pub(crate) async fn cache_flush(
         return denied;
     }
     let bad = |message: &str| error_response(ErrorCode::BadUserInput, message);
-    match (body.kind, body.tag, body.all) {
+    let all = match body.of_type.as_deref() {
+        None => body.all,
+        Some("all") if !body.all => true,
+        Some("kind") if body.kind.is_some() && !body.all => false,
+        Some("tag") if body.tag.is_some() && !body.all => false,
+        Some(_) => {
+            return bad("\"type\" is \"all\", or \"kind\" with a kind, or \"tag\" with a tag")
+        }
+    };
+    match (body.kind, body.tag, all) {
         (None, None, true) => {
             state.cache.flush_all().await;
             Json(json!({ "flushed": "all" })).into_response()
@@ -142,5 +156,24 @@ pub(crate) async fn cache_warmup(
             error.code(),
             &error.to_string(),
         ),
+    }
+}
+
+/// GET /api/management/bff/database/indexes/ (also /api/management/database/indexes): every index
+/// of our tables with its use (Postgres) or the hot statements' plans (SQLite), and the seven
+/// indexes of the core issue, present or missing.
+pub(crate) async fn database_indexes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = require_superuser(&state, &headers).await {
+        return denied;
+    }
+    match state.store.index_report().await {
+        Ok(report) => Json(report).into_response(),
+        Err(error) => {
+            tracing::warn!(error = %error, "database index report failed");
+            error_response(ErrorCode::ServiceUnavailable, "the database did not answer")
+        }
     }
 }

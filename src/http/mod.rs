@@ -73,6 +73,31 @@ pub fn router(state: AppState) -> Router {
             post(management::cache_warmup),
         )
         .route("/api/management/performance", get(monitoring::performance))
+        .route(
+            "/api/management/database/indexes",
+            get(management::database_indexes),
+        )
+        // The platform's management URLs, with their trailing slash: aliases of the above.
+        .route(
+            "/api/management/bff/performance/",
+            get(monitoring::performance),
+        )
+        .route(
+            "/api/management/bff/cache/status/",
+            get(management::cache_status),
+        )
+        .route(
+            "/api/management/bff/cache/flush/",
+            post(management::cache_flush),
+        )
+        .route(
+            "/api/management/bff/cache/warmup/",
+            post(management::cache_warmup),
+        )
+        .route(
+            "/api/management/bff/database/indexes/",
+            get(management::database_indexes),
+        )
         .route("/api/bff/monitoring/stats", get(monitoring::stats))
         .route("/api/bff/monitoring/summary", get(monitoring::summary))
         .route("/api/bff/monitoring/reset", post(monitoring::reset))

@@ -4,7 +4,7 @@
 //! budgets can be tested, and flags repeated shapes as suspected N+1), inside a span and timed.
 //!
 //! By concern: `observed` (what every statement goes through), `directory` (users, clubs,
-//! courts), `reservations`, `dashboard`, `migrate`, `outbox` (the invalidation outbox), `seed`; `queries` holds the statement text and
+//! courts), `reservations`, `dashboard`, `migrate`, `outbox` (the invalidation outbox), `indexes` (database monitoring), `seed`; `queries` holds the statement text and
 //! `models` the rows.
 //!
 //! Overlapping bookings are refused by the database: `reservations_no_overlap`, an exclusion
@@ -79,6 +79,7 @@ macro_rules! dialect {
 
 mod dashboard;
 mod directory;
+pub mod indexes;
 mod migrate;
 mod models;
 mod observed;

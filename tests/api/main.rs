@@ -16,6 +16,7 @@ mod hostile;
 mod n_plus_one;
 mod observability;
 mod outside_writes;
+mod platform;
 mod query_plans;
 mod reservations;
 mod share;

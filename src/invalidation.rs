@@ -7,8 +7,11 @@
 //! the outbox has been pruned past that position does the gateway flush everything.
 //!
 //! Sequences are assigned when a statement runs, rows become visible when it commits: a row may
-//! appear after a higher one. The cursor remembers such gaps and reads them again until they fill
-//! or [`GAP_TIMEOUT`] passes (a rolled-back statement leaves a gap for good).
+//! appear after a higher one. The cursor remembers such gaps with a transaction horizon (the next
+//! transaction id of a snapshot taken after the gap was seen; whoever owns the gap started before
+//! it) and reads them again until they fill, or until every transaction below the horizon has
+//! ended (a rolled-back statement leaves a gap for good). So a transaction open for an hour is
+//! waited for, however long it takes.
 
 use std::{
     collections::BTreeMap,
@@ -16,13 +19,14 @@ use std::{
 };
 
 use crate::{
-    cache::Cache,
+    cache::{Cache, Recorded},
     config::Settings,
     store::{OutboxRow, Store},
 };
 
-/// How long a missing sequence is waited for before it counts as rolled back.
-pub const GAP_TIMEOUT: Duration = Duration::from_secs(60);
+/// At most this many missing sequences are waited for at once (an identity moved by `setval`, or a
+/// job that rolled back thousands of statements); beyond it, missing ones are given up at once.
+const MAX_GAPS: usize = 10_000;
 
 /// Rows read per statement.
 const BATCH: i64 = 1_000;
@@ -33,12 +37,12 @@ const BATCH: i64 = 1_000;
 const MAX_PRECISE_TAGS: usize = 1_000;
 
 /// Where the tail stands: every sequence up to `floor` is applied, and so is everything up to
-/// `last` except the `gaps`.
+/// `last` except the `gaps` (each with its transaction horizon).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     floor: i64,
     last: i64,
-    gaps: BTreeMap<i64, Instant>,
+    gaps: BTreeMap<i64, i64>,
 }
 
 impl Cursor {
@@ -49,6 +53,16 @@ impl Cursor {
             last: seq,
             gaps: BTreeMap::new(),
         }
+    }
+
+    /// A cursor at `last` still waiting for `missing` (sequences below it not visible yet).
+    pub fn waiting(last: i64, missing: &[i64], horizon: i64) -> Cursor {
+        let mut cursor = Cursor::at(last);
+        for seq in missing.iter().take(MAX_GAPS) {
+            cursor.gaps.insert(*seq, horizon);
+        }
+        cursor.settle(i64::MIN);
+        cursor
     }
 
     /// Everything up to here is applied.
@@ -66,15 +80,22 @@ impl Cursor {
         self.gaps.keys().copied().collect()
     }
 
-    /// Takes rows read after `last` or for the gaps; returns those not applied yet.
-    pub fn take<'a>(&mut self, rows: &'a [OutboxRow], now: Instant) -> Vec<&'a OutboxRow> {
+    /// Takes rows read after `last` or for the gaps; returns those not applied yet. `horizon` is
+    /// the next transaction id of a snapshot taken after the rows were read.
+    pub fn take<'a>(&mut self, rows: &'a [OutboxRow], horizon: i64) -> Vec<&'a OutboxRow> {
         let mut fresh = Vec::new();
         for row in rows {
             if row.seq > self.last {
-                // Bounded by BATCH rows a read and by the identity's step of 1: a gap is a
-                // statement that has not committed (or never will).
-                for missing in self.last + 1..row.seq {
-                    self.gaps.insert(missing, now);
+                let room = MAX_GAPS.saturating_sub(self.gaps.len()) as i64;
+                let missing = (row.seq - self.last - 1).max(0);
+                if missing > room {
+                    tracing::warn!(
+                        missing,
+                        "outbox sequence jumped; not waiting for every missing one"
+                    );
+                }
+                for seq in (self.last + 1..row.seq).take(room as usize) {
+                    self.gaps.insert(seq, horizon);
                 }
                 self.last = row.seq;
                 fresh.push(row);
@@ -82,14 +103,15 @@ impl Cursor {
                 fresh.push(row);
             }
         }
-        self.settle(now);
+        self.settle(i64::MIN);
         fresh
     }
 
-    /// Gives up gaps older than [`GAP_TIMEOUT`] and moves the floor up to the first gap left.
-    pub fn settle(&mut self, now: Instant) {
-        self.gaps
-            .retain(|_, since| now.duration_since(*since) < GAP_TIMEOUT);
+    /// Gives up the gaps whose horizon `oldest_running` (the oldest transaction still running, of
+    /// a snapshot taken before the last read of the gaps) has passed, and moves the floor up to
+    /// the first gap left.
+    pub fn settle(&mut self, oldest_running: i64) {
+        self.gaps.retain(|_, horizon| *horizon > oldest_running);
         self.floor = match self.gaps.keys().next() {
             Some(first) => first - 1,
             None => self.last,
@@ -189,31 +211,46 @@ async fn tail(
     }
 }
 
-/// Where to start: the position Redis recorded (so a restart catches up), else the outbox's end
-/// (nothing was cached before this process, Redis included). `None` while Postgres is down.
+/// Where to start: the position Redis recorded (so a restart catches up), else the outbox's end,
+/// still waiting for the sequences below it that are not visible yet (their transactions may
+/// commit later). When Redis cannot say, everything is invalidated once (the bump is replayed
+/// when Redis is back), since writes may have been made while no gateway ran. `None` while
+/// Postgres is down.
 async fn start_position(store: &Store, cache: &Cache) -> Option<Cursor> {
-    let bounds = match store.outbox_bounds().await {
-        Ok(bounds) => bounds,
+    let at_end = || async {
+        let (first, last) = store.outbox_bounds().await?.unwrap_or((0, 0));
+        let missing = store.outbox_missing(first, last).await?;
+        let (_, horizon) = store.outbox_horizon().await?;
+        Ok::<_, crate::error::StoreError>(Cursor::waiting(last, &missing, horizon))
+    };
+    let result = match cache.outbox_position().await {
+        Recorded::Unknown => {
+            tracing::warn!("the shared cache cannot say which outbox rows were applied: invalidating everything");
+            cache.flush_all().await;
+            at_end().await
+        }
+        Recorded::Never => at_end().await,
+        Recorded::At(recorded) => match store.outbox_bounds().await {
+            Ok(Some((first, _))) if first > recorded + 1 => {
+                tracing::warn!(
+                    position = recorded,
+                    first,
+                    "the invalidation outbox was pruned past this position: invalidating everything"
+                );
+                cache.flush_all().await;
+                Ok(Cursor::at(first - 1))
+            }
+            Ok(_) => Ok(Cursor::at(recorded)),
+            Err(error) => Err(error),
+        },
+    };
+    match result {
+        Ok(cursor) => Some(cursor),
         Err(error) => {
             tracing::warn!(error = %error, "cannot read the invalidation outbox yet; retrying");
-            return None;
-        }
-    };
-    let Some(recorded) = cache.outbox_position().await else {
-        return Some(Cursor::at(bounds.map_or(0, |(_, last)| last)));
-    };
-    if let Some((first, _)) = bounds {
-        if first > recorded + 1 {
-            tracing::warn!(
-                position = recorded,
-                first,
-                "the invalidation outbox was pruned past this position: invalidating everything"
-            );
-            cache.flush_all().await;
-            return Some(Cursor::at(first - 1));
+            None
         }
     }
-    Some(Cursor::at(recorded))
 }
 
 /// Applies every row after the cursor and every gap that has committed since.
@@ -226,17 +263,22 @@ async fn catch_up(
     loop {
         let rows = store.outbox_after(cursor.last(), BATCH).await?;
         let full = rows.len() as i64 == BATCH;
-        apply(cache, cursor.take(&rows, Instant::now())).await;
+        // After the read: whoever owns a gap it shows got its sequence, and so its transaction
+        // id, before this snapshot.
+        let (_, horizon) = store.outbox_horizon().await?;
+        apply(cache, cursor.take(&rows, horizon)).await;
         if !full {
             break;
         }
     }
     let gaps = cursor.gaps();
     if !gaps.is_empty() {
+        // Before the read: a gap whose owners had all ended by then is either read now or never.
+        let (oldest_running, horizon) = store.outbox_horizon().await?;
         let rows = store.outbox_rows(&gaps).await?;
-        apply(cache, cursor.take(&rows, Instant::now())).await;
+        apply(cache, cursor.take(&rows, horizon)).await;
+        cursor.settle(oldest_running);
     }
-    cursor.settle(Instant::now());
     if cursor.floor() > before {
         cache.advance_outbox_position(cursor.floor()).await;
     }
@@ -262,31 +304,47 @@ mod tests {
 
     #[test]
     fn rows_apply_once_and_the_floor_waits_for_a_gap() {
-        let now = Instant::now();
         let mut cursor = Cursor::at(10);
         let rows = [row(11), row(13)];
-        let fresh: Vec<i64> = cursor.take(&rows, now).iter().map(|r| r.seq).collect();
+        let fresh: Vec<i64> = cursor.take(&rows, 500).iter().map(|r| r.seq).collect();
         assert_eq!(fresh, vec![11, 13]);
         assert_eq!(
             (cursor.floor(), cursor.last(), cursor.gaps()),
             (11, 13, vec![12])
         );
         // Read again (the same rows after a reconnect): nothing twice.
-        assert!(cursor.take(&rows, now).is_empty());
+        assert!(cursor.take(&rows, 501).is_empty());
+        // Transactions below the horizon still run: the gap is kept.
+        cursor.settle(499);
+        assert_eq!(cursor.gaps(), vec![12]);
         // The gap commits.
         let late = [row(12)];
-        assert_eq!(cursor.take(&late, now).len(), 1);
+        assert_eq!(cursor.take(&late, 502).len(), 1);
         assert_eq!((cursor.floor(), cursor.gaps()), (13, vec![]));
     }
 
     #[test]
-    fn a_gap_that_never_fills_is_given_up() {
-        let now = Instant::now();
+    fn a_gap_is_given_up_only_when_every_transaction_that_could_own_it_has_ended() {
         let mut cursor = Cursor::at(0);
-        cursor.take(&[row(3)], now);
+        cursor.take(&[row(3)], 700);
+        assert_eq!((cursor.floor(), cursor.gaps()), (0, vec![1, 2]));
+        // However long it takes: an hour-long transaction keeps the oldest running id below 700.
+        cursor.settle(650);
         assert_eq!(cursor.floor(), 0);
-        cursor.settle(now + GAP_TIMEOUT);
+        cursor.settle(700);
         assert_eq!((cursor.floor(), cursor.gaps()), (3, vec![]));
+    }
+
+    #[test]
+    fn a_start_waits_for_what_is_missing_below_the_end_and_gaps_are_bounded() {
+        let cursor = Cursor::waiting(20, &[17, 19], 900);
+        assert_eq!(
+            (cursor.floor(), cursor.last(), cursor.gaps()),
+            (16, 20, vec![17, 19])
+        );
+        let mut cursor = Cursor::at(0);
+        cursor.take(&[row(1_000_000)], 1);
+        assert_eq!(cursor.gaps().len(), MAX_GAPS);
     }
 
     #[test]

@@ -25,7 +25,7 @@ DROP FUNCTION bff_notify_tag();
 CREATE TABLE bff_invalidation_outbox (
     seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     tags        TEXT[] NOT NULL,
-    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX bff_invalidation_outbox_created_idx ON bff_invalidation_outbox (created_at);
 
@@ -41,8 +41,12 @@ CREATE FUNCTION bff_booking_tags(club BIGINT, d DATE) RETURNS TEXT[] LANGUAGE sq
     ]
 $$;
 
--- Appends one outbox row for a statement's tags (none: nothing) and wakes the gateways.
-CREATE FUNCTION bff_outbox_append(tags TEXT[]) RETURNS void LANGUAGE plpgsql AS $$
+-- Appends one outbox row for a statement's tags (none: nothing) and wakes the gateways. SECURITY
+-- DEFINER: a role that may write a cached table need not be granted the outbox (its writes kept
+-- working when these triggers arrived). NOTIFY makes a transaction unable to PREPARE TRANSACTION;
+-- two-phase writers are not supported (docs/operations.md).
+CREATE FUNCTION bff_outbox_append(tags TEXT[]) RETURNS void LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN
     IF tags IS NOT NULL AND cardinality(tags) > 0 THEN
         INSERT INTO bff_invalidation_outbox (tags) VALUES (tags);
@@ -112,7 +116,39 @@ BEGIN
     END LOOP;
 END $do$;
 
-CREATE TRIGGER organizations_outbox AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON organizations
-    FOR EACH STATEMENT EXECUTE FUNCTION bff_outbox_tag('all');
-CREATE TRIGGER role_permissions_outbox AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON role_permissions
-    FOR EACH STATEMENT EXECUTE FUNCTION bff_outbox_tag('role_permissions');
+-- Organizations and role permissions: one tag whatever the rows, but only when a row changed (a
+-- statement that matched nothing must not flush every replica).
+DO $do$
+DECLARE
+    tbl TEXT;
+    tag TEXT;
+    kind TEXT;
+    source TEXT;
+BEGIN
+    FOR tbl, tag IN VALUES ('organizations', 'all'), ('role_permissions', 'role_permissions') LOOP
+        FOR kind, source IN VALUES ('insert', 'new_rows'), ('delete', 'old_rows'), ('update', 'new_rows')
+        LOOP
+            EXECUTE format(
+                $f$CREATE FUNCTION bff_outbox_%1$s_%2$s() RETURNS trigger LANGUAGE plpgsql AS $body$
+                BEGIN
+                    IF EXISTS (SELECT 1 FROM %3$s) THEN
+                        PERFORM bff_outbox_append(ARRAY[%4$L]);
+                    END IF;
+                    RETURN NULL;
+                END $body$$f$,
+                tbl, kind, source, tag);
+        END LOOP;
+        EXECUTE format(
+            'CREATE TRIGGER %1$s_outbox_insert AFTER INSERT ON %1$s REFERENCING NEW TABLE AS new_rows
+                 FOR EACH STATEMENT EXECUTE FUNCTION bff_outbox_%1$s_insert()', tbl);
+        EXECUTE format(
+            'CREATE TRIGGER %1$s_outbox_update AFTER UPDATE ON %1$s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+                 FOR EACH STATEMENT EXECUTE FUNCTION bff_outbox_%1$s_update()', tbl);
+        EXECUTE format(
+            'CREATE TRIGGER %1$s_outbox_delete AFTER DELETE ON %1$s REFERENCING OLD TABLE AS old_rows
+                 FOR EACH STATEMENT EXECUTE FUNCTION bff_outbox_%1$s_delete()', tbl);
+        EXECUTE format(
+            'CREATE TRIGGER %1$s_outbox_truncate AFTER TRUNCATE ON %1$s
+                 FOR EACH STATEMENT EXECUTE FUNCTION bff_outbox_tag(%2$L)', tbl, tag);
+    END LOOP;
+END $do$;

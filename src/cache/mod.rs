@@ -218,8 +218,15 @@ impl Cache {
     }
 
     /// The outbox position the shared tier records (see [`SharedTier::outbox_position`]).
-    pub async fn outbox_position(&self) -> Option<i64> {
-        self.shared()?.outbox_position().await
+    pub async fn outbox_position(&self) -> Recorded {
+        let Some(shared) = self.shared() else {
+            return Recorded::Never;
+        };
+        match shared.outbox_position().await {
+            Some(Some(seq)) => Recorded::At(seq),
+            Some(None) => Recorded::Never,
+            None => Recorded::Unknown,
+        }
     }
 
     /// Records in the shared tier that every outbox row up to `seq` is applied.
@@ -238,4 +245,14 @@ impl Cache {
     pub fn inflight(&self) -> usize {
         self.inner.inflight.lock().expect("inflight lock").len()
     }
+}
+
+/// What the shared tier knows of the invalidation outbox position (`crate::invalidation`).
+pub enum Recorded {
+    /// Every row up to here was applied.
+    At(i64),
+    /// Nothing recorded (a new Redis, or none configured: then nothing outlives this process).
+    Never,
+    /// Redis did not answer.
+    Unknown,
 }

@@ -348,10 +348,10 @@ impl SharedTier for RedisTier {
         let _: Option<i64> = self.write(&command).await;
     }
 
-    async fn outbox_position(&self) -> Option<i64> {
+    async fn outbox_position(&self) -> Option<Option<i64>> {
         let mut command = redis::cmd("GET");
         command.arg(self.outbox_key());
-        self.read::<Option<i64>>(&command).await.flatten()
+        self.read::<Option<i64>>(&command).await
     }
 
     async fn advance_outbox_position(&self, seq: i64) {

@@ -32,9 +32,9 @@ pub(crate) trait SharedTier: Send + Sync {
         max_count: u64,
     );
 
-    /// The invalidation outbox position every replica has applied up to (issue 16): `None` when
-    /// never recorded or skipped.
-    async fn outbox_position(&self) -> Option<i64>;
+    /// The invalidation outbox position every replica has applied up to (issue 16): `Some(None)`
+    /// when never recorded, `None` when skipped (the tier did not answer).
+    async fn outbox_position(&self) -> Option<Option<i64>>;
 
     /// Records that every outbox row up to `seq` is applied; never moves the position back.
     async fn advance_outbox_position(&self, seq: i64);

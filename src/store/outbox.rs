@@ -22,6 +22,10 @@ const BY_SEQ: &str =
     "SELECT seq, tags FROM bff_invalidation_outbox WHERE seq = ANY($1) ORDER BY seq";
 const BOUNDS: &str =
     "SELECT CAST(MIN(seq) AS BIGINT), CAST(MAX(seq) AS BIGINT) FROM bff_invalidation_outbox";
+const MISSING: &str = "SELECT g FROM generate_series(GREATEST($1, $2 - 10000), $2) AS g \
+     WHERE NOT EXISTS (SELECT 1 FROM bff_invalidation_outbox o WHERE o.seq = g) ORDER BY g";
+const HORIZON: &str = "SELECT CAST(CAST(pg_snapshot_xmin(s) AS TEXT) AS BIGINT), \
+     CAST(CAST(pg_snapshot_xmax(s) AS TEXT) AS BIGINT) FROM pg_current_snapshot() AS s";
 const PRUNE: &str =
     "DELETE FROM bff_invalidation_outbox WHERE created_at < now() - make_interval(secs => $1)";
 
@@ -64,6 +68,40 @@ impl Store {
             .await?
             .unwrap_or((None, None));
         Ok(first.zip(last))
+    }
+
+    /// Sequences between `first` and `last` (the last 10 000 at most) with no visible row: rolled
+    /// back, or not committed yet.
+    pub async fn outbox_missing(&self, first: i64, last: i64) -> Result<Vec<i64>, StoreError> {
+        let Db::Postgres(pool) = &self.db else {
+            return Ok(Vec::new());
+        };
+        if last <= first {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .observed(
+                MISSING,
+                sqlx::query_scalar(MISSING)
+                    .bind(first)
+                    .bind(last)
+                    .fetch_all(pool),
+            )
+            .await?)
+    }
+
+    /// The transaction horizon now: (the oldest transaction still running, the next id to be
+    /// assigned), from `pg_current_snapshot()`. Every transaction below the first has ended.
+    pub async fn outbox_horizon(&self) -> Result<(i64, i64), StoreError> {
+        let Db::Postgres(pool) = &self.db else {
+            return Ok((0, 0));
+        };
+        let horizon: Option<(i64, i64)> = self
+            .observed(HORIZON, async {
+                sqlx::query_as(HORIZON).fetch_one(pool).await.map(Some)
+            })
+            .await?;
+        Ok(horizon.unwrap_or((0, 0)))
     }
 
     /// Deletes rows older than `retention`; how many.

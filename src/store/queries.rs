@@ -243,29 +243,31 @@ pub(crate) const DASHBOARD_SQLITE: &str = "\
     SELECT 'players', cur, NULL, NULL, COUNT(DISTINCT created_by_id), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT) \
     FROM base WHERE status <> 'cancelled' GROUP BY cur";
 
-/// The dashboard on Postgres, from the period rollups that `0006_dashboard_period_rollups.sql`
-/// keeps, in the row shape of [`DASHBOARD_SQLITE`]: every part is a primary-key range of a few
-/// rows, nothing is grouped (a club-month: ~150 rows read, against ~1 400 read and ~500 sent from
-/// the day rollups before). `$5` is the period kind (`D`, `W`, `M`, `Y`); `$2` and `$3` are the
-/// previous and current period starts, `$4` the current period's last day. Counts that fell back
-/// to 0 are skipped.
+/// The dashboard on Postgres, from the rollups of migrations 0004 and 0006, in the row shape of
+/// [`DASHBOARD_SQLITE`]: grouped here, so a club-month sends ~150 rows instead of the ~500
+/// court-day rows the domain used to sum (decoding them was most of a miss's cost; callgrind in
+/// docs/performance.md "Run 15"). The rollups stay per day, so no booking waits on a row another
+/// booking of the same month holds. `$2` and `$3` are the previous and current period starts,
+/// `$4` the current period's last day, `$5` the period kind (`D`, `W`, `M`, `Y`) of the players
+/// rollup. Counts that fell back to 0 are skipped.
 pub(crate) const DASHBOARD_PG: &str = "\
-    SELECT 'period' AS part, CAST(CASE WHEN period_start = $3 THEN 1 ELSE 0 END AS BIGINT) AS key_int, \
-           CAST(NULL AS DATE) AS day, status, reservations AS n, cents, minutes \
-    FROM dashboard_period_totals \
-    WHERE club_id = $1 AND period = CAST($5 AS CHAR(1)) AND period_start IN ($2, $3) AND reservations <> 0 \
+    SELECT 'period' AS part, CAST(CASE WHEN date >= $3 THEN 1 ELSE 0 END AS BIGINT) AS key_int, \
+           CAST(NULL AS DATE) AS day, status, CAST(SUM(reservations) AS BIGINT) AS n, \
+           CAST(SUM(cents) AS BIGINT) AS cents, CAST(SUM(minutes) AS BIGINT) AS minutes \
+    FROM dashboard_day_club_totals WHERE club_id = $1 AND date >= $2 AND date <= $4 AND reservations <> 0 \
+    GROUP BY 2, status \
     UNION ALL \
-    SELECT 'court', court_id, NULL, status, reservations, cents, minutes \
-    FROM dashboard_period_courts \
-    WHERE club_id = $1 AND period = CAST($5 AS CHAR(1)) AND period_start = $3 AND reservations <> 0 \
+    SELECT 'court', court_id, NULL, status, CAST(SUM(reservations) AS BIGINT), CAST(SUM(cents) AS BIGINT), \
+           CAST(SUM(minutes) AS BIGINT) \
+    FROM dashboard_day_totals WHERE club_id = $1 AND date >= $3 AND date <= $4 AND reservations <> 0 \
+    GROUP BY court_id, status \
     UNION ALL \
-    SELECT 'day', NULL, period_start, status, reservations, cents, minutes \
-    FROM dashboard_period_totals \
-    WHERE club_id = $1 AND period = 'D' AND period_start >= $3 AND period_start <= $4 AND reservations <> 0 \
+    SELECT 'day', NULL, date, status, reservations, cents, minutes \
+    FROM dashboard_day_club_totals WHERE club_id = $1 AND date >= $3 AND date <= $4 AND reservations <> 0 \
     UNION ALL \
-    SELECT 'hour', CAST(hour AS BIGINT), NULL, NULL, reservations, NULL, NULL \
-    FROM dashboard_period_hours \
-    WHERE club_id = $1 AND period = CAST($5 AS CHAR(1)) AND period_start = $3 AND reservations <> 0 \
+    SELECT 'hour', CAST(hour AS BIGINT), NULL, NULL, CAST(SUM(reservations) AS BIGINT), NULL, NULL \
+    FROM dashboard_hour_starts WHERE club_id = $1 AND date >= $3 AND date <= $4 AND reservations <> 0 \
+    GROUP BY hour \
     UNION ALL \
     SELECT 'players', CAST(CASE WHEN period_start = $3 THEN 1 ELSE 0 END AS BIGINT), NULL, NULL, COUNT(*), NULL, NULL \
     FROM dashboard_period_players \

@@ -363,49 +363,41 @@ on_both_backends!(
 
 /// Rollup rows (non-zero) minus the same groupings recomputed from reservations, both ways.
 async fn rollup_drift(app: &TestApp) -> Vec<(&'static str, i64)> {
-    // Period starts from date_trunc (the migration uses date arithmetic): ISO weeks.
-    const KINDS: &str =
-        "(VALUES ('D', 'day'), ('W', 'week'), ('M', 'month'), ('Y', 'year')) AS k (kind, unit)";
-    const START: &str = "CAST(date_trunc(k.unit, CAST(date AS TIMESTAMP)) AS DATE)";
     const SUMS: &str = "COUNT(*), SUM(CAST(ROUND(price * 100) AS BIGINT)), \
                         SUM(CAST(EXTRACT(EPOCH FROM (end_time - start_time)) / 60 AS BIGINT))";
     let checks = [
         (
-            "dashboard_period_totals",
-            "SELECT club_id, CAST(period AS TEXT), period_start, status, reservations, cents, minutes \
-             FROM dashboard_period_totals WHERE reservations <> 0 OR cents <> 0 OR minutes <> 0"
+            "dashboard_day_totals",
+            "SELECT club_id, date, court_id, status, reservations, cents, minutes FROM dashboard_day_totals \
+             WHERE reservations <> 0 OR cents <> 0 OR minutes <> 0"
                 .to_string(),
-            format!("SELECT club_id, k.kind, {START}, status, {SUMS} FROM reservations CROSS JOIN {KINDS} GROUP BY 1, 2, 3, 4"),
+            format!("SELECT club_id, date, court_id, status, {SUMS} FROM reservations GROUP BY club_id, date, court_id, status"),
         ),
         (
-            "dashboard_period_courts",
-            "SELECT club_id, CAST(period AS TEXT), period_start, court_id, status, reservations, cents, minutes \
-             FROM dashboard_period_courts WHERE reservations <> 0 OR cents <> 0 OR minutes <> 0"
+            "dashboard_day_club_totals",
+            "SELECT club_id, date, status, reservations, cents, minutes FROM dashboard_day_club_totals \
+             WHERE reservations <> 0 OR cents <> 0 OR minutes <> 0"
                 .to_string(),
-            format!(
-                "SELECT club_id, k.kind, {START}, court_id, status, {SUMS} FROM reservations CROSS JOIN {KINDS} \
-                 GROUP BY 1, 2, 3, 4, 5"
-            ),
+            format!("SELECT club_id, date, status, {SUMS} FROM reservations GROUP BY club_id, date, status"),
         ),
         (
-            "dashboard_period_hours",
-            "SELECT club_id, CAST(period AS TEXT), period_start, CAST(hour AS INTEGER), reservations \
-             FROM dashboard_period_hours WHERE reservations <> 0"
+            "dashboard_hour_starts",
+            "SELECT club_id, date, CAST(hour AS INTEGER), reservations FROM dashboard_hour_starts WHERE reservations <> 0"
                 .to_string(),
-            format!(
-                "SELECT club_id, k.kind, {START}, CAST(EXTRACT(HOUR FROM start_time) AS INTEGER), COUNT(*) \
-                 FROM reservations CROSS JOIN {KINDS} WHERE status <> 'cancelled' GROUP BY 1, 2, 3, 4"
-            ),
+            "SELECT club_id, date, CAST(EXTRACT(HOUR FROM start_time) AS INTEGER), COUNT(*) FROM reservations \
+             WHERE status <> 'cancelled' GROUP BY 1, 2, 3"
+                .to_string(),
         ),
         (
             "dashboard_period_players",
             "SELECT club_id, CAST(period AS TEXT), period_start, user_id, reservations FROM dashboard_period_players \
              WHERE reservations <> 0"
                 .to_string(),
-            format!(
-                "SELECT club_id, k.kind, {START}, created_by_id, COUNT(*) FROM reservations CROSS JOIN {KINDS} \
-                 WHERE status <> 'cancelled' GROUP BY 1, 2, 3, 4"
-            ),
+            // Period starts from date_trunc (the migration uses date arithmetic): ISO weeks.
+            "SELECT club_id, k.kind, CAST(date_trunc(k.unit, CAST(date AS TIMESTAMP)) AS DATE), created_by_id, COUNT(*) \
+             FROM reservations CROSS JOIN (VALUES ('D', 'day'), ('W', 'week'), ('M', 'month'), ('Y', 'year')) AS k (kind, unit) \
+             WHERE status <> 'cancelled' GROUP BY 1, 2, 3, 4"
+                .to_string(),
         ),
     ];
     let mut drift = Vec::new();
@@ -436,7 +428,7 @@ async fn assert_rollups_exact(app: &TestApp, after: &str) {
 async fn postgres_dashboard_rollups_follow_every_kind_of_change() {
     let app = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await;
     let total = app
-        .scalar_i64("SELECT COUNT(*) FROM dashboard_period_courts WHERE reservations > 0")
+        .scalar_i64("SELECT COUNT(*) FROM dashboard_day_totals WHERE reservations > 0")
         .await;
     assert!(total > 0, "the seeded demo (COPY) reached the rollups");
     assert_rollups_exact(&app, "seeding").await;
@@ -505,7 +497,7 @@ async fn postgres_dashboard_rollups_follow_every_kind_of_change() {
         unreachable!()
     };
     let before = app
-        .scalar_i64("SELECT CAST(SUM(reservations) AS BIGINT) FROM dashboard_period_totals WHERE period = 'D'")
+        .scalar_i64("SELECT CAST(SUM(reservations) AS BIGINT) FROM dashboard_day_club_totals")
         .await;
     let refused = sqlx::query(&format!(
         "INSERT INTO reservations (club_id, court_id, created_by_id, date, start_time, end_time, status, price, created_at, updated_at) \
@@ -515,7 +507,7 @@ async fn postgres_dashboard_rollups_follow_every_kind_of_change() {
     .await;
     assert!(refused.is_err(), "an overlapping booking was accepted");
     let after = app
-        .scalar_i64("SELECT CAST(SUM(reservations) AS BIGINT) FROM dashboard_period_totals WHERE period = 'D'")
+        .scalar_i64("SELECT CAST(SUM(reservations) AS BIGINT) FROM dashboard_day_club_totals")
         .await;
     assert_eq!(before, after);
     assert_rollups_exact(&app, "a refused insert").await;
@@ -543,8 +535,8 @@ async fn postgres_dashboard_rollups_follow_every_kind_of_change() {
     app.execute("TRUNCATE reservations").await;
     assert_eq!(
         app.scalar_i64(
-            "SELECT (SELECT COUNT(*) FROM dashboard_period_totals) + (SELECT COUNT(*) FROM dashboard_period_courts) \
-             + (SELECT COUNT(*) FROM dashboard_period_hours) + (SELECT COUNT(*) FROM dashboard_period_players)"
+            "SELECT (SELECT COUNT(*) FROM dashboard_day_totals) + (SELECT COUNT(*) FROM dashboard_day_club_totals) \
+             + (SELECT COUNT(*) FROM dashboard_hour_starts) + (SELECT COUNT(*) FROM dashboard_period_players)"
         )
         .await,
         0,

@@ -367,3 +367,48 @@ async fn the_outbox_is_pruned_after_its_retention() {
     })
     .await;
 }
+
+/// A transaction that wrote first but commits last: its outbox sequence is lower than one already
+/// applied. The tail waits for it (by transaction horizon, not by a timeout) and applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_commits_after_a_later_one_is_still_applied() {
+    let prefix = unique_prefix();
+    let a = gateway(&prefix, &[]).await;
+    let b = a.replica(&[]).await;
+    let token = a.token("player@demo.padel").await;
+    let (early, late) = (a.weekday_after(260), a.weekday_after(261));
+    let slot_early = first_slot(&grid(&a, &token, &early).await);
+    let slot_late = first_slot(&grid(&a, &token, &late).await);
+    grid(&b, &token, &early).await;
+    grid(&b, &token, &late).await;
+    let crate::helpers::RawDb::Postgres(pool) = &a.raw else {
+        unreachable!()
+    };
+    // Another booker than the later write's (user 2, not 1): the two share no rollup row, so the
+    // later write does not wait for this transaction's locks.
+    let mut open = pool.begin().await.unwrap();
+    let (court, start, end) = &slot_early;
+    sqlx::query(&format!(
+        "INSERT INTO reservations (club_id, court_id, created_by_id, date, start_time, end_time, status, price) \
+         VALUES (1, {court}, 2, '{early}', '{start}', '{end}', 'confirmed', 20)"
+    ))
+    .execute(&mut *open)
+    .await
+    .unwrap();
+    let (court, start, end) = &slot_late;
+    book_by_sql(&a, court, &late, start, end, "confirmed").await;
+    both_see(&a, &b, &token, &late, &slot_late, false, "the later write").await;
+    // Past several polls with the gap open, then the early transaction commits.
+    tokio::time::sleep(Duration::from_secs(3)).await; // the tail polls every second meanwhile
+    open.commit().await.unwrap();
+    both_see(
+        &a,
+        &b,
+        &token,
+        &early,
+        &slot_early,
+        false,
+        "the write that committed last",
+    )
+    .await;
+}

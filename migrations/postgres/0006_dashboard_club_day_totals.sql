@@ -27,8 +27,18 @@ CREATE TABLE dashboard_day_club_totals (
     reservations  BIGINT NOT NULL,
     cents         BIGINT NOT NULL,
     minutes       BIGINT NOT NULL,
-    PRIMARY KEY (club_id, date, status)
+    PRIMARY KEY (club_id, date, status) INCLUDE (reservations, cents, minutes)
 );
+
+-- Covering indexes: the dashboard reads each rollup by club and date range with an index-only
+-- scan, no heap visit (pgbench, a club-month: 0.78-0.87 ms a statement without them, 0.49-0.53
+-- with them once vacuumed; the pages bookings touch are read from the heap until autovacuum).
+CREATE INDEX dashboard_day_totals_read_idx ON dashboard_day_totals (club_id, date)
+    INCLUDE (court_id, status, reservations, cents, minutes);
+CREATE INDEX dashboard_hour_starts_read_idx ON dashboard_hour_starts (club_id, date)
+    INCLUDE (hour, reservations);
+CREATE INDEX dashboard_period_players_read_idx ON dashboard_period_players (club_id, period, period_start)
+    INCLUDE (reservations);
 
 -- The backfill, from 0004's per-court day rows (already exact sums), in key order.
 INSERT INTO dashboard_day_club_totals (club_id, date, status, reservations, cents, minutes)

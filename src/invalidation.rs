@@ -94,7 +94,8 @@ impl Cursor {
                         "outbox sequence jumped; not waiting for every missing one"
                     );
                 }
-                for seq in (self.last + 1..row.seq).take(room as usize) {
+                // The nearest ones first: after a jump, ordinary concurrent gaps still fit.
+                for seq in (self.last + 1..row.seq).rev().take(room as usize) {
                     self.gaps.insert(seq, horizon);
                 }
                 self.last = row.seq;
@@ -218,8 +219,8 @@ async fn tail(
 /// Postgres is down.
 async fn start_position(store: &Store, cache: &Cache) -> Option<Cursor> {
     let at_end = || async {
-        let (first, last) = store.outbox_bounds().await?.unwrap_or((0, 0));
-        let missing = store.outbox_missing(first, last).await?;
+        let last = store.outbox_bounds().await?.map_or(0, |(_, last)| last);
+        let missing = store.outbox_missing(last).await?;
         let (_, horizon) = store.outbox_horizon().await?;
         Ok::<_, crate::error::StoreError>(Cursor::waiting(last, &missing, horizon))
     };
@@ -237,8 +238,10 @@ async fn start_position(store: &Store, cache: &Cache) -> Option<Cursor> {
                     first,
                     "the invalidation outbox was pruned past this position: invalidating everything"
                 );
+                // Everything committed so far is covered by the flush; what is still open is
+                // waited for from the end.
                 cache.flush_all().await;
-                Ok(Cursor::at(first - 1))
+                at_end().await
             }
             Ok(_) => Ok(Cursor::at(recorded)),
             Err(error) => Err(error),

@@ -22,7 +22,7 @@ const BY_SEQ: &str =
     "SELECT seq, tags FROM bff_invalidation_outbox WHERE seq = ANY($1) ORDER BY seq";
 const BOUNDS: &str =
     "SELECT CAST(MIN(seq) AS BIGINT), CAST(MAX(seq) AS BIGINT) FROM bff_invalidation_outbox";
-const MISSING: &str = "SELECT g FROM generate_series(GREATEST($1, $2 - 10000), $2) AS g \
+const MISSING: &str = "SELECT g FROM generate_series(GREATEST(1, $1 - 10000), $1) AS g \
      WHERE NOT EXISTS (SELECT 1 FROM bff_invalidation_outbox o WHERE o.seq = g) ORDER BY g";
 const HORIZON: &str = "SELECT CAST(CAST(pg_snapshot_xmin(s) AS TEXT) AS BIGINT), \
      CAST(CAST(pg_snapshot_xmax(s) AS TEXT) AS BIGINT) FROM pg_current_snapshot() AS s";
@@ -70,22 +70,19 @@ impl Store {
         Ok(first.zip(last))
     }
 
-    /// Sequences between `first` and `last` (the last 10 000 at most) with no visible row: rolled
-    /// back, or not committed yet.
-    pub async fn outbox_missing(&self, first: i64, last: i64) -> Result<Vec<i64>, StoreError> {
+    /// Sequences among the 10 000 up to `last` with no visible row: rolled back, pruned, or not
+    /// committed yet (below the first visible row too: a transaction still open).
+    pub async fn outbox_missing(&self, last: i64) -> Result<Vec<i64>, StoreError> {
         let Db::Postgres(pool) = &self.db else {
             return Ok(Vec::new());
         };
-        if last <= first {
+        if last <= 0 {
             return Ok(Vec::new());
         }
         Ok(self
             .observed(
                 MISSING,
-                sqlx::query_scalar(MISSING)
-                    .bind(first)
-                    .bind(last)
-                    .fetch_all(pool),
+                sqlx::query_scalar(MISSING).bind(last).fetch_all(pool),
             )
             .await?)
     }

@@ -80,6 +80,17 @@ impl Cursor {
         self.gaps.keys().copied().collect()
     }
 
+    /// Whether taking `rows` (read after `last`, in order) would leave a gap, so that the caller
+    /// needs a horizon for it.
+    pub fn reveals_gap(&self, rows: &[OutboxRow]) -> bool {
+        let mut next = self.last + 1;
+        rows.iter().filter(|row| row.seq > self.last).any(|row| {
+            let skipped = row.seq != next;
+            next = row.seq + 1;
+            skipped
+        })
+    }
+
     /// Takes rows read after `last` or for the gaps; returns those not applied yet. `horizon` is
     /// the next transaction id of a snapshot taken after the rows were read.
     pub fn take<'a>(&mut self, rows: &'a [OutboxRow], horizon: i64) -> Vec<&'a OutboxRow> {
@@ -267,8 +278,12 @@ async fn catch_up(
         let rows = store.outbox_after(cursor.last(), BATCH).await?;
         let full = rows.len() as i64 == BATCH;
         // After the read: whoever owns a gap it shows got its sequence, and so its transaction
-        // id, before this snapshot.
-        let (_, horizon) = store.outbox_horizon().await?;
+        // id, before this snapshot. Contiguous rows (the usual case) need none.
+        let horizon = if cursor.reveals_gap(&rows) {
+            store.outbox_horizon().await?.1
+        } else {
+            i64::MAX
+        };
         apply(cache, cursor.take(&rows, horizon)).await;
         if !full {
             break;
@@ -324,6 +339,15 @@ mod tests {
         let late = [row(12)];
         assert_eq!(cursor.take(&late, 502).len(), 1);
         assert_eq!((cursor.floor(), cursor.gaps()), (13, vec![]));
+    }
+
+    #[test]
+    fn only_rows_that_skip_a_sequence_reveal_a_gap() {
+        let cursor = Cursor::at(10);
+        assert!(!cursor.reveals_gap(&[]));
+        assert!(!cursor.reveals_gap(&[row(9), row(11), row(12)]));
+        assert!(cursor.reveals_gap(&[row(12)]));
+        assert!(cursor.reveals_gap(&[row(11), row(13)]));
     }
 
     #[test]

@@ -298,7 +298,7 @@ async fn a_cut_listener_and_a_restart_catch_up_from_the_outbox() {
     for (date, (court, start, end)) in dates.iter().zip(&slots).take(2) {
         let cut_now = || async { (a.scalar_i64(&cut).await >= 1).then_some(()) };
         eventually(SLACK, "a listener connection to cut", cut_now).await;
-        book_by_sql(&a, &court, &date, &start, &end, "confirmed").await;
+        book_by_sql(&a, court, date, start, end, "confirmed").await;
     }
     for (date, slot) in dates.iter().zip(&slots).take(2) {
         both_see(
@@ -319,7 +319,7 @@ async fn a_cut_listener_and_a_restart_catch_up_from_the_outbox() {
     tokio::time::sleep(Duration::from_millis(300)).await; // the stopped tails' last reads finish
     let (date, slot) = (&dates[2], &slots[2]);
     let (court, start, end) = slot;
-    book_by_sql(&a, &court, &date, &start, &end, "confirmed").await;
+    book_by_sql(&a, court, date, start, end, "confirmed").await;
     let c = a.replica(&[]).await;
     eventually(
         SLACK,
@@ -411,4 +411,63 @@ async fn a_write_that_commits_after_a_later_one_is_still_applied() {
         "the write that committed last",
     )
     .await;
+}
+
+/// A club deactivated and reactivated by SQL: its members' principals (who may use which club,
+/// cached per user) follow on both replicas, not only the club's own values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_club_deactivated_and_reactivated_elsewhere_reaches_its_members() {
+    let prefix = unique_prefix();
+    let a = gateway(&prefix, &[]).await;
+    let b = a.replica(&[]).await;
+    let player = a.token("player@demo.padel").await;
+    let has_club_2 = |reply: &crate::helpers::Reply| {
+        reply.data()["authContext"]["clubs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["club"]["id"] == "2")
+    };
+    let date = a.weekday_after(20);
+    let grid_2 = "query($date: Date!) { courtAvailability(clubId: 2, date: $date) { date } }";
+    for app in [&a, &b] {
+        assert!(has_club_2(
+            &app.graphql(Some(&player), CLUBS, json!({})).await
+        ));
+        app.graphql(Some(&player), grid_2, json!({"date": date}))
+            .await
+            .ok();
+    }
+    a.execute("UPDATE clubs SET is_active = false WHERE id = 2")
+        .await;
+    for (name, app) in [("A", &a), ("B", &b)] {
+        eventually(
+            SLACK,
+            &format!("replica {name}: club 2 is gone"),
+            || async {
+                let clubs = app.graphql(Some(&player), CLUBS, json!({})).await;
+                let grid = app
+                    .graphql(Some(&player), grid_2, json!({"date": date}))
+                    .await;
+                (!has_club_2(&clubs) && grid.code() == "NOT_FOUND").then_some(())
+            },
+        )
+        .await;
+    }
+    a.execute("UPDATE clubs SET is_active = true WHERE id = 2")
+        .await;
+    for (name, app) in [("A", &a), ("B", &b)] {
+        eventually(
+            SLACK,
+            &format!("replica {name}: club 2 is back"),
+            || async {
+                let clubs = app.graphql(Some(&player), CLUBS, json!({})).await;
+                let grid = app
+                    .graphql(Some(&player), grid_2, json!({"date": date}))
+                    .await;
+                (has_club_2(&clubs) && grid.code().is_empty()).then_some(())
+            },
+        )
+        .await;
+    }
 }

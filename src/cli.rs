@@ -1,4 +1,4 @@
-//! Command line: `serve` (default), `migrate`, `seed`, `schema`, `token`.
+//! Command line: `serve` (default), `migrate`, `seed`, `schema`, `openapi`, `token`.
 
 use std::time::Duration;
 
@@ -46,6 +46,8 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Print the OpenAPI document of the platform's BFF URLs (`openapi.json`).
+    Openapi,
     /// Print a signed bearer token for a user.
     Token {
         /// The user's email.
@@ -95,6 +97,10 @@ impl Cli {
             }
             Command::Schema => {
                 print!("{}", crate::graphql::sdl());
+                Ok(())
+            }
+            Command::Openapi => {
+                print!("{}", crate::rest::openapi::json());
                 Ok(())
             }
             Command::Token { user, ttl } => {

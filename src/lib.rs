@@ -1,7 +1,7 @@
 //! padel-bff: a GraphQL backend-for-frontend for padel-club booking.
 //!
 //! The layers point one way (docs/architecture.md walks a request through them):
-//! `http → pipeline → graphql → reads → cache / store`; `auth`, `ratelimit` and `safelist` serve
+//! `http → pipeline → graphql → reads → cache / store`, and `http → rest → graphql`; `auth`, `ratelimit` and `safelist` serve
 //! the pipeline; `domain`, `config`, `error` and `clock` are used by all and use none of those;
 //! `telemetry` is a leaf the others feed with numbers. A test (`tests/api/architecture.rs`)
 //! fails on an import cycle between these modules.
@@ -14,6 +14,8 @@
 //! - [`http`]: thin adapters: `/graphql`, GraphiQL, health, `/metrics`, management and monitoring APIs.
 //! - [`pipeline`]: the order of a request, once: authenticate, rate limit, prepare, response cache,
 //!   shared answers, execute, observe.
+//! - [`rest`]: the platform's BFF URLs as persisted GraphQL operations: route table, query-string
+//!   coercion, the generated OpenAPI document.
 //! - [`auth`]: bearer-token verification and the one principal loader ([`auth::principal`]).
 //! - [`ratelimit`]: token buckets per user and client IP, shared through Redis.
 //! - [`clock`]: the gateway's own time (cache freshness, the Redis breaker, local refills, token
@@ -51,6 +53,7 @@ pub mod invalidation;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod reads;
+pub mod rest;
 pub mod safelist;
 pub mod startup;
 pub mod state;

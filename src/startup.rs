@@ -97,7 +97,11 @@ impl Application {
         let registry = prometheus::Registry::new();
         let operation_names = crate::telemetry::labels::OperationNames::new(
             settings.telemetry.max_operation_names,
-            safelist.iter().flat_map(|s| s.operation_names()),
+            // The BFF URLs' operations always have their own label.
+            crate::rest::endpoints()
+                .iter()
+                .map(|e| e.operation_name.clone())
+                .chain(safelist.iter().flat_map(|s| s.operation_names())),
         );
         let pool = store.clone();
         let instruments = Instruments::new(

@@ -97,19 +97,29 @@ fn graphiql(state: &AppState, request: &Request) -> Response {
     Html(page.finish()).into_response()
 }
 
-/// Edge middleware of `/graphql`: the pipeline's client-address charge, before the body is read.
-/// Refused: HTTP 429 with `Retry-After` and one `RATE_LIMITED` error.
+/// Edge middleware of `/graphql` and the BFF URLs: the pipeline's client-address charge, before
+/// the body is read. Refused: HTTP 429 with `Retry-After` and one `RATE_LIMITED` error (in the
+/// BFF URLs' envelope on those).
 pub(crate) async fn charge_client(
     State(state): State<AppState>,
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if request.uri().path() != "/graphql" {
+    let path = request.uri().path();
+    let bff = crate::rest::is_route(path);
+    if path != "/graphql" && !bff {
         return next.run(request).await;
     }
     let ip = request.extensions().get::<ClientIp>().map(|c| c.0);
     match pipeline::admit(&state, ip).await {
         Ok(()) => next.run(request).await,
+        Err((_, tally)) if bff => {
+            let request_id = request
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.0.as_str());
+            super::rest::limited(&state, request_id.unwrap_or_default(), &tally)
+        }
         Err((response, tally)) => finish(&state, response, &tally),
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface, thin adapters over the layers below: `/graphql` (POST, GET queries, GraphiQL;
-//! over `pipeline`), `/healthz`, `/readyz`, `/metrics`, the monitoring API under
+//! over `pipeline`), the platform's BFF URLs (`rest`, over `pipeline` too) and
+//! `/api/openapi.json`, `/healthz`, `/readyz`, `/metrics`, the monitoring API under
 //! `/api/bff/monitoring/` and the superuser management API under `/api/management/` (one guard,
 //! `superuser`).
 
@@ -9,6 +10,7 @@ mod health;
 mod management;
 mod monitoring;
 mod observe;
+mod rest;
 pub mod serve;
 mod superuser;
 
@@ -32,10 +34,13 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
+            // The BFF URLs' revalidation (`http::rest`).
+            header::IF_NONE_MATCH,
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static("traceparent"),
         ])
         .expose_headers([
+            header::ETAG,
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static("x-trace-id"),
         ]);
@@ -55,7 +60,12 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// timeouts and the connection cap apply before axum sees a request).
 pub fn router(state: AppState) -> Router {
     let server = &state.settings.server;
-    Router::new()
+    let bff = crate::rest::ROUTES
+        .iter()
+        .fold(Router::new(), |router, route| {
+            router.route(route.path, get(rest::get_bff))
+        });
+    bff.route("/api/openapi.json", get(rest::openapi))
         .route(
             "/graphql",
             get(graphql::get_graphql).post(graphql::post_graphql),

@@ -69,10 +69,17 @@ const ROUTES: &[&str] = &[
     "/api/management/cache/flush",
     "/api/management/cache/warmup",
     "/api/management/performance",
+    "/api/management/database/indexes",
+    "/api/management/bff/performance/",
+    "/api/management/bff/cache/status/",
+    "/api/management/bff/cache/flush/",
+    "/api/management/bff/cache/warmup/",
+    "/api/management/bff/database/indexes/",
     "/api/bff/monitoring/stats",
     "/api/bff/monitoring/summary",
     "/api/bff/monitoring/reset",
     "/api/bff/monitoring/health",
+    "/api/openapi.json",
 ];
 
 struct HeaderExtractor<'a>(&'a HeaderMap);
@@ -132,6 +139,7 @@ pub(crate) async fn observe(
     let path = request.uri().path().to_string();
     let route = ROUTES
         .iter()
+        .chain(crate::rest::ROUTES.iter().map(|r| &r.path))
         .find(|r| **r == path)
         .copied()
         .unwrap_or("other");

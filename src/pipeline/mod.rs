@@ -1,6 +1,6 @@
 //! The order of a request, written once for every entry point. `/graphql` POST, GET and JSON
-//! batches are thin adapters over it (`http::graphql`); the coming REST and websocket adapters
-//! will be too. For each operation it runs, in this order:
+//! batches are thin adapters over it (`http::graphql`), and so are the platform's BFF URLs
+//! (`http::rest`). For each operation it runs, in this order:
 //!
 //! 1. **authenticate**: the bearer token becomes [`Credentials`] ([`Caller::authenticate`]);
 //! 2. **charge the rate limit**: the client address's bucket at the edge ([`admit`], before the
@@ -49,6 +49,9 @@ pub struct Operation {
     pub operation_name: Option<String>,
     /// The variables.
     pub variables: async_graphql::Variables,
+    /// The gateway's own document (a BFF URL's, `rest`): exempt from the safelist, never
+    /// registered as a persisted query.
+    pub trusted: bool,
 }
 
 impl From<async_graphql::Request> for Operation {
@@ -62,6 +65,7 @@ impl From<async_graphql::Request> for Operation {
             persisted,
             operation_name: request.operation_name,
             variables: request.variables,
+            trusted: false,
         }
     }
 }

@@ -41,6 +41,9 @@ pub(super) async fn resolve_persisted_query(
     operation: &mut Operation,
 ) -> Result<Option<String>, ServerError> {
     let persisted = operation.persisted.take();
+    if operation.trusted {
+        return Ok(None);
+    }
     if let Some(safelist) = &state.safelist {
         let id = persisted
             .as_ref()

@@ -19,5 +19,6 @@ mod outside_writes;
 mod platform;
 mod query_plans;
 mod reservations;
+mod rest;
 mod share;
 mod tenant_sweep;

@@ -31,29 +31,25 @@ pub(crate) async fn get_bff(
     let Some(endpoint) = crate::rest::endpoint(uri.path()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let variables = match crate::rest::coerce(endpoint, uri.query()) {
-        Ok(variables) => variables,
-        Err(message) => {
-            return failure(
-                &state,
-                ErrorCode::BadUserInput,
-                &message,
-                &request_id,
-                &Tally::default(),
-            )
-        }
-    };
     let caller =
         Caller::authenticate(&state, &headers, client_ip.map(|c| c.0 .0), request_id).await;
-    let operation = Operation {
+    let operation = |variables| Operation {
         query: endpoint.route.document.to_string(),
         persisted: None,
         operation_name: Some(endpoint.operation_name.clone()),
         variables,
         trusted: true,
     };
-    // Boxed for the reason `http::graphql` boxes: the pipeline's future is large.
-    let (answer, tally) = Box::pin(pipeline::run(&state, &caller, operation)).await;
+    // Boxed for the reason `http::graphql` boxes: the pipeline's future is large. A malformed
+    // parameter is refused by the pipeline too: charged and observed like any answer.
+    let (answer, tally) = match crate::rest::coerce(endpoint, uri.query()) {
+        Ok(variables) => Box::pin(pipeline::run(&state, &caller, operation(variables))).await,
+        Err(message) => {
+            let error = ErrorCode::BadUserInput.server_error(message);
+            let refused = operation(Default::default());
+            Box::pin(pipeline::refuse(&state, &caller, refused, error)).await
+        }
+    };
     let data = match answer {
         Answer::Cached(body) => match stored_data(&body) {
             Some(data) => data,
@@ -160,7 +156,12 @@ fn failure(
         "success": false,
         "error": { "code": code.as_str(), "message": message, "requestId": request_id },
     });
-    let mut http = (status_of(code), axum::Json(body)).into_response();
+    let mut http = (
+        status_of(code),
+        [(header::CACHE_CONTROL, "private, no-store")],
+        axum::Json(body),
+    )
+        .into_response();
     if code == ErrorCode::RateLimited {
         let wait = tally
             .rate_limited()

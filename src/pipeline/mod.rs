@@ -23,10 +23,13 @@
 //! It takes a transport-neutral [`Operation`] and [`Caller`] and returns an [`Answer`] and a
 //! [`Tally`]; adapters only translate those to and from their transport.
 
+mod live;
 mod observe;
 mod prepare;
 mod respond;
 mod share;
+
+pub use live::subscribe;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -170,6 +173,28 @@ pub async fn run(state: &AppState, caller: &Caller, operation: Operation) -> (An
     let (answer, facts) = respond::run_cached(state, caller, operation).await;
     tally.add(&facts);
     (answer, tally)
+}
+
+/// An operation an adapter refused before it could run (a BFF URL's malformed parameter):
+/// charged to the caller's bucket and observed like any other, answered with `error`.
+pub async fn refuse(
+    state: &AppState,
+    caller: &Caller,
+    operation: Operation,
+    error: async_graphql::ServerError,
+) -> (Answer, Tally) {
+    let facts = new_facts(state);
+    if let Some(name) = &operation.operation_name {
+        facts.set_operation("query", name);
+    }
+    let resolution = match charge_user(state, &caller.credentials).await {
+        Err(limited) => Err(Refusal::Limited(limited)),
+        Ok(()) => Err(Refusal::Error(error)),
+    };
+    let response = execute(state, caller, &facts, operation, resolution).await;
+    let mut tally = Tally::default();
+    tally.add(&facts);
+    (Answer::Executed(response), tally)
 }
 
 /// A JSON array of operations: refused as a whole (one error coded QUERY_TOO_COMPLEX, nothing

@@ -11,6 +11,10 @@ use serde_json::{Map, Value};
 
 use super::{types::ValueType, Endpoint, Param};
 
+/// Values a list parameter may repeat (a club has a few dozen courts; the bound keeps a long
+/// query string from costing a lookup per value and a cache entry per permutation).
+pub(super) const MAX_LIST_ITEMS: usize = 100;
+
 /// The variables of `endpoint`'s operation from a query string; `Err` says which parameter is
 /// wrong and why. Absent optional parameters are left out, so the document's defaults apply.
 pub fn coerce(
@@ -33,6 +37,11 @@ pub fn coerce(
             continue;
         }
         let value = if param.list {
+            if values.len() > MAX_LIST_ITEMS {
+                return Err(format!(
+                    "the query parameter `{name}` may be given at most {MAX_LIST_ITEMS} times"
+                ));
+            }
             let items = values
                 .iter()
                 .map(|v| one(param, v))

@@ -20,9 +20,9 @@ use super::{
 };
 use crate::error::ErrorCode;
 
-/// The statuses an error answer may have (every code the pipeline can give a query maps to one
-/// of them; CONFLICT is for mutations, which no URL runs).
-const ERROR_STATUSES: [(&str, &str, &str); 7] = [
+/// The statuses an error answer may have (the platform's mapping; CONFLICT belongs to
+/// mutations, which no URL runs today, and is listed with the rest).
+const ERROR_STATUSES: [(&str, &str, &str); 8] = [
     (
         "400",
         "BadRequest",
@@ -42,6 +42,11 @@ const ERROR_STATUSES: [(&str, &str, &str); 7] = [
         "404",
         "NotFound",
         "No such thing, or the caller may not know it exists (NOT_FOUND).",
+    ),
+    (
+        "409",
+        "Conflict",
+        "The input clashes with the current state (CONFLICT).",
     ),
     (
         "429",
@@ -217,7 +222,8 @@ fn parameter(param: &Param) -> Value {
         }
     };
     if param.list {
-        schema = json!({ "type": "array", "items": schema });
+        schema =
+            json!({ "type": "array", "items": schema, "maxItems": super::coerce::MAX_LIST_ITEMS });
     }
     if let Some(default) = &param.default {
         schema["default"] = default.clone();

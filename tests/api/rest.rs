@@ -460,7 +460,7 @@ async fn openapi_json_is_committed_served_and_names_the_platforms_urls() {
         let want: Vec<(String, bool)> = params.iter().map(|(n, r)| (n.to_string(), *r)).collect();
         assert_eq!(query, want, "{path}");
         for status in [
-            "200", "304", "400", "401", "403", "404", "429", "500", "503",
+            "200", "304", "400", "401", "403", "404", "409", "429", "500", "503",
         ] {
             assert!(
                 get["responses"].get(status).is_some(),

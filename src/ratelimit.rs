@@ -236,3 +236,59 @@ mod tests {
         );
     }
 }
+
+/// Live sockets held per user and per client address, each under its bound: a slot is taken
+/// when a socket opens (an address) or is acknowledged (a user), and given back when the
+/// socket closes (the slot is dropped).
+#[derive(Debug, Default)]
+pub struct Connections {
+    held: Mutex<std::collections::HashMap<Holder, usize>>,
+}
+
+/// Who holds live sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Holder {
+    /// A signed-in user.
+    User(i64),
+    /// A client address.
+    Address(IpAddr),
+}
+
+/// One socket's share of a holder's bound, given back on drop.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    connections: Arc<Connections>,
+    holder: Holder,
+}
+
+impl Connections {
+    /// A slot for `holder` when it holds fewer than `max` sockets.
+    pub fn take(self: &Arc<Self>, holder: Holder, max: usize) -> Option<ConnectionSlot> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(holder).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionSlot {
+            connections: self.clone(),
+            holder,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut held = self
+            .connections
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.holder) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.holder);
+            }
+        }
+    }
+}

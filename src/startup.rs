@@ -135,6 +135,7 @@ impl Application {
                 &settings.rate_limit,
                 &cache,
             )),
+            connections: Default::default(),
             cache,
             schema: build_schema(options),
             tokens,

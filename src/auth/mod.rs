@@ -163,9 +163,25 @@ impl TokenAuthority {
 
     /// Verifies a token and returns the user id of its `sub`.
     pub async fn verify(&self, token: &str) -> Result<i64, String> {
+        self.verified(token).await.map(|v| v.user_id)
+    }
+
+    /// Verifies a token and returns the user id of its `sub` and how long it stays valid (on
+    /// the gateway's clock, with the leeway): a live connection closes when that runs out.
+    pub async fn verify_for(&self, token: &str) -> Result<(i64, std::time::Duration), String> {
+        let verified = self.verified(token).await?;
+        let until_ms = verified
+            .exp
+            .saturating_add(self.leeway)
+            .saturating_mul(1000);
+        let left = until_ms.saturating_sub(self.clock.now_ms());
+        Ok((verified.user_id, std::time::Duration::from_millis(left)))
+    }
+
+    async fn verified(&self, token: &str) -> Result<Verified, String> {
         if let Some(known) = self.verified.get(token) {
             if let Ok(()) = self.in_time(known.exp, known.nbf) {
-                return Ok(known.user_id);
+                return Ok(known);
             }
             // Expired (or not yet valid): the full check below gives the exact reason.
         }
@@ -221,15 +237,13 @@ impl TokenAuthority {
             .sub
             .parse::<i64>()
             .map_err(|_| "the token's subject is not a user id".to_string())?;
-        self.verified.insert(
-            token.to_string(),
-            Verified {
-                user_id,
-                exp: data.claims.exp,
-                nbf: data.claims.nbf,
-            },
-        );
-        Ok(user_id)
+        let verified = Verified {
+            user_id,
+            exp: data.claims.exp,
+            nbf: data.claims.nbf,
+        };
+        self.verified.insert(token.to_string(), verified);
+        Ok(verified)
     }
 
     /// Whether `exp` and `nbf` (seconds since the epoch) hold now, with the leeway.

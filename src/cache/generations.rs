@@ -24,6 +24,19 @@ use std::{
 use super::{entry::Entry, shared::TierEvents, L1};
 use crate::clock::Clock;
 
+/// What became stale, as every replica hears it (its own invalidations, other replicas' through
+/// the channel, the outbox's through `Cache::invalidate`): the feed live subscriptions follow.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// These tags were bumped.
+    Tags(std::sync::Arc<[String]>),
+    /// Anything may have changed (L1 flushed: a flush, the channel lost or back, Redis back).
+    Everything,
+}
+
+/// Changes buffered per listener before it lags (and a lagging listener re-reads everything).
+const CHANGES_BUFFER: usize = 4096;
+
 /// Tag generations and the invalidation channel's state, shared by the walk and the Redis tier.
 pub(super) struct Generations {
     mirror: Mutex<Mirror>,
@@ -36,6 +49,8 @@ pub(super) struct Generations {
     /// Bumped whenever the invalidation channel drops or comes back: a load that started
     /// before may have missed invalidations nobody can replay to it, so it is not kept in L1.
     epoch: AtomicU64,
+    /// Every change, for live subscriptions (no listener: nothing is kept).
+    changes: tokio::sync::broadcast::Sender<Change>,
 }
 
 impl Generations {
@@ -53,6 +68,7 @@ impl Generations {
             l1_enabled,
             l1_on: AtomicBool::new(l1_enabled && !shared),
             epoch: AtomicU64::new(0),
+            changes: tokio::sync::broadcast::channel(CHANGES_BUFFER).0,
         }
     }
 
@@ -73,6 +89,19 @@ impl Generations {
     /// Drops every L1 entry (after a possible loss of invalidations).
     pub(super) fn flush_l1(&self) {
         self.l1.invalidate_all();
+        let _ = self.changes.send(Change::Everything);
+    }
+
+    /// A listener of every change from now on.
+    pub(super) fn listen(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Tells the listeners these tags changed.
+    pub(super) fn announce(&self, tags: &[String]) {
+        if self.changes.receiver_count() > 0 {
+            let _ = self.changes.send(Change::Tags(tags.into()));
+        }
     }
 
     /// Whether every tag of the entry is still at the generation the entry recorded.
@@ -93,6 +122,7 @@ impl Generations {
     /// Moves tags past every generation recorded here (an invalidation made here).
     pub(super) fn bump(&self, tags: &[String]) {
         self.mirror().bump(tags);
+        self.announce(tags);
     }
 
     /// Tags mirrored, and how often the full mirror started over.
@@ -128,6 +158,7 @@ impl TierEvents for Generations {
 
     fn published(&self, tags: &[String], generations: &[u64]) {
         self.mirror().apply_published(tags, generations);
+        self.announce(tags);
     }
 }
 

@@ -42,6 +42,7 @@ use crate::{
     config::{CacheSettings, KindSettings},
 };
 use entry::Entry;
+pub use generations::Change;
 use generations::Generations;
 use shared::{SharedTier, TierEvents};
 
@@ -193,7 +194,12 @@ impl Cache {
     /// Invalidates every entry derived from any of `tags`, on every replica. Returns once Redis
     /// has the new generations and the message is published (or Redis is skipped).
     pub async fn invalidate(&self, tags: &[String]) {
-        if !self.inner.settings.enabled || tags.is_empty() {
+        if tags.is_empty() {
+            return;
+        }
+        if !self.inner.settings.enabled {
+            // Nothing cached, but live subscriptions still follow the change.
+            self.inner.generations.announce(tags);
             return;
         }
         self.inner.generations.bump(tags);
@@ -209,6 +215,12 @@ impl Cache {
     /// before a load starts.
     pub fn epoch(&self) -> u64 {
         self.inner.generations.epoch()
+    }
+
+    /// Every change from now on (`Change`), as this replica hears it: the feed of live
+    /// subscriptions.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.inner.generations.listen()
     }
 
     /// Invalidates everything: every entry carries the `all` tag.

@@ -28,6 +28,27 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Rate limiting.
     pub rate_limit: RateLimitSettings,
+    /// Live subscriptions (`/graphql/ws`).
+    pub subscriptions: SubscriptionSettings,
+}
+
+/// Bounds of live subscriptions: each refuses with a documented close code or error
+/// (docs/operations.md, "Live subscriptions").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionSettings {
+    /// A socket that sends no `connection_init` within this long is closed with 4408.
+    #[serde(deserialize_with = "duration")]
+    pub init_timeout: Duration,
+    /// Subscriptions open at once on one socket (more: an `error` coded RATE_LIMITED).
+    pub max_per_connection: usize,
+    /// Sockets one user may hold (more: close 4429).
+    pub max_connections_per_user: usize,
+    /// Sockets one client address may hold (more: HTTP 429 before the upgrade).
+    pub max_connections_per_ip: usize,
+    /// Messages a client may send per second on one socket, in bursts of as many (more: close
+    /// 4429).
+    pub max_messages_per_second: u32,
 }
 
 /// Token buckets per user and per client IP.

@@ -98,6 +98,26 @@ impl RequestContext {
         }
     }
 
+    /// A context like this one for one event of a live subscription: the same caller, store,
+    /// cache and date window, with fresh facts, DataLoaders and principal (read again, so a
+    /// revoked membership or a deactivated user is seen).
+    pub fn for_event(&self) -> RequestContext {
+        let facts = Arc::new(self.facts.fresh());
+        RequestContext::with_facts(
+            &self.store,
+            &self.cache,
+            self.credentials.clone(),
+            self.instruments.clone(),
+            facts,
+        )
+        .with_date_window(self.date_window)
+    }
+
+    /// The caller's credentials.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
     /// Sets how far from a club's today dates may reach (`limits.date_days_*`).
     pub fn with_date_window(mut self, window: crate::domain::period::DateWindow) -> Self {
         self.date_window = window;

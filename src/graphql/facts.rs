@@ -60,6 +60,11 @@ pub struct SharedField {
 const SLOW_FIELDS_KEPT: usize = 5;
 
 impl RequestFacts {
+    /// Fresh facts with the same N+1 threshold (one event of a live subscription).
+    pub fn fresh(&self) -> RequestFacts {
+        RequestFacts::new(self.n_plus_one_threshold)
+    }
+
     /// Facts for a request, flagging a statement shape seen `n_plus_one_threshold` times.
     pub fn new(n_plus_one_threshold: u32) -> RequestFacts {
         RequestFacts {

@@ -18,7 +18,7 @@ pub mod scalars;
 pub mod share;
 pub mod types;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
 use crate::{
     config::{FieldSpans, FieldTiming},
@@ -44,8 +44,13 @@ pub struct MutationRoot(
     auth_context::AuthMutation,
 );
 
+/// The subscription root, exported as `Subscription`: live answers fed by the cache's changes.
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(availability::AvailabilitySubscription);
+
 /// The executable schema.
-pub type BffSchema = Schema<Rooted<QueryRoot>, Rooted<MutationRoot>, EmptySubscription>;
+pub type BffSchema = Schema<Rooted<QueryRoot>, Rooted<MutationRoot>, SubscriptionRoot>;
 
 /// Schema settings that differ between profiles.
 #[derive(Debug, Clone)]
@@ -64,11 +69,11 @@ pub struct SchemaOptions {
 
 fn builder(
     field_spans: FieldSpans,
-) -> SchemaBuilder<Rooted<QueryRoot>, Rooted<MutationRoot>, EmptySubscription> {
+) -> SchemaBuilder<Rooted<QueryRoot>, Rooted<MutationRoot>, SubscriptionRoot> {
     Schema::build(
         Rooted::new(QueryRoot::default(), field_spans),
         Rooted::new(MutationRoot::default(), field_spans),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
 }
 

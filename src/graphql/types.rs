@@ -126,6 +126,7 @@ impl Organization {
 }
 
 /// A padel club.
+#[derive(Clone, PartialEq)]
 pub struct Club(pub ClubRow);
 
 #[Object]
@@ -167,6 +168,7 @@ impl Club {
 }
 
 /// A bookable court.
+#[derive(Clone, PartialEq)]
 pub struct Court(pub CourtRow);
 
 #[Object]

@@ -7,6 +7,7 @@
 mod body_limit;
 mod graphql;
 mod health;
+mod live;
 mod management;
 mod monitoring;
 mod observe;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
             router.route(route.path, get(rest::get_bff))
         });
     bff.route("/api/openapi.json", get(rest::openapi))
+        .route("/graphql/ws", get(live::upgrade))
         .route(
             "/graphql",
             get(graphql::get_graphql).post(graphql::post_graphql),

@@ -190,6 +190,10 @@ pub(super) async fn prepare_and_execute(
             operation_type(definition.node.ty),
             name.map(|n| n.as_str()).unwrap_or(""),
         );
+        if definition.node.ty == OperationType::Subscription {
+            return async_graphql::Response::from_errors(vec![ErrorCode::BadUserInput
+                .server_error("subscriptions are served over the websocket at /graphql/ws")]);
+        }
     }
     let validation = Validation::of(
         prepared.clone(),
@@ -237,7 +241,7 @@ pub(super) async fn prepare_and_execute(
 /// What the engine leaves to do on an answer: the nulls the spec requires for failed fields
 /// (`graphql::nulls`) and selection order (`graphql::order`; the engine inserts fields as they
 /// complete). A refused document (no data, no field errors) needs neither.
-fn complete_answer(
+pub(super) fn complete_answer(
     response: &mut async_graphql::Response,
     document: &async_graphql::parser::types::ExecutableDocument,
     operation: Option<&str>,

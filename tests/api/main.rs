@@ -13,6 +13,7 @@ mod fuzz;
 mod hardening;
 mod health_and_schema;
 mod hostile;
+mod live;
 mod n_plus_one;
 mod observability;
 mod outside_writes;

@@ -362,6 +362,14 @@ impl TestApp {
         &self.jwt_secret
     }
 
+    /// A user's token that expires after `ttl` (for expiry tests).
+    pub async fn token_for(&self, email: &str, ttl: Duration) -> String {
+        let id = self.user_id(email).await;
+        self.tokens
+            .sign(id, ttl)
+            .expect("tests run with the HS256 secret")
+    }
+
     /// Signs a token for any subject id (for unknown-user tests).
     pub fn token_for_id(&self, id: i64) -> String {
         self.tokens

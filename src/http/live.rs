@@ -1,0 +1,394 @@
+//! `/graphql/ws`: live subscriptions over a websocket, a thin adapter over `pipeline::subscribe`.
+//! It speaks `graphql-transport-ws` (the npm package `graphql-ws`) and the legacy `graphql-ws`
+//! (subscriptions-transport-ws); the one chosen is the one the `Sec-WebSocket-Protocol` answer
+//! names (the server's preference, the current protocol first), so header and wire agree.
+//!
+//! The socket is authenticated once, by `connection_init` (`{"Authorization": "Bearer …"}` or
+//! `{"authorization": …}`). Close codes, as graphql-transport-ws defines them: 4400 a message
+//! that is not the protocol's, 4401 a subscribe before the ack, 4403 no valid token at init (and
+//! later, when the token expires: 4403 is one a client retries with a fresh token), 4408 no init
+//! within `subscriptions.init_timeout`, 4409 an operation id already in use, 4429 a second
+//! init, more sockets than `subscriptions.max_connections_per_user`, or more messages than
+//! `subscriptions.max_messages_per_second`. A subscription over `max_per_connection` is refused
+//! with an `error` coded RATE_LIMITED; the socket stays.
+
+use std::{collections::HashMap, time::Duration};
+
+use axum::{
+    extract::{
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        State,
+    },
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::{ClientIp, RequestId};
+use crate::{
+    auth::Credentials,
+    error::ErrorCode,
+    pipeline::{self, Caller, Operation},
+    ratelimit::Holder,
+    state::AppState,
+};
+
+/// The protocols, in the server's order of preference.
+const PROTOCOLS: [&str; 2] = ["graphql-transport-ws", "graphql-ws"];
+
+/// Events a socket's subscriptions hand to its writer; bounded, so a slow reader holds back its
+/// streams (which then coalesce: each reads the newest value when it is polled again).
+const OUTBOX: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// graphql-transport-ws.
+    Current,
+    /// graphql-ws (subscriptions-transport-ws).
+    Legacy,
+}
+
+impl Protocol {
+    fn next(self) -> &'static str {
+        match self {
+            Protocol::Current => "next",
+            Protocol::Legacy => "data",
+        }
+    }
+}
+
+/// GET /graphql/ws: the upgrade.
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    request_id: Option<axum::Extension<RequestId>>,
+    client_ip: Option<axum::Extension<ClientIp>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let ws = ws.protocols(PROTOCOLS);
+    let protocol = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
+        Some("graphql-transport-ws") => Protocol::Current,
+        Some("graphql-ws") => Protocol::Legacy,
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "offer the graphql-transport-ws or graphql-ws subprotocol",
+            )
+                .into_response()
+        }
+    };
+    let client_ip = client_ip.map(|c| c.0 .0);
+    let limits = &state.settings.subscriptions;
+    let address_slot = match client_ip {
+        Some(ip) => match state
+            .connections
+            .take(Holder::Address(ip), limits.max_connections_per_ip)
+        {
+            Some(slot) => Some(slot),
+            None => {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many sockets from this address",
+                )
+                    .into_response()
+            }
+        },
+        None => None,
+    };
+    let request_id = request_id.map(|r| r.0 .0).unwrap_or_default();
+    ws.on_upgrade(move |socket| async move {
+        let _address_slot = address_slot;
+        Connection {
+            state,
+            socket,
+            protocol,
+            client_ip,
+            request_id,
+            running: HashMap::new(),
+        }
+        .serve()
+        .await;
+    })
+}
+
+/// Why a socket closes.
+struct Close(u16, &'static str);
+
+struct Connection {
+    state: AppState,
+    socket: WebSocket,
+    protocol: Protocol,
+    client_ip: Option<std::net::IpAddr>,
+    request_id: String,
+    /// Subscriptions running, by operation id.
+    running: HashMap<String, tokio::task::JoinHandle<()>>,
+}
+
+impl Connection {
+    async fn serve(mut self) {
+        let close = self.run().await.err();
+        for (_, task) in self.running.drain() {
+            task.abort();
+        }
+        if let Some(Close(code, reason)) = close {
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = self.socket.send(Message::Close(Some(frame))).await;
+        }
+    }
+
+    /// The init, then messages and events until either side ends.
+    async fn run(&mut self) -> Result<(), Close> {
+        let limits = self.state.settings.subscriptions.clone();
+        let init = tokio::time::timeout(limits.init_timeout, self.wait_for_init()).await;
+        let payload = match init {
+            Err(_) => return Err(Close(4408, "Connection initialisation timeout")),
+            Ok(None) => return Ok(()),
+            Ok(Some(payload)) => payload?,
+        };
+        let (user_id, expires_in) = self.authenticate(&payload).await?;
+        let Some(_user_slot) = self
+            .state
+            .connections
+            .take(Holder::User(user_id), limits.max_connections_per_user)
+        else {
+            return Err(Close(4429, "Too many connections for this user"));
+        };
+        self.send(json!({"type": "connection_ack"})).await?;
+        let caller = Caller {
+            credentials: Credentials::User(user_id),
+            client_ip: self.client_ip,
+            request_id: self.request_id.clone(),
+        };
+        let (events, mut outgoing) = mpsc::channel::<Value>(OUTBOX);
+        let expiry = tokio::time::sleep(expires_in);
+        tokio::pin!(expiry);
+        let mut window = (std::time::Instant::now(), 0u32);
+        loop {
+            tokio::select! {
+                () = &mut expiry => return Err(Close(4403, "Forbidden: the token expired")),
+                Some(event) = outgoing.recv() => {
+                    if event["type"] == "complete" {
+                        if let Some(id) = event["id"].as_str() {
+                            self.running.remove(id);
+                        }
+                    }
+                    self.send(event).await?;
+                }
+                message = self.socket.recv() => {
+                    let Some(Ok(message)) = message else { return Ok(()) };
+                    if window.0.elapsed() >= Duration::from_secs(1) {
+                        window = (std::time::Instant::now(), 0);
+                    }
+                    window.1 += 1;
+                    if window.1 > limits.max_messages_per_second {
+                        return Err(Close(4429, "Too many messages"));
+                    }
+                    let text = match message {
+                        Message::Text(text) => text,
+                        Message::Close(_) => return Ok(()),
+                        Message::Ping(_) | Message::Pong(_) => continue,
+                        Message::Binary(_) => return Err(Close(4400, "Binary messages are not supported")),
+                    };
+                    let message: Value = serde_json::from_str(text.as_str())
+                        .map_err(|_| Close(4400, "Invalid message"))?;
+                    self.handle(message, &caller, &events).await?;
+                }
+            }
+        }
+    }
+
+    /// Waits for `connection_init` (pings are answered meanwhile); `None` when the socket ends.
+    async fn wait_for_init(&mut self) -> Option<Result<Value, Close>> {
+        loop {
+            let message = match self.socket.recv().await? {
+                Ok(Message::Text(text)) => text,
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            };
+            let Ok(message) = serde_json::from_str::<Value>(message.as_str()) else {
+                return Some(Err(Close(4400, "Invalid message")));
+            };
+            match message["type"].as_str() {
+                Some("connection_init") => {
+                    return Some(Ok(message.get("payload").cloned().unwrap_or(Value::Null)))
+                }
+                Some("ping") if self.protocol == Protocol::Current => {
+                    if self.send(json!({"type": "pong"})).await.is_err() {
+                        return None;
+                    }
+                }
+                Some("subscribe" | "start") => return Some(Err(Close(4401, "Unauthorized"))),
+                _ => return Some(Err(Close(4400, "Invalid message"))),
+            }
+        }
+    }
+
+    /// The token of the init payload, verified, and its user active.
+    async fn authenticate(&mut self, payload: &Value) -> Result<(i64, Duration), Close> {
+        let forbidden = Close(4403, "Forbidden");
+        let header = payload
+            .get("Authorization")
+            .or_else(|| payload.get("authorization"))
+            .and_then(Value::as_str)
+            .ok_or(Close(4403, "Forbidden"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .unwrap_or(header)
+            .trim();
+        let (user_id, expires_in) = match self.state.tokens.verify_for(token).await {
+            Ok(verified) => verified,
+            Err(_) => {
+                self.legacy_refusal().await;
+                return Err(forbidden);
+            }
+        };
+        let credentials = Credentials::User(user_id);
+        let (principal, _) =
+            crate::auth::principal(&self.state.cache, &self.state.store, &credentials).await;
+        if principal.is_err() {
+            self.legacy_refusal().await;
+            return Err(forbidden);
+        }
+        Ok((user_id, expires_in))
+    }
+
+    /// The legacy protocol says why before the close.
+    async fn legacy_refusal(&mut self) {
+        if self.protocol == Protocol::Legacy {
+            let _ = self
+                .send(json!({"type": "connection_error", "payload": {"message": "Forbidden"}}))
+                .await;
+        }
+    }
+
+    /// One client message after the ack.
+    async fn handle(
+        &mut self,
+        message: Value,
+        caller: &Caller,
+        events: &mpsc::Sender<Value>,
+    ) -> Result<(), Close> {
+        let kind = message["type"].as_str().unwrap_or_default();
+        match (self.protocol, kind) {
+            (_, "connection_init") => Err(Close(4429, "Too many initialisation requests")),
+            (Protocol::Current, "ping") => self.send(json!({"type": "pong"})).await,
+            (Protocol::Current, "pong") => Ok(()),
+            (Protocol::Current, "subscribe") | (Protocol::Legacy, "start") => {
+                let id = message["id"]
+                    .as_str()
+                    .filter(|id| !id.is_empty())
+                    .ok_or(Close(4400, "Invalid message"))?
+                    .to_string();
+                if self
+                    .running
+                    .get(&id)
+                    .is_some_and(|task| !task.is_finished())
+                {
+                    return Err(Close(4409, "Subscriber for this id already exists"));
+                }
+                self.running.retain(|_, task| !task.is_finished());
+                let limit = self.state.settings.subscriptions.max_per_connection;
+                if self.running.len() >= limit {
+                    let error = ErrorCode::RateLimited.server_error(format!(
+                        "at most {limit} subscriptions may run on one socket"
+                    ));
+                    return self.send(self.error_message(&id, vec![error])).await;
+                }
+                let operation =
+                    operation_of(&message["payload"]).ok_or(Close(4400, "Invalid message"))?;
+                match pipeline::subscribe(&self.state, caller, operation).await {
+                    Err(refused) => self.send(self.error_message(&id, refused.errors)).await,
+                    Ok(stream) => {
+                        let task = tokio::spawn(forward(
+                            stream,
+                            id.clone(),
+                            self.protocol,
+                            events.clone(),
+                        ));
+                        self.running.insert(id, task);
+                        Ok(())
+                    }
+                }
+            }
+            (Protocol::Current, "complete") | (Protocol::Legacy, "stop") => {
+                if let Some(task) = message["id"]
+                    .as_str()
+                    .and_then(|id| self.running.remove(id))
+                {
+                    task.abort();
+                }
+                Ok(())
+            }
+            (Protocol::Legacy, "connection_terminate") => Err(Close(1000, "Normal Closure")),
+            _ => Err(Close(4400, "Invalid message")),
+        }
+    }
+
+    fn error_message(&self, id: &str, errors: Vec<async_graphql::ServerError>) -> Value {
+        let errors = serde_json::to_value(errors).unwrap_or_default();
+        match self.protocol {
+            Protocol::Current => json!({"type": "error", "id": id, "payload": errors}),
+            // The legacy protocol's error payload is one error.
+            Protocol::Legacy => {
+                json!({"type": "error", "id": id, "payload": errors.get(0).cloned().unwrap_or_default()})
+            }
+        }
+    }
+
+    async fn send(&mut self, message: Value) -> Result<(), Close> {
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .map_err(|_| Close(1011, "send failed"))
+    }
+}
+
+/// A subscription's events to the socket's writer, then its completion.
+async fn forward(
+    mut stream: futures_util::stream::BoxStream<'static, async_graphql::Response>,
+    id: String,
+    protocol: Protocol,
+    events: mpsc::Sender<Value>,
+) {
+    while let Some(response) = stream.next().await {
+        let payload = serde_json::to_value(&response).unwrap_or_default();
+        let event = json!({"type": protocol.next(), "id": id, "payload": payload});
+        if events.send(event).await.is_err() {
+            return;
+        }
+    }
+    let _ = events.send(json!({"type": "complete", "id": id})).await;
+}
+
+/// The operation of a `subscribe` (or legacy `start`) payload.
+fn operation_of(payload: &Value) -> Option<Operation> {
+    let query = payload.get("query")?.as_str()?.to_string();
+    let variables = match payload.get("variables") {
+        None | Some(Value::Null) => async_graphql::Variables::default(),
+        Some(variables @ Value::Object(_)) => {
+            async_graphql::Variables::from_json(variables.clone())
+        }
+        Some(_) => return None,
+    };
+    let operation_name = match payload.get("operationName") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name.clone()),
+        Some(_) => return None,
+    };
+    let persisted = payload
+        .get("extensions")
+        .and_then(|e| e.get("persistedQuery"))
+        .cloned();
+    Some(Operation {
+        query,
+        persisted,
+        operation_name,
+        variables,
+        trusted: false,
+    })
+}

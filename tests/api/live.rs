@@ -1,0 +1,256 @@
+//! Live availability (issue 17) over `/graphql/ws` with a real websocket client
+//! (tokio-tungstenite): a booking through replica A reaches a subscriber on replica B, the close
+//! codes of graphql-transport-ws, subprotocol negotiation, revocation and token expiry.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
+
+use crate::helpers::{
+    shared_redis_url, spawn_app, spawn_app_with, unique_prefix, Backend, TestApp,
+};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const LIVE: &str = "subscription($club: ID!, $date: Date!) { courtAvailabilityChanged(clubId: $club, date: $date, courtIds: [\"1\"]) { date courts { court { id } availableCount slots { start available } } } }";
+
+/// Opens `/graphql/ws` offering `protocols` (comma-separated, in the client's order); returns
+/// the socket and the subprotocol the server answered.
+async fn connect(app: &TestApp, protocols: &str) -> (Socket, String) {
+    let url = format!("{}/graphql/ws", app.address.replace("http://", "ws://"));
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
+    let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let chosen = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (socket, chosen)
+}
+
+async fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next text message as JSON, or the close frame's code (as `{"close": code}`).
+async fn recv(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .expect("a message within 20 s");
+        match message {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(text.as_str()).unwrap(),
+            Some(Ok(Message::Close(frame))) => {
+                return json!({"close": frame.map(|f| u16::from(f.code)).unwrap_or(0)})
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(tungstenite::Error::ConnectionClosed)) | None => return json!({"close": 0}),
+            Some(Err(error)) => panic!("socket error: {error}"),
+        }
+    }
+}
+
+/// Connects, inits with `token` and expects the ack.
+async fn acked(app: &TestApp, token: &str) -> Socket {
+    let (mut socket, _) = connect(app, "graphql-transport-ws").await;
+    send(
+        &mut socket,
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),
+    )
+    .await;
+    assert_eq!(recv(&mut socket).await["type"], "connection_ack");
+    socket
+}
+
+fn free(event: &Value) -> i64 {
+    event["payload"]["data"]["courtAvailabilityChanged"]["courts"][0]["availableCount"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no availability in {event}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_through_replica_a_reaches_a_subscriber_on_replica_b() {
+    let redis = shared_redis_url();
+    let prefix = unique_prefix();
+    let a = spawn_app_with(
+        Backend::Postgres,
+        &[("REDIS_URL", &redis), ("BFF__CACHE__KEY_PREFIX", &prefix)],
+    )
+    .await;
+    let b = a.replica(&[]).await;
+    let player = a.token("player@demo.padel").await;
+    let date = a.weekday_after(300);
+    let mut socket = acked(&b, &player).await;
+    send(
+        &mut socket,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": LIVE, "variables": {"club": "1", "date": date}}}),
+    )
+    .await;
+    let initial = recv(&mut socket).await;
+    assert_eq!(initial["type"], "next", "{initial}");
+    assert_eq!(initial["id"], "1");
+    let before = free(&initial);
+    a.graphql(
+        Some(&player),
+        "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }",
+        json!({"d": date}),
+    )
+    .await
+    .ok();
+    // The change, next: nothing between the initial value and it.
+    let changed = recv(&mut socket).await;
+    assert_eq!(changed["type"], "next", "{changed}");
+    assert!(free(&changed) < before, "{changed}");
+    send(&mut socket, json!({"id": "1", "type": "complete"})).await;
+    // The same operation id may be used again once completed.
+    send(
+        &mut socket,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": LIVE, "variables": {"club": "1", "date": date}}}),
+    )
+    .await;
+    let again = recv(&mut socket).await;
+    assert_eq!(free(&again), free(&changed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_the_membership_ends_the_subscription_with_an_error() {
+    let app = spawn_app(Backend::Postgres).await;
+    let player = app.token("player@demo.padel").await;
+    let player_id = app.user_id("player@demo.padel").await;
+    let date = app.weekday_after(301);
+    let mut socket = acked(&app, &player).await;
+    send(
+        &mut socket,
+        json!({"id": "a", "type": "subscribe", "payload": {"query": LIVE, "variables": {"club": "1", "date": date}}}),
+    )
+    .await;
+    assert_eq!(recv(&mut socket).await["type"], "next");
+    // By SQL, as the platform's backend would: the outbox brings the user's tag.
+    app.execute(&format!(
+        "UPDATE club_memberships SET is_active = false WHERE user_id = {player_id} AND club_id = 1"
+    ))
+    .await;
+    let ended = recv(&mut socket).await;
+    assert_eq!(ended["type"], "next", "{ended}");
+    let code = ended["payload"]["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(code == "NOT_FOUND" || code == "FORBIDDEN", "{ended}");
+    assert_eq!(
+        recv(&mut socket).await,
+        json!({"type": "complete", "id": "a"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_close_code_of_the_protocol() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[("BFF__SUBSCRIPTIONS__INIT_TIMEOUT", "1s")],
+    )
+    .await;
+    let player = app.token("player@demo.padel").await;
+    let init = json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {player}")}});
+
+    // No valid token: 4403.
+    for payload in [json!({}), json!({"Authorization": "Bearer nope"})] {
+        let (mut socket, _) = connect(&app, "graphql-transport-ws").await;
+        send(
+            &mut socket,
+            json!({"type": "connection_init", "payload": payload}),
+        )
+        .await;
+        assert_eq!(recv(&mut socket).await, json!({"close": 4403}), "{payload}");
+    }
+    // No init in time: 4408.
+    let (mut socket, _) = connect(&app, "graphql-transport-ws").await;
+    assert_eq!(recv(&mut socket).await, json!({"close": 4408}));
+    // Subscribe before the ack: 4401.
+    let (mut socket, _) = connect(&app, "graphql-transport-ws").await;
+    send(
+        &mut socket,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": "{ __typename }"}}),
+    )
+    .await;
+    assert_eq!(recv(&mut socket).await, json!({"close": 4401}));
+    // A second init: 4429.
+    let mut socket = acked(&app, &player).await;
+    send(&mut socket, init.clone()).await;
+    assert_eq!(recv(&mut socket).await, json!({"close": 4429}));
+    // A duplicate operation id: 4409.
+    let date = app.weekday_after(5);
+    let mut socket = acked(&app, &player).await;
+    let subscribe = json!({"id": "x", "type": "subscribe", "payload": {"query": LIVE, "variables": {"club": "1", "date": date}}});
+    send(&mut socket, subscribe.clone()).await;
+    assert_eq!(recv(&mut socket).await["type"], "next");
+    send(&mut socket, subscribe).await;
+    assert_eq!(recv(&mut socket).await, json!({"close": 4409}));
+    // Not the protocol: 4400.
+    let mut socket = acked(&app, &player).await;
+    send(&mut socket, json!({"type": "bogus"})).await;
+    assert_eq!(recv(&mut socket).await, json!({"close": 4400}));
+    // A query over the socket is one event, then complete; ping gets pong.
+    let mut socket = acked(&app, &player).await;
+    send(&mut socket, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut socket).await["type"], "pong");
+    send(&mut socket, json!({"id": "q", "type": "subscribe", "payload": {"query": "{ authContext { user { email } } }"}})).await;
+    let answer = recv(&mut socket).await;
+    assert_eq!(
+        answer["payload"]["data"]["authContext"]["user"]["email"],
+        "player@demo.padel"
+    );
+    assert_eq!(
+        recv(&mut socket).await,
+        json!({"type": "complete", "id": "q"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answered_subprotocol_is_the_one_spoken() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let player = app.token("player@demo.padel").await;
+    let date = app.weekday_after(6);
+    // Both offered, the legacy one first (as Python gql does): the server answers the current
+    // one and speaks it (`ping` → `pong`, `next`).
+    let (mut socket, chosen) = connect(&app, "graphql-ws, graphql-transport-ws").await;
+    assert_eq!(chosen, "graphql-transport-ws");
+    send(&mut socket, json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {player}")}})).await;
+    assert_eq!(recv(&mut socket).await["type"], "connection_ack");
+    send(&mut socket, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut socket).await["type"], "pong");
+    send(&mut socket, json!({"id": "1", "type": "subscribe", "payload": {"query": LIVE, "variables": {"club": "1", "date": date}}})).await;
+    assert_eq!(recv(&mut socket).await["type"], "next");
+    // Only the legacy one: answered and spoken (`start` → `data`).
+    let (mut socket, chosen) = connect(&app, "graphql-ws").await;
+    assert_eq!(chosen, "graphql-ws");
+    send(&mut socket, json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {player}")}})).await;
+    assert_eq!(recv(&mut socket).await["type"], "connection_ack");
+    send(&mut socket, json!({"id": "1", "type": "start", "payload": {"query": LIVE, "variables": {"club": "1", "date": date}}})).await;
+    let event = recv(&mut socket).await;
+    assert_eq!(event["type"], "data", "{event}");
+    assert!(free(&event) >= 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_closes_when_the_token_expires() {
+    let app = spawn_app_with(Backend::Sqlite, &[("BFF__AUTH__LEEWAY", "0s")]).await;
+    let short = app
+        .token_for("player@demo.padel", Duration::from_secs(2))
+        .await;
+    let started = std::time::Instant::now();
+    let mut socket = acked(&app, &short).await;
+    assert_eq!(recv(&mut socket).await, json!({"close": 4403}));
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed at expiry, not at once"
+    );
+}

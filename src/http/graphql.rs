@@ -1,4 +1,5 @@
-//! `/graphql`, a thin adapter over the request pipeline (`pipeline`): it reads the transport
+//! `/graphql`, a thin adapter over the request pipeline (`pipeline`; a subscription asked for as
+//! multipart goes to `http::live`): it reads the transport
 //! (the JSON body or the URL, the bearer header, what the edge learned), hands the operations to
 //! the pipeline, and writes its answer as HTTP: the status (429 with `Retry-After` when every
 //! operation was refused by the rate limit), `Cache-Control: private, no-store`, and the SQL
@@ -36,6 +37,9 @@ pub(crate) async fn post_graphql(
     // its whole size each time; the request's own future (cache reads, SQL, the engine) is large.
     Box::pin(async {
         match request.into_inner() {
+            BatchRequest::Single(one) if super::live::multipart_accepted(&headers) => {
+                super::live::multipart(&state, &caller.await, one.into()).await
+            }
             BatchRequest::Single(one) => {
                 let (answer, tally) = pipeline::run(&state, &caller.await, one.into()).await;
                 respond(&state, answer, &tally)
@@ -125,7 +129,7 @@ pub(crate) async fn charge_client(
 }
 
 /// The HTTP answer of one operation.
-fn respond(state: &AppState, answer: Answer, tally: &Tally) -> Response {
+pub(super) fn respond(state: &AppState, answer: Answer, tally: &Tally) -> Response {
     match answer {
         Answer::Executed(response) => finish(state, response, tally),
         Answer::Cached(body) => {

@@ -303,7 +303,14 @@ impl Connection {
                     operation_of(&message["payload"]).ok_or(Close(4400, "Invalid message"))?;
                 match pipeline::subscribe(&self.state, caller, operation).await {
                     Err(refused) => self.send(self.error_message(&id, refused.errors)).await,
-                    Ok(stream) => {
+                    Ok(live) => {
+                        let stream = match live {
+                            pipeline::Live::Events(stream) => stream,
+                            pipeline::Live::Answered(answer, _) => {
+                                let response = pipeline::answer_response(answer);
+                                futures_util::stream::once(async move { response }).boxed()
+                            }
+                        };
                         let task = tokio::spawn(forward(
                             stream,
                             id.clone(),
@@ -391,4 +398,87 @@ fn operation_of(payload: &Value) -> Option<Operation> {
         variables,
         trusted: false,
     })
+}
+
+/// How often a multipart subscription sends an empty part, so proxies keep the response open
+/// (the interval of Apollo's router).
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Whether a `POST /graphql` asks for multipart subscriptions: `Accept` names `multipart/mixed`
+/// with `subscriptionSpec=1.0` (quoted or not, any boundary: the server picks `graphql`).
+pub(crate) fn multipart_accepted(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            parts
+                .next()
+                .is_some_and(|m| m.eq_ignore_ascii_case("multipart/mixed"))
+                && parts.any(|p| {
+                    let p = p.replace('"', "");
+                    p.eq_ignore_ascii_case("subscriptionSpec=1.0")
+                })
+        })
+}
+
+/// A subscription over `POST /graphql` as Apollo's multipart protocol: each event one part
+/// `{"payload": …}`, an empty part every [`HEARTBEAT`], the closing boundary when it ends. A
+/// refused subscription is one part `{"payload": null, "errors": […]}` and the end; a query or
+/// mutation is answered as usual (JSON).
+pub(crate) async fn multipart(state: &AppState, caller: &Caller, operation: Operation) -> Response {
+    let parts = match pipeline::subscribe(state, caller, operation).await {
+        Ok(pipeline::Live::Events(events)) => parts(events),
+        Ok(pipeline::Live::Answered(answer, tally)) => {
+            return super::graphql::respond(state, answer, &tally)
+        }
+        Err(refused) => {
+            let errors = serde_json::to_value(&refused.errors).unwrap_or_default();
+            let refusal = part(&json!({"payload": null, "errors": errors}));
+            futures_util::stream::iter([refusal, bytes::Bytes::from_static(END)]).boxed()
+        }
+    };
+    let body = axum::body::Body::from_stream(parts.map(Ok::<_, std::convert::Infallible>));
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "multipart/mixed;boundary=\"graphql\";subscriptionSpec=\"1.0\"",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The closing delimiter.
+const END: &[u8] = b"\r\n--graphql--\r\n";
+
+/// The parts of a subscription's events, with heartbeats between them.
+fn parts(
+    events: futures_util::stream::BoxStream<'static, async_graphql::Response>,
+) -> futures_util::stream::BoxStream<'static, bytes::Bytes> {
+    let heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    futures_util::stream::unfold(Some((events, heartbeat)), |state| async move {
+        let (mut events, mut heartbeat) = state?;
+        tokio::select! {
+            event = events.next() => match event {
+                Some(response) => {
+                    let payload = serde_json::to_value(&response).unwrap_or_default();
+                    Some((part(&json!({"payload": payload})), Some((events, heartbeat))))
+                }
+                None => Some((bytes::Bytes::from_static(END), None)),
+            },
+            _ = heartbeat.tick() => Some((part(&json!({})), Some((events, heartbeat)))),
+        }
+    })
+    .boxed()
+}
+
+/// One JSON part.
+fn part(value: &Value) -> bytes::Bytes {
+    format!("\r\n--graphql\r\nContent-Type: application/json\r\n\r\n{value}").into()
 }

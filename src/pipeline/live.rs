@@ -12,12 +12,20 @@ use crate::{
     state::AppState,
 };
 
-/// One subscription's events, or the answer that refused it.
+/// What a live transport runs.
+pub enum Live {
+    /// A subscription's events.
+    Events(BoxStream<'static, async_graphql::Response>),
+    /// A query or mutation, answered by the whole pipeline.
+    Answered(Answer, super::Tally),
+}
+
+/// One subscription's events (or a query's answer), or the answer that refused it.
 pub async fn subscribe(
     state: &AppState,
     caller: &Caller,
     mut operation: Operation,
-) -> Result<BoxStream<'static, async_graphql::Response>, async_graphql::Response> {
+) -> Result<Live, async_graphql::Response> {
     let refused = |error| async_graphql::Response::from_errors(vec![error]);
     if let Err(limited) = charge_user(state, &caller.credentials).await {
         return Err(refused(limited.error()));
@@ -32,14 +40,10 @@ pub async fn subscribe(
     let is_subscription = chosen
         .is_some_and(|op| op.node.ty == async_graphql::parser::types::OperationType::Subscription);
     if !is_subscription {
-        // A query or a mutation: the whole pipeline, one event (the subscription's rate-limit
-        // token stands for the query's).
-        let (answer, _) = super::run(state, caller, operation).await;
-        let response = match answer {
-            Answer::Executed(response) => response,
-            Answer::Cached(body) => cached_response(&body),
-        };
-        return Ok(futures_util::stream::once(async move { response }).boxed());
+        // A query or a mutation: the whole pipeline (the subscription's rate-limit token
+        // stands for the query's).
+        let (answer, tally) = super::run(state, caller, operation).await;
+        return Ok(Live::Answered(answer, tally));
     }
     let facts = super::new_facts(state);
     facts.set_operation(
@@ -67,28 +71,38 @@ pub async fn subscribe(
     let document = prepared.document.clone();
     let name = operation.operation_name;
     let request_id = caller.request_id.clone();
-    Ok(state
-        .schema
-        .execute_stream(request)
-        .map(move |mut response| {
-            assign_error_codes(&mut response);
-            prepare::complete_answer(&mut response, &document, name.as_deref());
-            for error in &mut response.errors {
-                let internal = error
-                    .extensions
-                    .as_ref()
-                    .and_then(|e| e.get("code"))
-                    .is_some_and(|c| *c == async_graphql::Value::from("INTERNAL_SERVER_ERROR"));
-                if internal {
-                    error
+    Ok(Live::Events(
+        state
+            .schema
+            .execute_stream(request)
+            .map(move |mut response| {
+                assign_error_codes(&mut response);
+                prepare::complete_answer(&mut response, &document, name.as_deref());
+                for error in &mut response.errors {
+                    let internal = error
                         .extensions
-                        .get_or_insert_with(Default::default)
-                        .set("requestId", request_id.as_str());
+                        .as_ref()
+                        .and_then(|e| e.get("code"))
+                        .is_some_and(|c| *c == async_graphql::Value::from("INTERNAL_SERVER_ERROR"));
+                    if internal {
+                        error
+                            .extensions
+                            .get_or_insert_with(Default::default)
+                            .set("requestId", request_id.as_str());
+                    }
                 }
-            }
-            response
-        })
-        .boxed())
+                response
+            })
+            .boxed(),
+    ))
+}
+
+/// One event of an answer: executed, or a stored response's bytes.
+pub fn answer_response(answer: Answer) -> async_graphql::Response {
+    match answer {
+        Answer::Executed(response) => response,
+        Answer::Cached(body) => cached_response(&body),
+    }
 }
 
 /// A stored response's bytes as a response (a query answered from the response cache).

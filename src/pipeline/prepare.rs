@@ -192,7 +192,10 @@ pub(super) async fn prepare_and_execute(
         );
         if definition.node.ty == OperationType::Subscription {
             return async_graphql::Response::from_errors(vec![ErrorCode::BadUserInput
-                .server_error("subscriptions are served over the websocket at /graphql/ws")]);
+                .server_error(
+                    "subscriptions are served over the websocket at /graphql/ws, or here with \
+                     `Accept: multipart/mixed;subscriptionSpec=1.0`",
+                )]);
         }
     }
     let validation = Validation::of(

@@ -254,3 +254,96 @@ async fn the_socket_closes_when_the_token_expires() {
         "closed at expiry, not at once"
     );
 }
+
+/// The parts of a multipart body read so far: the JSON of each part after the first boundary.
+fn multipart_parts(body: &str) -> Vec<Value> {
+    body.split("\r\n--graphql")
+        .filter_map(|part| part.split_once("\r\n\r\n").map(|(_, json)| json))
+        .filter_map(|json| serde_json::from_str(json.trim_end_matches("--\r\n").trim()).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_subscriptions_deliver_the_initial_value_then_the_change() {
+    let redis = shared_redis_url();
+    let prefix = unique_prefix();
+    let a = spawn_app_with(
+        Backend::Postgres,
+        &[("REDIS_URL", &redis), ("BFF__CACHE__KEY_PREFIX", &prefix)],
+    )
+    .await;
+    let b = a.replica(&[]).await;
+    let player = a.token("player@demo.padel").await;
+    let date = a.weekday_after(302);
+    let mut response = b
+        .client
+        .post(format!("{}/graphql", b.address))
+        .bearer_auth(&player)
+        .header(
+            "accept",
+            "multipart/mixed;subscriptionSpec=1.0, application/json",
+        )
+        .json(&json!({"query": LIVE, "variables": {"club": "1", "date": date}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("multipart/mixed"),
+        "{content_type}"
+    );
+    assert!(
+        content_type.contains("boundary=\"graphql\""),
+        "{content_type}"
+    );
+    let mut body = String::new();
+    let payloads = |body: &str| -> Vec<Value> {
+        multipart_parts(body)
+            .into_iter()
+            .filter(|p| p.get("payload").is_some())
+            .collect()
+    };
+    while payloads(&body).is_empty() {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), response.chunk())
+            .await
+            .expect("the initial value within 20 s")
+            .unwrap()
+            .expect("the body goes on");
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let initial = payloads(&body)[0].clone();
+    let before = initial["payload"]["data"]["courtAvailabilityChanged"]["courts"][0]
+        ["availableCount"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{initial}"));
+    a.graphql(
+        Some(&player),
+        "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }",
+        json!({"d": date}),
+    )
+    .await
+    .ok();
+    while payloads(&body).len() < 2 {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), response.chunk())
+            .await
+            .expect("the change within 20 s")
+            .unwrap()
+            .expect("the body goes on");
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let events = payloads(&body);
+    let after = events[1]["payload"]["data"]["courtAvailabilityChanged"]["courts"][0]
+        ["availableCount"]
+        .as_i64()
+        .unwrap();
+    assert!(after < before, "{body}");
+    // A subscription without the multipart Accept is refused with a pointer.
+    let plain = b
+        .graphql(Some(&player), LIVE, json!({"club": "1", "date": date}))
+        .await;
+    assert_eq!(plain.code(), "BAD_USER_INPUT");
+}

@@ -136,6 +136,7 @@ impl Application {
                 &cache,
             )),
             connections: Default::default(),
+            topics: Default::default(),
             cache,
             schema: build_schema(options),
             tokens,

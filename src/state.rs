@@ -54,6 +54,8 @@ pub struct Shared {
     pub safelist: Option<Arc<crate::safelist::Safelist>>,
     /// Token buckets per user and client IP.
     pub rate_limiter: Arc<crate::ratelimit::RateLimiter>,
+    /// Shared live topics: one read and one rendering per change for all their subscribers.
+    pub topics: Arc<crate::graphql::live::Topics>,
     /// Live sockets per user and client address (`subscriptions.max_connections_per_*`).
     pub connections: Arc<crate::ratelimit::Connections>,
     /// Per-operation statistics for the monitoring API.

@@ -259,6 +259,9 @@ impl Live {
             if !stale {
                 continue;
             }
+            if let Some(notes) = &self.source.topic {
+                notes.woke();
+            }
             // A fresh context: the principal and the access decision are read again, so a
             // revoked membership ends the subscription with its error.
             match read(&self.source.for_event(), &self.wanted).await {

@@ -39,6 +39,9 @@ pub struct RequestContext {
     principal: OnceCell<Principal>,
     /// How far from a club's today dates may reach.
     pub date_window: crate::domain::period::DateWindow,
+    /// Set when this context reads for a shared live topic (`graphql::live`), on behalf of no
+    /// one: access is decided per subscriber from what it notes there.
+    pub topic: Option<Arc<super::live::TopicNotes>>,
 }
 
 impl From<LoadError> for ApiError {
@@ -95,6 +98,7 @@ impl RequestContext {
             credentials,
             principal: OnceCell::new(),
             date_window: Default::default(),
+            topic: None,
         }
     }
 
@@ -103,14 +107,23 @@ impl RequestContext {
     /// revoked membership or a deactivated user is seen).
     pub fn for_event(&self) -> RequestContext {
         let facts = Arc::new(self.facts.fresh());
-        RequestContext::with_facts(
+        let mut context = RequestContext::with_facts(
             &self.store,
             &self.cache,
             self.credentials.clone(),
             self.instruments.clone(),
             facts,
         )
-        .with_date_window(self.date_window)
+        .with_date_window(self.date_window);
+        context.topic = self.topic.clone();
+        context
+    }
+
+    /// Makes this a shared topic's context: it reads on behalf of no one and notes, in
+    /// `notes`, what each subscriber's access is decided on.
+    pub fn for_topic(mut self, notes: Arc<super::live::TopicNotes>) -> RequestContext {
+        self.topic = Some(notes);
+        self
     }
 
     /// The caller's credentials.
@@ -139,6 +152,13 @@ impl RequestContext {
     /// The signed-in caller, loaded once per request; UNAUTHENTICATED without a valid token or
     /// for an unknown or inactive user.
     pub async fn principal(&self) -> ApiResult<&Principal> {
+        if let Some(notes) = &self.topic {
+            // A shared topic has no caller: a field that depends on one makes it personal.
+            notes.make_personal();
+            return Err(ApiError::Forbidden(
+                "this selection depends on the caller".into(),
+            ));
+        }
         self.principal
             .get_or_try_init(|| async {
                 let (principal, outcome) =
@@ -189,29 +209,44 @@ impl RequestContext {
         club_id: i64,
         needed: ClubAccess,
     ) -> ApiResult<(ClubLayout, Granted)> {
-        let principal = self.principal().await?;
+        // The caller first: an anonymous or unknown one reads nothing.
+        let principal = match &self.topic {
+            Some(_) => None,
+            None => Some(self.principal().await?),
+        };
         let (layout, outcome) = reads::club_layout(&self.cache, &self.store, club_id).await?;
         self.trace(Kind::Club, outcome);
         let scope = club_scope(&layout.club);
-        let access = club_access(&principal.viewer, scope);
-        let decision = decide(access, needed);
-        self.facts.require(Requirement::Club {
-            scope,
-            needed,
-            decision,
-        });
-        let access = match (decision, access) {
-            (Decision::Granted, Some(access)) => Granted {
+        let access = if let (Some(notes), None) = (&self.topic, principal) {
+            // Read for everyone: each subscriber's access is decided on delivery.
+            notes.note_club(scope, needed);
+            Granted {
                 facts: self.facts.clone(),
                 scope,
-                access,
-            },
-            (Decision::Below, _) => {
-                return Err(ApiError::Forbidden(
-                    "your role in this club does not allow this".into(),
-                ))
+                access: needed,
             }
-            _ => return Err(ApiError::not_found("club")),
+        } else {
+            let principal = principal.expect("a context without a topic has a principal");
+            let access = club_access(&principal.viewer, scope);
+            let decision = decide(access, needed);
+            self.facts.require(Requirement::Club {
+                scope,
+                needed,
+                decision,
+            });
+            match (decision, access) {
+                (Decision::Granted, Some(access)) => Granted {
+                    facts: self.facts.clone(),
+                    scope,
+                    access,
+                },
+                (Decision::Below, _) => {
+                    return Err(ApiError::Forbidden(
+                        "your role in this club does not allow this".into(),
+                    ))
+                }
+                _ => return Err(ApiError::not_found("club")),
+            }
         };
         self.loaders
             .feed_one(ClubId(club_id), layout.club.clone())

@@ -9,6 +9,7 @@ pub mod documents;
 pub mod extension;
 pub mod facts;
 pub mod limits;
+pub mod live;
 pub mod loaders;
 pub mod nulls;
 pub mod order;

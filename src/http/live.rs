@@ -163,7 +163,7 @@ impl Connection {
             client_ip: self.client_ip,
             request_id: self.request_id.clone(),
         };
-        let (events, mut outgoing) = mpsc::channel::<Value>(OUTBOX);
+        let (events, mut outgoing) = mpsc::channel::<Outgoing>(OUTBOX);
         let expiry = tokio::time::sleep(expires_in);
         tokio::pin!(expiry);
         let mut window = (std::time::Instant::now(), 0u32);
@@ -171,12 +171,22 @@ impl Connection {
             tokio::select! {
                 () = &mut expiry => return Err(Close(4403, "Forbidden: the token expired")),
                 Some(event) = outgoing.recv() => {
-                    if event["type"] == "complete" {
-                        if let Some(id) = event["id"].as_str() {
-                            self.running.remove(id);
-                        }
+                    if let Some(id) = &event.completes {
+                        self.running.remove(id);
                     }
-                    self.send(event).await?;
+                    self.send_text(event.text).await?;
+                    if let Some(woke) = event.woke {
+                        let instruments = &self.state.instruments;
+                        instruments
+                            .subscription_delivery
+                            .record(woke.elapsed().as_secs_f64(), &[]);
+                    }
+                    if event.completes.is_none() {
+                        self.state
+                            .instruments
+                            .subscription_events
+                            .add(1, &[opentelemetry::KeyValue::new("outcome", "sent")]);
+                    }
                 }
                 message = self.socket.recv() => {
                     let Some(Ok(message)) = message else { return Ok(()) };
@@ -271,7 +281,7 @@ impl Connection {
         &mut self,
         message: Value,
         caller: &Caller,
-        events: &mpsc::Sender<Value>,
+        events: &mpsc::Sender<Outgoing>,
     ) -> Result<(), Close> {
         let kind = message["type"].as_str().unwrap_or_default();
         match (self.protocol, kind) {
@@ -308,7 +318,8 @@ impl Connection {
                             pipeline::Live::Events(stream) => stream,
                             pipeline::Live::Answered(answer, _) => {
                                 let response = pipeline::answer_response(answer);
-                                futures_util::stream::once(async move { response }).boxed()
+                                let event = pipeline::LiveEvent::Response(response);
+                                futures_util::stream::once(async move { event }).boxed()
                             }
                         };
                         let task = tokio::spawn(forward(
@@ -348,28 +359,62 @@ impl Connection {
     }
 
     async fn send(&mut self, message: Value) -> Result<(), Close> {
+        self.send_text(message.to_string()).await
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), Close> {
         self.socket
-            .send(Message::Text(message.to_string().into()))
+            .send(Message::Text(text.into()))
             .await
             .map_err(|_| Close(1011, "send failed"))
     }
 }
 
-/// A subscription's events to the socket's writer, then its completion.
+/// A message for the socket's writer.
+struct Outgoing {
+    text: String,
+    /// The subscription this completes.
+    completes: Option<String>,
+    /// When the change this event answers was heard.
+    woke: Option<std::time::Instant>,
+}
+
+/// A subscription's events to the socket's writer, then its completion. A topic's event is
+/// spliced in as rendered (one rendering for every subscriber).
 async fn forward(
-    mut stream: futures_util::stream::BoxStream<'static, async_graphql::Response>,
+    mut stream: futures_util::stream::BoxStream<'static, pipeline::LiveEvent>,
     id: String,
     protocol: Protocol,
-    events: mpsc::Sender<Value>,
+    events: mpsc::Sender<Outgoing>,
 ) {
-    while let Some(response) = stream.next().await {
-        let payload = serde_json::to_value(&response).unwrap_or_default();
-        let event = json!({"type": protocol.next(), "id": id, "payload": payload});
-        if events.send(event).await.is_err() {
+    let id_json = Value::String(id.clone()).to_string();
+    while let Some(event) = stream.next().await {
+        let woke = match &event {
+            pipeline::LiveEvent::Rendered { woke, .. } => *woke,
+            pipeline::LiveEvent::Response(_) => None,
+        };
+        let text = format!(
+            r#"{{"type":"{}","id":{id_json},"payload":{}}}"#,
+            protocol.next(),
+            event.payload()
+        );
+        let outgoing = Outgoing {
+            text,
+            completes: None,
+            woke,
+        };
+        if events.send(outgoing).await.is_err() {
             return;
         }
     }
-    let _ = events.send(json!({"type": "complete", "id": id})).await;
+    let text = json!({"type": "complete", "id": id}).to_string();
+    let _ = events
+        .send(Outgoing {
+            text,
+            completes: Some(id),
+            woke: None,
+        })
+        .await;
 }
 
 /// The operation of a `subscribe` (or legacy `start`) payload.
@@ -459,16 +504,16 @@ const END: &[u8] = b"\r\n--graphql--\r\n";
 
 /// The parts of a subscription's events, with heartbeats between them.
 fn parts(
-    events: futures_util::stream::BoxStream<'static, async_graphql::Response>,
+    events: futures_util::stream::BoxStream<'static, pipeline::LiveEvent>,
 ) -> futures_util::stream::BoxStream<'static, bytes::Bytes> {
     let heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     futures_util::stream::unfold(Some((events, heartbeat)), |state| async move {
         let (mut events, mut heartbeat) = state?;
         tokio::select! {
             event = events.next() => match event {
-                Some(response) => {
-                    let payload = serde_json::to_value(&response).unwrap_or_default();
-                    Some((part(&json!({"payload": payload})), Some((events, heartbeat))))
+                Some(event) => {
+                    let text = format!(r#"{{"payload":{}}}"#, event.payload());
+                    Some((part_text(&text), Some((events, heartbeat))))
                 }
                 None => Some((bytes::Bytes::from_static(END), None)),
             },
@@ -480,5 +525,9 @@ fn parts(
 
 /// One JSON part.
 fn part(value: &Value) -> bytes::Bytes {
-    format!("\r\n--graphql\r\nContent-Type: application/json\r\n\r\n{value}").into()
+    part_text(&value.to_string())
+}
+
+fn part_text(json: &str) -> bytes::Bytes {
+    format!("\r\n--graphql\r\nContent-Type: application/json\r\n\r\n{json}").into()
 }

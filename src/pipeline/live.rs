@@ -1,23 +1,64 @@
-//! Subscriptions, for the websocket adapter (`http::live`): the same order as a query up to
-//! execution (the caller's rate-limit token when it starts, the persisted-query protocols, the
-//! variables' check, the cached parse with the query limits), then the engine's stream, each
-//! event finished like an answer (codes, nulls, field order). A query or mutation sent over the
-//! socket runs through [`super::run`] and is one event.
+//! Subscriptions, for the live adapters (`http::live`: websocket and multipart): the same order
+//! as a query up to execution (the caller's rate-limit token when it starts, the persisted-query
+//! protocols, the variables' check, the cached parse with the query limits), then a shared
+//! topic (`graphql::live`): subscribers of the same document, operation and variables share one
+//! engine stream, so a change costs one read and one rendering on this replica. Each delivery
+//! is checked against the subscriber's current access (the club the topic read, the level it
+//! needs), and so is every change to the subscriber itself (`user:U`): a revoked membership
+//! gets its error and the end. A selection that depends on the caller (the topic's reads ask for
+//! one) makes the topic personal, and every subscriber runs its own stream. A query or mutation
+//! sent to a live transport is answered by [`super::run`].
+
+use std::{sync::Arc, time::Instant};
 
 use futures_util::{stream::BoxStream, StreamExt};
+use opentelemetry::KeyValue;
+use tokio::sync::broadcast::error::RecvError;
 
 use super::{charge_user, prepare, Answer, Caller, Operation};
 use crate::{
-    graphql::{assign_error_codes, context::RequestContext},
+    cache::{keys::tags, Change},
+    domain::access::{club_access, decide, ClubAccess, ClubScope, Decision},
+    error::ApiError,
+    graphql::{
+        assign_error_codes,
+        context::RequestContext,
+        live::{TopicEvent, TopicNotes},
+    },
     state::AppState,
 };
 
 /// What a live transport runs.
 pub enum Live {
     /// A subscription's events.
-    Events(BoxStream<'static, async_graphql::Response>),
+    Events(BoxStream<'static, LiveEvent>),
     /// A query or mutation, answered by the whole pipeline.
     Answered(Answer, super::Tally),
+}
+
+/// One event for one subscriber.
+pub enum LiveEvent {
+    /// A response of this subscriber's own (a refusal, or a personal stream's event).
+    Response(async_graphql::Response),
+    /// A topic's event, rendered once for all its subscribers: the JSON of the response.
+    Rendered {
+        /// `{"data": …}` (or with `errors`).
+        payload: Arc<str>,
+        /// When the change it answers was heard.
+        woke: Option<Instant>,
+    },
+}
+
+impl LiveEvent {
+    /// The event's JSON.
+    pub fn payload(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            LiveEvent::Response(response) => {
+                std::borrow::Cow::Owned(serde_json::to_string(response).unwrap_or_default())
+            }
+            LiveEvent::Rendered { payload, .. } => std::borrow::Cow::Borrowed(payload),
+        }
+    }
 }
 
 /// One subscription's events (or a query's answer), or the answer that refused it.
@@ -37,64 +78,301 @@ pub async fn subscribe(
     let prepared = prepare::prepare_document(state, &operation.query).map_err(refused)?;
     let chosen =
         crate::graphql::chosen_operation(&prepared.document, operation.operation_name.as_deref());
-    let is_subscription = chosen
-        .is_some_and(|op| op.node.ty == async_graphql::parser::types::OperationType::Subscription);
-    if !is_subscription {
+    let root = chosen
+        .filter(|op| op.node.ty == async_graphql::parser::types::OperationType::Subscription)
+        .and_then(|op| op.node.selection_set.node.items.first())
+        .and_then(|item| match &item.node {
+            async_graphql::parser::types::Selection::Field(field) => {
+                Some((field.node.response_key().node.to_string(), field.pos))
+            }
+            _ => None,
+        });
+    let Some(root) = root else {
         // A query or a mutation: the whole pipeline (the subscription's rate-limit token
         // stands for the query's).
         let (answer, tally) = super::run(state, caller, operation).await;
         return Ok(Live::Answered(answer, tally));
-    }
-    let facts = super::new_facts(state);
-    facts.set_operation(
-        "subscription",
-        operation.operation_name.as_deref().unwrap_or(""),
+    };
+    let key = format!(
+        "{}\u{0}{:?}\u{0}{}",
+        operation.query,
+        operation.operation_name,
+        serde_json::to_string(&operation.variables).unwrap_or_default()
     );
-    let context = RequestContext::with_facts(
+    let name = state
+        .instruments
+        .operation_names
+        .label(operation.operation_name.as_deref().unwrap_or(""));
+    let topic = state.topics.join(&key, |sender| {
+        let notes = Arc::new(TopicNotes::default());
+        let context = context(state, caller).for_topic(notes.clone());
+        let events = engine_stream(state, caller, &operation, &prepared, context);
+        let instruments = state.instruments.clone();
+        tokio::spawn(produce(events, notes, sender, instruments)).abort_handle()
+    });
+    let follower = Follower {
+        state: state.clone(),
+        caller: caller.clone(),
+        events: topic.events.clone(),
+        changes: state.cache.changes(),
+        own: None,
+        last_seq: 0,
+        club: None,
+        root,
+        done: false,
+        operation: Some((operation, prepared)),
+        _topic: topic,
+        _active: Active::start(state, name),
+    };
+    Ok(Live::Events(
+        futures_util::stream::unfold(follower, |mut f| async move {
+            let event = f.next().await?;
+            Some((event, f))
+        })
+        .boxed(),
+    ))
+}
+
+/// A subscriber's request context (the caller's credentials, the date window).
+fn context(state: &AppState, caller: &Caller) -> RequestContext {
+    RequestContext::with_facts(
         &state.store,
         &state.cache,
         caller.credentials.clone(),
         Some(state.instruments.clone()),
-        facts,
+        super::new_facts(state),
     )
     .with_date_window(crate::domain::period::DateWindow {
         days_back: state.settings.limits.date_days_back,
         days_ahead: state.settings.limits.date_days_ahead,
-    });
-    let mut request = async_graphql::Request::new(operation.query)
-        .variables(operation.variables)
+    })
+}
+
+/// The engine's stream of a prepared subscription on `context`, each event finished like an
+/// answer (codes, nulls, field order, the request id on internal errors).
+fn engine_stream(
+    state: &AppState,
+    caller: &Caller,
+    operation: &Operation,
+    prepared: &crate::graphql::documents::Prepared,
+    context: RequestContext,
+) -> BoxStream<'static, async_graphql::Response> {
+    let mut request = async_graphql::Request::new(operation.query.clone())
+        .variables(operation.variables.clone())
         .data(context);
     if let Some(name) = operation.operation_name.clone() {
         request = request.operation_name(name);
     }
     request.set_parsed_query(prepared.document.clone());
     let document = prepared.document.clone();
-    let name = operation.operation_name;
+    let name = operation.operation_name.clone();
     let request_id = caller.request_id.clone();
-    Ok(Live::Events(
-        state
-            .schema
-            .execute_stream(request)
-            .map(move |mut response| {
-                assign_error_codes(&mut response);
-                prepare::complete_answer(&mut response, &document, name.as_deref());
-                for error in &mut response.errors {
-                    let internal = error
+    state
+        .schema
+        .execute_stream(request)
+        .map(move |mut response| {
+            assign_error_codes(&mut response);
+            prepare::complete_answer(&mut response, &document, name.as_deref());
+            for error in &mut response.errors {
+                let internal = error
+                    .extensions
+                    .as_ref()
+                    .and_then(|e| e.get("code"))
+                    .is_some_and(|c| *c == async_graphql::Value::from("INTERNAL_SERVER_ERROR"));
+                if internal {
+                    error
                         .extensions
-                        .as_ref()
-                        .and_then(|e| e.get("code"))
-                        .is_some_and(|c| *c == async_graphql::Value::from("INTERNAL_SERVER_ERROR"));
-                    if internal {
-                        error
-                            .extensions
-                            .get_or_insert_with(Default::default)
-                            .set("requestId", request_id.as_str());
+                        .get_or_insert_with(Default::default)
+                        .set("requestId", request_id.as_str());
+                }
+            }
+            response
+        })
+        .boxed()
+}
+
+/// A topic's producer: renders each event once and publishes it (the newest replaces the last).
+async fn produce(
+    mut events: BoxStream<'static, async_graphql::Response>,
+    notes: Arc<TopicNotes>,
+    sender: tokio::sync::watch::Sender<Option<Arc<TopicEvent>>>,
+    instruments: Arc<crate::telemetry::metrics::Instruments>,
+) {
+    let mut seq = 0;
+    while let Some(response) = events.next().await {
+        if notes.is_personal() {
+            sender.send_replace(Some(Arc::new(TopicEvent::Personal)));
+            return;
+        }
+        seq += 1;
+        let span = tracing::info_span!(
+            "graphql.subscription.event",
+            otel.name = "graphql.subscription.event",
+            graphql.subscription.seq = seq,
+            graphql.subscription.subscribers = sender.receiver_count() - 1,
+        );
+        let _entered = span.enter();
+        let payload: Arc<str> = serde_json::to_string(&response).unwrap_or_default().into();
+        instruments.subscription_renders.add(1, &[]);
+        sender.send_replace(Some(Arc::new(TopicEvent::Rendered {
+            seq,
+            payload,
+            club: notes.club(),
+            woke: notes.take_woke(),
+        })));
+    }
+    sender.send_replace(Some(Arc::new(TopicEvent::Ended)));
+}
+
+/// The active-subscriptions gauge, held for a subscription's life.
+struct Active {
+    instruments: Arc<crate::telemetry::metrics::Instruments>,
+    name: String,
+}
+
+impl Active {
+    fn start(state: &AppState, name: String) -> Active {
+        let instruments = state.instruments.clone();
+        instruments
+            .subscriptions_active
+            .add(1, &[KeyValue::new("graphql.operation.name", name.clone())]);
+        Active { instruments, name }
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.instruments.subscriptions_active.add(
+            -1,
+            &[KeyValue::new("graphql.operation.name", self.name.clone())],
+        );
+    }
+}
+
+/// One subscriber of a topic.
+struct Follower {
+    state: AppState,
+    caller: Caller,
+    events: tokio::sync::watch::Receiver<Option<Arc<TopicEvent>>>,
+    changes: tokio::sync::broadcast::Receiver<Change>,
+    /// The subscriber's own stream, once the topic turned personal.
+    own: Option<BoxStream<'static, async_graphql::Response>>,
+    last_seq: u64,
+    /// The club the last delivered event read, and the level it needs.
+    club: Option<(ClubScope, ClubAccess)>,
+    /// The root field's response key and position (for errors made here).
+    root: (String, async_graphql::Pos),
+    done: bool,
+    /// What a personal stream needs.
+    operation: Option<(
+        Operation,
+        std::sync::Arc<crate::graphql::documents::Prepared>,
+    )>,
+    _topic: Arc<crate::graphql::live::Topic>,
+    _active: Active,
+}
+
+impl Follower {
+    async fn next(&mut self) -> Option<LiveEvent> {
+        if self.done {
+            return None;
+        }
+        if let Some(own) = &mut self.own {
+            return own.next().await.map(LiveEvent::Response);
+        }
+        let user = match self.caller.credentials {
+            crate::auth::Credentials::User(id) => Some(tags::user(id)),
+            _ => None,
+        };
+        loop {
+            tokio::select! {
+                changed = self.events.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    let event = self.events.borrow_and_update().clone();
+                    match event.as_deref() {
+                        None => continue,
+                        Some(TopicEvent::Ended) => return None,
+                        Some(TopicEvent::Personal) => {
+                            let (operation, prepared) = self.operation.take()?;
+                            let context = context(&self.state, &self.caller);
+                            let mut own =
+                                engine_stream(&self.state, &self.caller, &operation, &prepared, context);
+                            let first = own.next().await;
+                            self.own = Some(own);
+                            return first.map(LiveEvent::Response);
+                        }
+                        Some(TopicEvent::Rendered { seq, payload, club, woke }) => {
+                            let skipped = seq.saturating_sub(self.last_seq + 1);
+                            if skipped > 0 {
+                                self.state.instruments.subscription_events.add(
+                                    skipped,
+                                    &[KeyValue::new("outcome", "coalesced")],
+                                );
+                            }
+                            self.last_seq = *seq;
+                            self.club = *club;
+                            if let Err(refusal) = allowed(&self.state, &self.caller, self.club, &self.root).await {
+                                self.done = true;
+                                return Some(LiveEvent::Response(refusal));
+                            }
+                            return Some(LiveEvent::Rendered {
+                                payload: payload.clone(),
+                                woke: *woke,
+                            });
+                        }
                     }
                 }
-                response
-            })
-            .boxed(),
-    ))
+                change = self.changes.recv() => {
+                    let concerns = match &change {
+                        Ok(Change::Tags(changed)) => changed
+                            .iter()
+                            .any(|t| Some(t) == user.as_ref() || t == tags::ALL),
+                        Ok(Change::Everything) | Err(RecvError::Lagged(_)) => true,
+                        Err(RecvError::Closed) => false,
+                    };
+                    if concerns && self.club.is_some() {
+                        if let Err(refusal) = allowed(&self.state, &self.caller, self.club, &self.root).await {
+                            self.done = true;
+                            return Some(LiveEvent::Response(refusal));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The subscriber may see the club the topic read, at the level it needs (the caller read
+/// again, through the cache); else the error the query would give, at the root field.
+async fn allowed(
+    state: &AppState,
+    caller: &Caller,
+    club: Option<(ClubScope, ClubAccess)>,
+    root: &(String, async_graphql::Pos),
+) -> Result<(), async_graphql::Response> {
+    let (principal, _) =
+        crate::auth::principal(&state.cache, &state.store, &caller.credentials).await;
+    let error = match principal {
+        Err(error) => error,
+        Ok(principal) => match club {
+            None => return Ok(()),
+            Some((scope, needed)) => match decide(club_access(&principal.viewer, scope), needed) {
+                Decision::Granted => return Ok(()),
+                Decision::Below => {
+                    ApiError::Forbidden("your role in this club does not allow this".into())
+                }
+                Decision::Invisible => ApiError::not_found("club"),
+            },
+        },
+    };
+    let (key, pos) = root;
+    let mut error = async_graphql::Error::from(error).into_server_error(*pos);
+    error.path = vec![async_graphql::PathSegment::Field(key.clone())];
+    let mut response = async_graphql::Response::from_errors(vec![error]);
+    assign_error_codes(&mut response);
+    Err(response)
 }
 
 /// One event of an answer: executed, or a stored response's bytes.

@@ -29,7 +29,7 @@ mod prepare;
 mod respond;
 mod share;
 
-pub use live::{answer_response, subscribe, Live};
+pub use live::{answer_response, subscribe, Live, LiveEvent};
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 

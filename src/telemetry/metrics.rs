@@ -77,6 +77,14 @@ pub struct Instruments {
     pub dataloader_batch: Histogram<u64>,
     /// `graphql.server.n_plus_one.suspected` ({request}).
     pub n_plus_one: Counter<u64>,
+    /// `graphql.server.subscription.active` ({subscription}), by operation name.
+    pub subscriptions_active: opentelemetry::metrics::UpDownCounter<i64>,
+    /// `graphql.server.subscription.events` ({event}), by `outcome`: `sent`, `coalesced`.
+    pub subscription_events: Counter<u64>,
+    /// `graphql.server.subscription.renders` ({render}): events rendered (once per topic).
+    pub subscription_renders: Counter<u64>,
+    /// `graphql.server.subscription.delivery.duration` (s): change heard → event sent.
+    pub subscription_delivery: Histogram<f64>,
     /// The operation names that label metrics and key monitoring (bounded).
     pub operation_names: super::labels::OperationNames,
     provider: SdkMeterProvider,
@@ -143,6 +151,31 @@ impl Instruments {
                 .with_description(
                     "Statements repeated within one request outside a DataLoader batch",
                 )
+                .build(),
+            subscriptions_active: meter
+                .i64_up_down_counter("graphql.server.subscription.active")
+                .with_unit("{subscription}")
+                .with_description("Subscriptions running, by operation name")
+                .build(),
+            subscription_events: meter
+                .u64_counter("graphql.server.subscription.events")
+                .with_unit("{event}")
+                .with_description(
+                    "Subscription events sent, and skipped for a newer one (coalesced)",
+                )
+                .build(),
+            subscription_renders: meter
+                .u64_counter("graphql.server.subscription.renders")
+                .with_unit("{render}")
+                .with_description(
+                    "Subscription events rendered (once per topic, for all its subscribers)",
+                )
+                .build(),
+            subscription_delivery: meter
+                .f64_histogram("graphql.server.subscription.delivery.duration")
+                .with_unit("s")
+                .with_description("From a change heard to its event sent to a subscriber")
+                .with_boundaries(SECONDS_BUCKETS.to_vec())
                 .build(),
             operation_names,
             provider,

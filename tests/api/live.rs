@@ -347,3 +347,88 @@ async fn multipart_subscriptions_deliver_the_initial_value_then_the_change() {
         .await;
     assert_eq!(plain.code(), "BAD_USER_INPUT");
 }
+
+/// A counter of the gateway's `/metrics` (0 when not exported yet).
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Loads of availability from the store (each one SQL statement), from the management API.
+async fn availability_loads(app: &TestApp) -> u64 {
+    let status = app.management("/api/management/cache/status").await;
+    status["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "courtAvailability")
+        .map(|k| k["stats"]["misses"].as_u64().unwrap())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_subscribers_of_one_topic_cost_one_read_and_one_rendering_per_change() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("BFF__SUBSCRIPTIONS__MAX_PER_CONNECTION", "1000"),
+            ("BFF__SUBSCRIPTIONS__MAX_MESSAGES_PER_SECOND", "100000"),
+            ("BFF__RATE_LIMIT__ENABLED", "false"),
+        ],
+    )
+    .await;
+    let player = app.token("player@demo.padel").await;
+    let date = app.weekday_after(303);
+    let mut socket = acked(&app, &player).await;
+    let variables = json!({"club": "1", "date": date});
+    for id in 0..1000 {
+        send(
+            &mut socket,
+            json!({"id": id.to_string(), "type": "subscribe", "payload": {"query": LIVE, "variables": variables}}),
+        )
+        .await;
+    }
+    let mut initial = std::collections::HashSet::new();
+    while initial.len() < 1000 {
+        let event = recv(&mut socket).await;
+        assert_eq!(event["type"], "next", "{event}");
+        initial.insert(event["id"].as_str().unwrap().to_string());
+    }
+    let renders = metric(&app, "graphql_server_subscription_renders_total").await;
+    let loads = availability_loads(&app).await;
+    app.graphql(
+        Some(&player),
+        "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }",
+        json!({"d": date}),
+    )
+    .await
+    .ok();
+    let mut changed = std::collections::HashSet::new();
+    while changed.len() < 1000 {
+        let event = recv(&mut socket).await;
+        assert_eq!(event["type"], "next", "{event}");
+        assert!(free(&event) >= 0);
+        changed.insert(event["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        metric(&app, "graphql_server_subscription_renders_total").await - renders,
+        1.0,
+        "one rendering for 1 000 subscribers"
+    );
+    assert_eq!(
+        availability_loads(&app).await - loads,
+        1,
+        "one read (one SQL statement)"
+    );
+}

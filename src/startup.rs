@@ -137,6 +137,8 @@ impl Application {
             )),
             connections: Default::default(),
             topics: Default::default(),
+            shutdown: tokio::sync::watch::channel(false).0,
+            live_sockets: tokio::sync::watch::channel(0).0,
             cache,
             schema: build_schema(options),
             tokens,
@@ -178,6 +180,7 @@ impl Application {
             header_read_timeout: self.state.settings.server.header_read_timeout,
             max_connections: self.state.settings.server.max_connections,
         };
+        let live = self.state.clone();
         let router = crate::http::router(self.state);
         let serve = crate::http::serve::serve(self.listener, router, limits, {
             let stop = stop.clone();
@@ -188,8 +191,16 @@ impl Application {
             () = &mut serve => {}
             () = shutdown => {
                 tracing::info!("shutting down: waiting for in-flight requests");
+                // Live subscriptions complete and their sockets close (they left the server
+                // loop when they upgraded, so they are waited for apart).
+                live.shutdown.send_replace(true);
                 stop.notify_one();
-                if tokio::time::timeout(grace, &mut serve).await.is_err() {
+                let drained = async {
+                    (&mut serve).await;
+                    let mut sockets = live.live_sockets.subscribe();
+                    let _ = sockets.wait_for(|open| *open == 0).await;
+                };
+                if tokio::time::timeout(grace, drained).await.is_err() {
                     tracing::warn!(grace_seconds = grace.as_secs(), "shutdown grace period over; dropping open connections");
                 }
             }

@@ -56,6 +56,11 @@ pub struct Shared {
     pub rate_limiter: Arc<crate::ratelimit::RateLimiter>,
     /// Shared live topics: one read and one rendering per change for all their subscribers.
     pub topics: Arc<crate::graphql::live::Topics>,
+    /// Turns true when the gateway shuts down: live subscriptions complete, sockets close.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Live sockets open (upgraded connections, which the server loop no longer counts):
+    /// shutdown waits for them to close.
+    pub live_sockets: tokio::sync::watch::Sender<usize>,
     /// Live sockets per user and client address (`subscriptions.max_connections_per_*`).
     pub connections: Arc<crate::ratelimit::Connections>,
     /// Per-operation statistics for the monitoring API.

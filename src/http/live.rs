@@ -127,6 +127,7 @@ struct Connection {
 
 impl Connection {
     async fn serve(mut self) {
+        self.state.live_sockets.send_modify(|open| *open += 1);
         let close = self.run().await.err();
         for (_, task) in self.running.drain() {
             task.abort();
@@ -138,6 +139,7 @@ impl Connection {
             };
             let _ = self.socket.send(Message::Close(Some(frame))).await;
         }
+        self.state.live_sockets.send_modify(|open| *open -= 1);
     }
 
     /// The init, then messages and events until either side ends.
@@ -166,10 +168,22 @@ impl Connection {
         let (events, mut outgoing) = mpsc::channel::<Outgoing>(OUTBOX);
         let expiry = tokio::time::sleep(expires_in);
         tokio::pin!(expiry);
+        let mut shutdown = self.state.shutdown.subscribe();
         let mut window = (std::time::Instant::now(), 0u32);
         loop {
             tokio::select! {
                 () = &mut expiry => return Err(Close(4403, "Forbidden: the token expired")),
+                () = closing(&mut shutdown) => {
+                    // Every subscription completes, then the socket closes: going away.
+                    let ids: Vec<String> = self.running.drain().map(|(id, task)| {
+                        task.abort();
+                        id
+                    }).collect();
+                    for id in ids {
+                        self.send(json!({"type": "complete", "id": id})).await?;
+                    }
+                    return Err(Close(1001, "Going Away"));
+                }
                 Some(event) = outgoing.recv() => {
                     if let Some(id) = &event.completes {
                         self.running.remove(id);
@@ -317,7 +331,7 @@ impl Connection {
                         let stream = match live {
                             pipeline::Live::Events(stream) => stream,
                             pipeline::Live::Answered(answer, _) => {
-                                let response = pipeline::answer_response(answer);
+                                let response = pipeline::answer_response(*answer);
                                 let event = pipeline::LiveEvent::Response(response);
                                 futures_util::stream::once(async move { event }).boxed()
                             }
@@ -475,9 +489,9 @@ pub(crate) fn multipart_accepted(headers: &axum::http::HeaderMap) -> bool {
 /// mutation is answered as usual (JSON).
 pub(crate) async fn multipart(state: &AppState, caller: &Caller, operation: Operation) -> Response {
     let parts = match pipeline::subscribe(state, caller, operation).await {
-        Ok(pipeline::Live::Events(events)) => parts(events),
+        Ok(pipeline::Live::Events(events)) => parts(events, state.shutdown.subscribe()),
         Ok(pipeline::Live::Answered(answer, tally)) => {
-            return super::graphql::respond(state, answer, &tally)
+            return super::graphql::respond(state, *answer, &tally)
         }
         Err(refused) => {
             let errors = serde_json::to_value(&refused.errors).unwrap_or_default();
@@ -505,22 +519,38 @@ const END: &[u8] = b"\r\n--graphql--\r\n";
 /// The parts of a subscription's events, with heartbeats between them.
 fn parts(
     events: futures_util::stream::BoxStream<'static, pipeline::LiveEvent>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> futures_util::stream::BoxStream<'static, bytes::Bytes> {
     let heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
-    futures_util::stream::unfold(Some((events, heartbeat)), |state| async move {
-        let (mut events, mut heartbeat) = state?;
-        tokio::select! {
-            event = events.next() => match event {
-                Some(event) => {
-                    let text = format!(r#"{{"payload":{}}}"#, event.payload());
-                    Some((part_text(&text), Some((events, heartbeat))))
-                }
-                None => Some((bytes::Bytes::from_static(END), None)),
-            },
-            _ = heartbeat.tick() => Some((part(&json!({})), Some((events, heartbeat)))),
+    let start = Some((events, heartbeat, shutdown));
+    futures_util::stream::unfold(start, |state| async move {
+        let (mut events, mut heartbeat, mut shutdown) = state?;
+        enum Next {
+            Event(Option<pipeline::LiveEvent>),
+            Beat,
+            Closing,
+        }
+        let next = tokio::select! {
+            () = closing(&mut shutdown) => Next::Closing,
+            event = events.next() => Next::Event(event),
+            _ = heartbeat.tick() => Next::Beat,
+        };
+        match next {
+            // Shutting down, or the end: the subscription completes (the closing boundary).
+            Next::Closing | Next::Event(None) => Some((bytes::Bytes::from_static(END), None)),
+            Next::Event(Some(event)) => {
+                let text = format!(r#"{{"payload":{}}}"#, event.payload());
+                Some((part_text(&text), Some((events, heartbeat, shutdown))))
+            }
+            Next::Beat => Some((part(&json!({})), Some((events, heartbeat, shutdown)))),
         }
     })
     .boxed()
+}
+
+/// Resolves once the gateway shuts down.
+async fn closing(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|closing| *closing).await;
 }
 
 /// One JSON part.

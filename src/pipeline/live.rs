@@ -33,7 +33,7 @@ pub enum Live {
     /// A subscription's events.
     Events(BoxStream<'static, LiveEvent>),
     /// A query or mutation, answered by the whole pipeline.
-    Answered(Answer, super::Tally),
+    Answered(Box<Answer>, super::Tally),
 }
 
 /// One event for one subscriber.
@@ -91,7 +91,7 @@ pub async fn subscribe(
         // A query or a mutation: the whole pipeline (the subscription's rate-limit token
         // stands for the query's).
         let (answer, tally) = super::run(state, caller, operation).await;
-        return Ok(Live::Answered(answer, tally));
+        return Ok(Live::Answered(Box::new(answer), tally));
     };
     let key = format!(
         "{}\u{0}{:?}\u{0}{}",

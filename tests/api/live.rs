@@ -432,3 +432,75 @@ async fn a_thousand_subscribers_of_one_topic_cost_one_read_and_one_rendering_per
         "one read (one SQL statement)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_completes_every_subscription_then_closes_the_socket() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    let player = app.token("player@demo.padel").await;
+    let date = app.weekday_after(7);
+    let mut socket = acked(&app, &player).await;
+    for id in ["1", "2"] {
+        send(
+            &mut socket,
+            json!({"id": id, "type": "subscribe", "payload": {"query": LIVE, "variables": {"club": "1", "date": date}}}),
+        )
+        .await;
+        assert_eq!(recv(&mut socket).await["type"], "next");
+    }
+    app.stop();
+    let mut completed = Vec::new();
+    for _ in 0..2 {
+        let message = recv(&mut socket).await;
+        assert_eq!(message["type"], "complete", "{message}");
+        completed.push(message["id"].as_str().unwrap().to_string());
+    }
+    completed.sort();
+    assert_eq!(completed, ["1", "2"]);
+    assert_eq!(recv(&mut socket).await, json!({"close": 1001}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bound_refuses_with_its_code() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("BFF__SUBSCRIPTIONS__MAX_CONNECTIONS_PER_USER", "1"),
+            ("BFF__SUBSCRIPTIONS__MAX_PER_CONNECTION", "1"),
+            ("BFF__SUBSCRIPTIONS__MAX_MESSAGES_PER_SECOND", "5"),
+        ],
+    )
+    .await;
+    let player = app.token("player@demo.padel").await;
+    let date = app.weekday_after(8);
+    let subscribe = |id: &str| json!({"id": id, "type": "subscribe", "payload": {"query": LIVE, "variables": {"club": "1", "date": date}}});
+    let mut first = acked(&app, &player).await;
+    // A second socket of the same user: 4429 after its init.
+    let (mut second, _) = connect(&app, "graphql-transport-ws").await;
+    send(
+        &mut second,
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {player}")}}),
+    )
+    .await;
+    assert_eq!(recv(&mut second).await, json!({"close": 4429}));
+    // One subscription per socket: the second is an error coded RATE_LIMITED, the socket stays.
+    send(&mut first, subscribe("a")).await;
+    assert_eq!(recv(&mut first).await["type"], "next");
+    send(&mut first, subscribe("b")).await;
+    let refused = recv(&mut first).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["id"], "b");
+    assert_eq!(refused["payload"][0]["extensions"]["code"], "RATE_LIMITED");
+    // More messages in a second than allowed: 4429.
+    for _ in 0..10 {
+        send(&mut first, json!({"type": "ping"})).await;
+    }
+    let mut closed = None;
+    for _ in 0..12 {
+        let message = recv(&mut first).await;
+        if message.get("close").is_some() {
+            closed = Some(message);
+            break;
+        }
+    }
+    assert_eq!(closed, Some(json!({"close": 4429})));
+}

@@ -27,6 +27,8 @@ use std::{
 use padel_bff::{auth::TokenAuthority, config::Settings};
 use serde_json::{json, Value};
 
+#[path = "load/live.rs"]
+mod live;
 #[path = "load/population.rs"]
 mod population;
 use population::{Mode, Population};
@@ -998,6 +1000,12 @@ fn main() {
             let at = |q: f64| seen[((seen.len() as f64 * q).ceil() as usize).clamp(1, seen.len()) - 1];
             println!("outside write -> visible on replica B: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} writes", at(0.5), at(0.99), at(1.0), seen.len());
             extra.insert("outside write visible on B".into(), json!({"p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0), "writes": seen.len()}));
+        }
+        // Live availability: 1 000 and 10 000 subscribers of one grid over two replicas, bookings
+        // through A; booking -> delivery per subscriber, and gateway CPU per delivered event.
+        if wanted("live") {
+            let first_day = today + chrono::Days::new(55_000 + (tick % 1_000) * 4);
+            extra.insert("live".into(), live::run(&database, &redis, first_day).await);
         }
         // The peer: PostGraphile 5 over the same database (installed from npm into target/peer by
         // benches/peer/postgraphile.sh), driven with the equivalent raw-data query (a club's

@@ -92,10 +92,15 @@ impl Drop for Topic {
     }
 }
 
-/// The running topics of this replica, by key.
+/// The running topics of this replica, by key, and the subscribers' own change feeds.
 #[derive(Default)]
 pub struct Topics {
     running: Mutex<HashMap<String, Weak<Topic>>>,
+    /// Per subscribed user, a feed that ticks when a change concerns that user (`user:U`,
+    /// `all`, everything): one task reads the cache's changes for all of them, so a change
+    /// wakes only the subscribers it concerns.
+    users: Mutex<HashMap<i64, Weak<watch::Sender<()>>>>,
+    users_fed: AtomicBool,
 }
 
 impl Topics {
@@ -118,6 +123,50 @@ impl Topics {
         });
         running.insert(key.to_string(), Arc::downgrade(&topic));
         topic
+    }
+
+    /// The feed of changes concerning `user`; the sender is kept by the subscriber (the feed
+    /// ends with its last one). `true` the first time any feed is asked for: the caller then
+    /// starts the task that calls [`Topics::notify`].
+    pub fn user_feed(&self, user: i64) -> (Arc<watch::Sender<()>>, watch::Receiver<()>, bool) {
+        let first = !self.users_fed.swap(true, Ordering::AcqRel);
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = users.get(&user).and_then(Weak::upgrade) {
+            let receiver = sender.subscribe();
+            return (sender, receiver, first);
+        }
+        users.retain(|_, feed| feed.strong_count() > 0);
+        let (sender, receiver) = watch::channel(());
+        let sender = Arc::new(sender);
+        users.insert(user, Arc::downgrade(&sender));
+        (sender, receiver, first)
+    }
+
+    /// Ticks the feeds a change concerns.
+    pub fn notify(&self, change: &crate::cache::Change) {
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let everyone = match change {
+            crate::cache::Change::Everything => true,
+            crate::cache::Change::Tags(tags) => {
+                tags.iter().any(|t| t == crate::cache::keys::tags::ALL)
+            }
+        };
+        if everyone {
+            for feed in users.values().filter_map(Weak::upgrade) {
+                feed.send_replace(());
+            }
+            return;
+        }
+        if let crate::cache::Change::Tags(tags) = change {
+            for tag in tags.iter() {
+                let user = tag
+                    .strip_prefix("user:")
+                    .and_then(|id| id.parse::<i64>().ok());
+                if let Some(feed) = user.and_then(|id| users.get(&id)).and_then(Weak::upgrade) {
+                    feed.send_replace(());
+                }
+            }
+        }
     }
 
     /// Topics running now.

@@ -185,22 +185,15 @@ impl Connection {
                     return Err(Close(1001, "Going Away"));
                 }
                 Some(event) = outgoing.recv() => {
-                    if let Some(id) = &event.completes {
-                        self.running.remove(id);
+                    // Whatever else is ready goes out in the same write.
+                    let mut batch = vec![event];
+                    while batch.len() < OUTBOX {
+                        match outgoing.try_recv() {
+                            Ok(event) => batch.push(event),
+                            Err(_) => break,
+                        }
                     }
-                    self.send_text(event.text).await?;
-                    if let Some(woke) = event.woke {
-                        let instruments = &self.state.instruments;
-                        instruments
-                            .subscription_delivery
-                            .record(woke.elapsed().as_secs_f64(), &[]);
-                    }
-                    if event.completes.is_none() {
-                        self.state
-                            .instruments
-                            .subscription_events
-                            .add(1, &[opentelemetry::KeyValue::new("outcome", "sent")]);
-                    }
+                    self.write_batch(batch).await?;
                 }
                 message = self.socket.recv() => {
                     let Some(Ok(message)) = message else { return Ok(()) };
@@ -332,7 +325,7 @@ impl Connection {
                             pipeline::Live::Events(stream) => stream,
                             pipeline::Live::Answered(answer, _) => {
                                 let response = pipeline::answer_response(*answer);
-                                let event = pipeline::LiveEvent::Response(response);
+                                let event = pipeline::LiveEvent::Response(Box::new(response));
                                 futures_util::stream::once(async move { event }).boxed()
                             }
                         };
@@ -374,6 +367,40 @@ impl Connection {
 
     async fn send(&mut self, message: Value) -> Result<(), Close> {
         self.send_text(message.to_string()).await
+    }
+
+    /// Writes events with one flush, then records them.
+    async fn write_batch(&mut self, batch: Vec<Outgoing>) -> Result<(), Close> {
+        use futures_util::SinkExt;
+        let mut sent = 0;
+        let mut woke = Vec::new();
+        for event in batch {
+            if let Some(id) = &event.completes {
+                self.running.remove(id);
+            } else {
+                sent += 1;
+            }
+            woke.extend(event.woke);
+            self.socket
+                .feed(Message::Text(event.text.into()))
+                .await
+                .map_err(|_| Close(1011, "send failed"))?;
+        }
+        SinkExt::<Message>::flush(&mut self.socket)
+            .await
+            .map_err(|_| Close(1011, "send failed"))?;
+        let instruments = &self.state.instruments;
+        for at in woke {
+            instruments
+                .subscription_delivery
+                .record(at.elapsed().as_secs_f64(), &[]);
+        }
+        if sent > 0 {
+            instruments
+                .subscription_events
+                .add(sent, &[opentelemetry::KeyValue::new("outcome", "sent")]);
+        }
+        Ok(())
     }
 
     async fn send_text(&mut self, text: String) -> Result<(), Close> {

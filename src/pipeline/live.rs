@@ -17,7 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::{charge_user, prepare, Answer, Caller, Operation};
 use crate::{
-    cache::{keys::tags, Change},
+    cache::Change,
     domain::access::{club_access, decide, ClubAccess, ClubScope, Decision},
     error::ApiError,
     graphql::{
@@ -39,7 +39,7 @@ pub enum Live {
 /// One event for one subscriber.
 pub enum LiveEvent {
     /// A response of this subscriber's own (a refusal, or a personal stream's event).
-    Response(async_graphql::Response),
+    Response(Box<async_graphql::Response>),
     /// A topic's event, rendered once for all its subscribers: the JSON of the response.
     Rendered {
         /// `{"data": …}` (or with `errors`).
@@ -110,14 +110,35 @@ pub async fn subscribe(
         let instruments = state.instruments.clone();
         tokio::spawn(produce(events, notes, sender, instruments)).abort_handle()
     });
+    let user = match caller.credentials {
+        crate::auth::Credentials::User(id) => id,
+        // Anonymous callers are refused at the first delivery; a feed of their own never ticks.
+        _ => 0,
+    };
+    let (user_feed, user_changes, first) = state.topics.user_feed(user);
+    if first {
+        let topics = state.topics.clone();
+        let mut changes = state.cache.changes();
+        tokio::spawn(async move {
+            loop {
+                match changes.recv().await {
+                    Ok(change) => topics.notify(&change),
+                    Err(RecvError::Lagged(_)) => topics.notify(&Change::Everything),
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+    }
     let follower = Follower {
         state: state.clone(),
         caller: caller.clone(),
         events: topic.events.clone(),
-        changes: state.cache.changes(),
+        user_changes,
+        _user_feed: user_feed,
         own: None,
         last_seq: 0,
         club: None,
+        viewer: None,
         root,
         done: false,
         operation: Some((operation, prepared)),
@@ -254,12 +275,16 @@ struct Follower {
     state: AppState,
     caller: Caller,
     events: tokio::sync::watch::Receiver<Option<Arc<TopicEvent>>>,
-    changes: tokio::sync::broadcast::Receiver<Change>,
+    /// Ticks when a change concerns the subscriber (its memberships, everything).
+    user_changes: tokio::sync::watch::Receiver<()>,
+    _user_feed: Arc<tokio::sync::watch::Sender<()>>,
     /// The subscriber's own stream, once the topic turned personal.
     own: Option<BoxStream<'static, async_graphql::Response>>,
     last_seq: u64,
     /// The club the last delivered event read, and the level it needs.
     club: Option<(ClubScope, ClubAccess)>,
+    /// The subscriber's access view, read again whenever a change concerns the subscriber.
+    viewer: Option<crate::domain::access::Viewer>,
     /// The root field's response key and position (for errors made here).
     root: (String, async_graphql::Pos),
     done: bool,
@@ -278,12 +303,8 @@ impl Follower {
             return None;
         }
         if let Some(own) = &mut self.own {
-            return own.next().await.map(LiveEvent::Response);
+            return own.next().await.map(|r| LiveEvent::Response(Box::new(r)));
         }
-        let user = match self.caller.credentials {
-            crate::auth::Credentials::User(id) => Some(tags::user(id)),
-            _ => None,
-        };
         loop {
             tokio::select! {
                 changed = self.events.changed() => {
@@ -301,7 +322,7 @@ impl Follower {
                                 engine_stream(&self.state, &self.caller, &operation, &prepared, context);
                             let first = own.next().await;
                             self.own = Some(own);
-                            return first.map(LiveEvent::Response);
+                            return first.map(|r| LiveEvent::Response(Box::new(r)));
                         }
                         Some(TopicEvent::Rendered { seq, payload, club, woke }) => {
                             let skipped = seq.saturating_sub(self.last_seq + 1);
@@ -313,9 +334,9 @@ impl Follower {
                             }
                             self.last_seq = *seq;
                             self.club = *club;
-                            if let Err(refusal) = allowed(&self.state, &self.caller, self.club, &self.root).await {
+                            if let Err(refusal) = allowed(&self.state, &self.caller, self.club, &self.root, &mut self.viewer).await {
                                 self.done = true;
-                                return Some(LiveEvent::Response(refusal));
+                                return Some(LiveEvent::Response(Box::new(refusal)));
                             }
                             return Some(LiveEvent::Rendered {
                                 payload: payload.clone(),
@@ -324,18 +345,15 @@ impl Follower {
                         }
                     }
                 }
-                change = self.changes.recv() => {
-                    let concerns = match &change {
-                        Ok(Change::Tags(changed)) => changed
-                            .iter()
-                            .any(|t| Some(t) == user.as_ref() || t == tags::ALL),
-                        Ok(Change::Everything) | Err(RecvError::Lagged(_)) => true,
-                        Err(RecvError::Closed) => false,
-                    };
-                    if concerns && self.club.is_some() {
-                        if let Err(refusal) = allowed(&self.state, &self.caller, self.club, &self.root).await {
+                changed = self.user_changes.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    self.viewer = None;
+                    if self.club.is_some() {
+                        if let Err(refusal) = allowed(&self.state, &self.caller, self.club, &self.root, &mut self.viewer).await {
                             self.done = true;
-                            return Some(LiveEvent::Response(refusal));
+                            return Some(LiveEvent::Response(Box::new(refusal)));
                         }
                     }
                 }
@@ -344,28 +362,42 @@ impl Follower {
     }
 }
 
-/// The subscriber may see the club the topic read, at the level it needs (the caller read
-/// again, through the cache); else the error the query would give, at the root field.
+/// The subscriber may see the club the topic read, at the level it needs; else the error the
+/// query would give, at the root field. The subscriber's view is read (through the cache) when
+/// `viewer` holds none: at the first delivery and after a change that concerns the subscriber.
 async fn allowed(
     state: &AppState,
     caller: &Caller,
     club: Option<(ClubScope, ClubAccess)>,
     root: &(String, async_graphql::Pos),
+    viewer: &mut Option<crate::domain::access::Viewer>,
 ) -> Result<(), async_graphql::Response> {
-    let (principal, _) =
-        crate::auth::principal(&state.cache, &state.store, &caller.credentials).await;
-    let error = match principal {
-        Err(error) => error,
-        Ok(principal) => match club {
-            None => return Ok(()),
-            Some((scope, needed)) => match decide(club_access(&principal.viewer, scope), needed) {
+    let error = if viewer.is_none() {
+        let (principal, _) =
+            crate::auth::principal(&state.cache, &state.store, &caller.credentials).await;
+        match principal {
+            Ok(principal) => {
+                *viewer = Some(principal.viewer);
+                None
+            }
+            Err(error) => Some(error),
+        }
+    } else {
+        None
+    };
+    let error = match (error, viewer.as_ref(), club) {
+        (Some(error), _, _) => error,
+        (None, _, None) => return Ok(()),
+        (None, None, Some(_)) => ApiError::not_found("club"),
+        (None, Some(viewer), Some((scope, needed))) => {
+            match decide(club_access(viewer, scope), needed) {
                 Decision::Granted => return Ok(()),
                 Decision::Below => {
                     ApiError::Forbidden("your role in this club does not allow this".into())
                 }
                 Decision::Invisible => ApiError::not_found("club"),
-            },
-        },
+            }
+        }
     };
     let (key, pos) = root;
     let mut error = async_graphql::Error::from(error).into_server_error(*pos);

@@ -1,5 +1,5 @@
 //! `/graphql`, a thin adapter over the request pipeline (`pipeline`; a subscription asked for as
-//! multipart goes to `http::live`): it reads the transport
+//! multipart goes to `http::multipart`): it reads the transport
 //! (the JSON body or the URL, the bearer header, what the edge learned), hands the operations to
 //! the pipeline, and writes its answer as HTTP: the status (429 with `Retry-After` when every
 //! operation was refused by the rate limit), `Cache-Control: private, no-store`, and the SQL
@@ -37,8 +37,8 @@ pub(crate) async fn post_graphql(
     // its whole size each time; the request's own future (cache reads, SQL, the engine) is large.
     Box::pin(async {
         match request.into_inner() {
-            BatchRequest::Single(one) if super::live::multipart_accepted(&headers) => {
-                super::live::multipart(&state, &caller.await, one.into()).await
+            BatchRequest::Single(one) if super::multipart::accepted(&headers) => {
+                super::multipart::answer(&state, &caller.await, one.into()).await
             }
             BatchRequest::Single(one) => {
                 let (answer, tally) = pipeline::run(&state, &caller.await, one.into()).await;

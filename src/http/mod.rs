@@ -10,6 +10,7 @@ mod health;
 mod live;
 mod management;
 mod monitoring;
+mod multipart;
 mod observe;
 mod rest;
 pub mod serve;

@@ -113,7 +113,11 @@ impl Topics {
     ) -> Arc<Topic> {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(topic) = running.get(key).and_then(Weak::upgrade) {
-            return topic;
+            // An ended topic (its last event an error) starts over for a newcomer.
+            let ended = matches!(topic.events.borrow().as_deref(), Some(TopicEvent::Ended));
+            if !ended {
+                return topic;
+            }
         }
         running.retain(|_, topic| topic.strong_count() > 0);
         let (sender, events) = watch::channel(None);

@@ -365,18 +365,6 @@ async fn metric(app: &TestApp, name: &str) -> f64 {
         .sum()
 }
 
-/// Loads of availability from the store (each one SQL statement), from the management API.
-async fn availability_loads(app: &TestApp) -> u64 {
-    let status = app.management("/api/management/cache/status").await;
-    status["kinds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kind"] == "courtAvailability")
-        .map(|k| k["stats"]["misses"].as_u64().unwrap())
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_subscribers_of_one_topic_cost_one_read_and_one_rendering_per_change() {
     let app = spawn_app_with(
@@ -406,7 +394,7 @@ async fn a_thousand_subscribers_of_one_topic_cost_one_read_and_one_rendering_per
         initial.insert(event["id"].as_str().unwrap().to_string());
     }
     let renders = metric(&app, "graphql_server_subscription_renders_total").await;
-    let loads = availability_loads(&app).await;
+    let loads = app.cache_stat("courtAvailability", "misses").await;
     app.graphql(
         Some(&player),
         "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }",
@@ -427,7 +415,7 @@ async fn a_thousand_subscribers_of_one_topic_cost_one_read_and_one_rendering_per
         "one rendering for 1 000 subscribers"
     );
     assert_eq!(
-        availability_loads(&app).await - loads,
+        app.cache_stat("courtAvailability", "misses").await - loads,
         1,
         "one read (one SQL statement)"
     );
@@ -491,8 +479,12 @@ async fn every_bound_refuses_with_its_code() {
     assert_eq!(refused["id"], "b");
     assert_eq!(refused["payload"][0]["extensions"]["code"], "RATE_LIMITED");
     // More messages in a second than allowed: 4429.
+    // The server may close before the last ones are written: a refused write is expected.
     for _ in 0..10 {
-        send(&mut first, json!({"type": "ping"})).await;
+        let ping = Message::Text(json!({"type": "ping"}).to_string().into());
+        if first.send(ping).await.is_err() {
+            break;
+        }
     }
     let mut closed = None;
     for _ in 0..12 {

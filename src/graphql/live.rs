@@ -172,15 +172,4 @@ impl Topics {
             }
         }
     }
-
-    /// Topics running now.
-    pub fn len(&self) -> usize {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.values().filter(|t| t.strong_count() > 0).count()
-    }
-
-    /// Whether none runs.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

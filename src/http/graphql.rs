@@ -172,8 +172,13 @@ fn common_headers(state: &AppState, http: &mut Response, tally: &Tally) {
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-store"),
     );
+    debug_headers(state, http, tally);
+}
+
+/// The SQL counter header, when `server.debug_headers` is on (every HTTP answer of an operation).
+pub(super) fn debug_headers(state: &AppState, http: &mut Response, tally: &Tally) {
     if state.settings.server.debug_headers {
-        headers.insert(
+        http.headers_mut().insert(
             SQL_STATEMENTS_HEADER,
             HeaderValue::from(tally.sql_statements),
         );

@@ -12,7 +12,7 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{ClientIp, RequestId, SQL_STATEMENTS_HEADER};
+use super::{ClientIp, RequestId};
 use crate::{
     error::ErrorCode,
     pipeline::{self, Answer, Caller, Operation, Tally},
@@ -51,8 +51,9 @@ pub(crate) async fn get_bff(
         }
     };
     let data = match answer {
-        Answer::Cached(body) => match stored_data(&body) {
-            Some(data) => data,
+        Answer::Cached(body) => match pipeline::stored_data(&body) {
+            // The stored entry's own bytes: the hit's ETag is the one the miss had.
+            Some(data) => data.get().as_bytes().to_vec(),
             None => return internal(&state, &caller.request_id, &tally),
         },
         Answer::Executed(response) => {
@@ -99,18 +100,6 @@ pub(crate) fn limited(state: &AppState, request_id: &str, tally: &Tally) -> Resp
         request_id,
         tally,
     )
-}
-
-/// The `data` of a stored response (`{"data": …}`, perhaps with `extensions` after it), as the
-/// stored bytes hold it: its ETag is the one the executed answer had.
-fn stored_data(body: &[u8]) -> Option<Vec<u8>> {
-    #[derive(serde::Deserialize)]
-    struct Stored<'a> {
-        #[serde(borrow)]
-        data: &'a serde_json::value::RawValue,
-    }
-    let stored: Stored<'_> = serde_json::from_slice(body).ok()?;
-    Some(stored.data.get().as_bytes().to_vec())
 }
 
 /// The code of a GraphQL error (every error has one once the pipeline finished it).
@@ -169,7 +158,7 @@ fn failure(
         http.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(wait));
     }
-    debug_headers(state, &mut http, tally);
+    super::graphql::debug_headers(state, &mut http, tally);
     http
 }
 
@@ -217,16 +206,7 @@ fn common_headers(state: &AppState, http: &mut Response, etag: &str, tally: &Tal
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-cache"),
     );
-    debug_headers(state, http, tally);
-}
-
-fn debug_headers(state: &AppState, http: &mut Response, tally: &Tally) {
-    if state.settings.server.debug_headers {
-        http.headers_mut().insert(
-            SQL_STATEMENTS_HEADER,
-            HeaderValue::from(tally.sql_statements),
-        );
-    }
+    super::graphql::debug_headers(state, http, tally);
 }
 
 #[cfg(test)]
@@ -253,6 +233,9 @@ mod tests {
     #[test]
     fn a_stored_body_yields_its_data_bytes() {
         let body = br#"{"data":{"a":[1,{"b":null}]},"extensions":{"cache":[]}}"#;
-        assert_eq!(stored_data(body).unwrap(), br#"{"a":[1,{"b":null}]}"#);
+        assert_eq!(
+            pipeline::stored_data(body).unwrap().get(),
+            r#"{"a":[1,{"b":null}]}"#
+        );
     }
 }

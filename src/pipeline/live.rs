@@ -154,19 +154,9 @@ pub async fn subscribe(
     ))
 }
 
-/// A subscriber's request context (the caller's credentials, the date window).
+/// A subscriber's request context, as any operation's.
 fn context(state: &AppState, caller: &Caller) -> RequestContext {
-    RequestContext::with_facts(
-        &state.store,
-        &state.cache,
-        caller.credentials.clone(),
-        Some(state.instruments.clone()),
-        super::new_facts(state),
-    )
-    .with_date_window(crate::domain::period::DateWindow {
-        days_back: state.settings.limits.date_days_back,
-        days_ahead: state.settings.limits.date_days_ahead,
-    })
+    prepare::request_context(state, caller, super::new_facts(state))
 }
 
 /// The engine's stream of a prepared subscription on `context`, each event finished like an
@@ -192,21 +182,8 @@ fn engine_stream(
         .schema
         .execute_stream(request)
         .map(move |mut response| {
-            assign_error_codes(&mut response);
             prepare::complete_answer(&mut response, &document, name.as_deref());
-            for error in &mut response.errors {
-                let internal = error
-                    .extensions
-                    .as_ref()
-                    .and_then(|e| e.get("code"))
-                    .is_some_and(|c| *c == async_graphql::Value::from("INTERNAL_SERVER_ERROR"));
-                if internal {
-                    error
-                        .extensions
-                        .get_or_insert_with(Default::default)
-                        .set("requestId", request_id.as_str());
-                }
-            }
+            super::respond::code_errors(&mut response, &request_id);
             response
         })
         .boxed()
@@ -417,13 +394,11 @@ pub fn answer_response(answer: Answer) -> async_graphql::Response {
 
 /// A stored response's bytes as a response (a query answered from the response cache).
 fn cached_response(body: &[u8]) -> async_graphql::Response {
-    #[derive(serde::Deserialize)]
-    struct Stored {
-        data: async_graphql::Value,
-    }
-    match serde_json::from_slice::<Stored>(body) {
-        Ok(stored) => async_graphql::Response::new(stored.data),
-        Err(_) => async_graphql::Response::from_errors(vec![
+    let data = super::respond::stored_data(body)
+        .and_then(|raw| serde_json::from_str::<async_graphql::Value>(raw.get()).ok());
+    match data {
+        Some(data) => async_graphql::Response::new(data),
+        None => async_graphql::Response::from_errors(vec![
             crate::error::ErrorCode::InternalServerError.server_error("internal error"),
         ]),
     }

@@ -30,6 +30,7 @@ mod respond;
 mod share;
 
 pub use live::{answer_response, subscribe, Live, LiveEvent};
+pub use respond::stored_data;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 

@@ -138,6 +138,25 @@ fn operation_type(kind: OperationType) -> &'static str {
     }
 }
 
+/// The request context of one operation of `caller` (every transport's, subscriptions' too).
+pub(super) fn request_context(
+    state: &AppState,
+    caller: &Caller,
+    facts: Arc<RequestFacts>,
+) -> RequestContext {
+    RequestContext::with_facts(
+        &state.store,
+        &state.cache,
+        caller.credentials.clone(),
+        Some(state.instruments.clone()),
+        facts,
+    )
+    .with_date_window(crate::domain::period::DateWindow {
+        days_back: state.settings.limits.date_days_back,
+        days_ahead: state.settings.limits.date_days_ahead,
+    })
+}
+
 /// Prepares the operation's document, charges the mutation bucket when it holds a mutation,
 /// notes which operation runs, and executes it on the schema inside the operation span.
 pub(super) async fn prepare_and_execute(
@@ -146,17 +165,7 @@ pub(super) async fn prepare_and_execute(
     facts: &Arc<RequestFacts>,
     operation: Operation,
 ) -> async_graphql::Response {
-    let context = RequestContext::with_facts(
-        &state.store,
-        &state.cache,
-        caller.credentials.clone(),
-        Some(state.instruments.clone()),
-        facts.clone(),
-    )
-    .with_date_window(crate::domain::period::DateWindow {
-        days_back: state.settings.limits.date_days_back,
-        days_ahead: state.settings.limits.date_days_ahead,
-    });
+    let context = request_context(state, caller, facts.clone());
     let prepared = match prepare_document(state, &operation.query) {
         Ok(prepared) => prepared,
         Err(error) => return async_graphql::Response::from_errors(vec![error]),

@@ -220,6 +220,19 @@ fn store(
         .response_put(key, &facts.recording, stored, epoch);
 }
 
+/// The `data` of a stored response's body ([`cached_body`]'s format), as the stored bytes hold
+/// it: what the BFF URLs hash for their `ETag` and the live transports answer a query with.
+pub fn stored_data(body: &[u8]) -> Option<&serde_json::value::RawValue> {
+    #[derive(serde::Deserialize)]
+    struct Stored<'a> {
+        #[serde(borrow)]
+        data: &'a serde_json::value::RawValue,
+    }
+    serde_json::from_slice::<Stored<'_>>(body)
+        .ok()
+        .map(|stored| stored.data)
+}
+
 /// `{"data": …}` around the stored bytes, with `extensions.cache` where responses show it.
 fn cached_body(data: &[u8], kinds: &[String], show_cache: bool) -> bytes::Bytes {
     let mut body = Vec::with_capacity(data.len() + 64 + 40 * kinds.len());
@@ -238,13 +251,11 @@ fn cached_body(data: &[u8], kinds: &[String], show_cache: bool) -> bytes::Bytes 
     body.into()
 }
 
-/// Finishes an executed answer: every error gets its code, internal errors the request id, and
-/// development and superusers see `extensions.cache`. Returns the errors' codes.
-pub(super) fn finish_response(
-    state: &AppState,
-    facts: &RequestFacts,
-    caller: &Caller,
+/// Every error of an answer gets its code, and internal errors the request id (the only lead a
+/// client has to the logs). Returns the errors' codes.
+pub(super) fn code_errors(
     response: &mut async_graphql::Response,
+    request_id: &str,
 ) -> Vec<&'static str> {
     assign_error_codes(response);
     let codes: Vec<&'static str> = response.errors.iter().map(observe::error_code).collect();
@@ -253,9 +264,21 @@ pub(super) fn finish_response(
             error
                 .extensions
                 .get_or_insert_with(Default::default)
-                .set("requestId", caller.request_id.as_str());
+                .set("requestId", request_id);
         }
     }
+    codes
+}
+
+/// Finishes an executed answer: every error gets its code, internal errors the request id, and
+/// development and superusers see `extensions.cache`. Returns the errors' codes.
+pub(super) fn finish_response(
+    state: &AppState,
+    facts: &RequestFacts,
+    caller: &Caller,
+    response: &mut async_graphql::Response,
+) -> Vec<&'static str> {
+    let codes = code_errors(response, &caller.request_id);
     if state.settings.profile == Profile::Development || facts.is_superuser() {
         let outcomes = facts
             .cache_outcomes()

@@ -161,10 +161,9 @@ struct Param {
 impl Endpoint {
     /// The operation the document holds.
     fn operation(&self) -> &OperationDefinition {
-        match &self.document.operations {
-            DocumentOperations::Single(op) => &op.node,
-            DocumentOperations::Multiple(ops) => &ops.values().next().expect("one operation").node,
-        }
+        &crate::graphql::chosen_operation(&self.document, None)
+            .expect("resolve checked there is one operation")
+            .node
     }
 }
 
@@ -202,11 +201,8 @@ pub fn is_route(path: &str) -> bool {
 /// Parses a route's document and types its parameters by the variables they set.
 fn resolve(route: &'static Route, types: &SchemaTypes) -> Result<Endpoint, String> {
     let document = async_graphql::parser::parse_query(route.document).map_err(|e| e.to_string())?;
-    let operation = match &document.operations {
-        DocumentOperations::Single(op) => op,
-        DocumentOperations::Multiple(ops) if ops.len() == 1 => ops.values().next().expect("one"),
-        DocumentOperations::Multiple(_) => return Err("holds more than one operation".into()),
-    };
+    let operation = crate::graphql::chosen_operation(&document, None)
+        .ok_or("the document must hold exactly one operation")?;
     let operation_name = match &document.operations {
         DocumentOperations::Multiple(ops) => ops.keys().next().map(|n| n.to_string()),
         DocumentOperations::Single(_) => None,

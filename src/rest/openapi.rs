@@ -261,13 +261,13 @@ fn selection_schema(
         let schema = if name == "__typename" {
             json!({ "type": "string", "const": parent })
         } else {
-            let declared = types
-                .field_type(parent, name)
+            let definition = types
+                .field(parent, name)
                 .unwrap_or_else(|| panic!("{parent}.{name} is not in the schema"));
             let subsets: Vec<&SelectionSet> = same.iter().map(|f| &f.selection_set.node).collect();
-            let mut schema = output_schema(document, types, declared, &subsets);
-            if let Some(description) = types.field_description(parent, name) {
-                schema = with_description(schema, description);
+            let mut schema = output_schema(document, types, &definition.ty.node, &subsets);
+            if let Some(description) = &definition.description {
+                schema = with_description(schema, &description.node);
             }
             schema
         };

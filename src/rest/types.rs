@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_graphql::parser::types::{
-    BaseType, Type, TypeDefinition, TypeKind, TypeSystemDefinition,
+    BaseType, FieldDefinition, Type, TypeDefinition, TypeKind, TypeSystemDefinition,
 };
 
 /// The SDL's type definitions by name.
@@ -55,29 +55,14 @@ impl SchemaTypes {
         self.types.get(name)
     }
 
-    /// The declared type of `object.field`.
-    pub(super) fn field_type(&self, object: &str, field: &str) -> Option<&Type> {
+    /// The definition of `object.field`.
+    pub(super) fn field(&self, object: &str, field: &str) -> Option<&FieldDefinition> {
         match &self.get(object)?.kind {
             TypeKind::Object(o) => o
                 .fields
                 .iter()
                 .find(|f| f.node.name.node.as_str() == field)
-                .map(|f| &f.node.ty.node),
-            _ => None,
-        }
-    }
-
-    /// The description of `object.field` in the SDL.
-    pub(super) fn field_description(&self, object: &str, field: &str) -> Option<&str> {
-        match &self.get(object)?.kind {
-            TypeKind::Object(o) => o
-                .fields
-                .iter()
-                .find(|f| f.node.name.node.as_str() == field)?
-                .node
-                .description
-                .as_ref()
-                .map(|d| d.node.as_str()),
+                .map(|f| &f.node),
             _ => None,
         }
     }

@@ -6,25 +6,12 @@
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, Backend, TestApp};
+use crate::helpers::{spawn_app_with, Backend, TestApp, DEMO_USERS};
 use crate::on_both_backends;
 
 const AUTH: &str = include_str!("../../config/rest/auth_context.graphql");
 const ANALYTICS: &str = include_str!("../../config/rest/club_analytics.graphql");
 const BULK: &str = include_str!("../../config/rest/availability_bulk.graphql");
-
-const USERS: [&str; 10] = [
-    "admin@demo.padel",
-    "owner@demo.padel",
-    "orgadmin@demo.padel",
-    "manager@demo.padel",
-    "staff@demo.padel",
-    "player@demo.padel",
-    "member@demo.padel",
-    "owner2@demo.padel",
-    "manager2@demo.padel",
-    "player2@demo.padel",
-];
 
 /// The platform's mapping of codes to statuses.
 fn status_of(code: &str) -> u16 {
@@ -126,7 +113,7 @@ on_both_backends!(bff_urls_answer_what_graphql_answers_for_every_role, |app| {
     let far = app.weekday_after(900);
     let mut statuses = std::collections::BTreeSet::new();
     let mut callers: Vec<Option<String>> = vec![None];
-    for user in USERS {
+    for user in DEMO_USERS {
         callers.push(Some(app.token(user).await));
     }
     for token in &callers {
@@ -246,12 +233,12 @@ on_both_backends!(etags_revalidate_with_304_until_the_answer_changes, |app| {
     assert_eq!(first[header::CACHE_CONTROL], "private, no-cache");
     // The repeat is a whole-response cache hit (no SQL, the response kind's hits move), and its
     // tag, computed from the stored entry's bytes, is the same.
-    let hits = response_hits(&app).await;
+    let hits = app.cache_stat("response", "l1Hits").await;
     let (_, again, _) = get(&app, &url, Some(&player), None).await;
     assert_eq!(again[header::ETAG].to_str().unwrap(), tag);
     assert_eq!(again["x-sql-statements"], "0");
     assert_eq!(
-        response_hits(&app).await,
+        app.cache_stat("response", "l1Hits").await,
         hits + 1,
         "served from the response cache"
     );
@@ -289,18 +276,6 @@ on_both_backends!(etags_revalidate_with_304_until_the_answer_changes, |app| {
     };
     assert!(free(&body) < free(&first_body), "{body}");
 });
-
-/// Hits of the whole-response cache, from the management API.
-async fn response_hits(app: &TestApp) -> u64 {
-    let status = app.management("/api/management/cache/status").await;
-    status["kinds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kind"] == "response")
-        .map(|k| k["stats"]["l1Hits"].as_u64().unwrap())
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_method_is_405_with_allow() {

@@ -7,20 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, slot_free, spawn_app, Backend, TestApp};
-
-const USERS: [&str; 10] = [
-    "admin@demo.padel",
-    "owner@demo.padel",
-    "orgadmin@demo.padel",
-    "manager@demo.padel",
-    "staff@demo.padel",
-    "player@demo.padel",
-    "member@demo.padel",
-    "owner2@demo.padel",
-    "manager2@demo.padel",
-    "player2@demo.padel",
-];
+use crate::helpers::{eventually, slot_free, spawn_app, Backend, TestApp, DEMO_USERS};
 
 /// A small deterministic generator (the test must replay the same documents on failure).
 struct Lcg(u64);
@@ -313,7 +300,7 @@ async fn shared_answers_are_byte_identical_to_the_executor_for_every_role() {
         .replica(&[("BFF__CACHE__SHARED_ANSWERS", "false")])
         .await;
     let mut tokens = Vec::new();
-    for user in USERS {
+    for user in DEMO_USERS {
         tokens.push(shared.token(user).await);
     }
     // Clubs of both organizations, and one that does not exist.
@@ -334,9 +321,9 @@ async fn shared_answers_are_byte_identical_to_the_executor_for_every_role() {
         let (query, variables) = document(&mut rng, &clubs, &dates);
         // A different first caller each time: managers, players and strangers all fill and
         // all read what others filled.
-        let offset = rng.below(USERS.len());
-        for n in 0..USERS.len() {
-            let who = (offset + n) % USERS.len();
+        let offset = rng.below(DEMO_USERS.len());
+        for n in 0..DEMO_USERS.len() {
+            let who = (offset + n) % DEMO_USERS.len();
             let token = &tokens[who];
             let variables = with_flag(&query, &variables, n / 4);
             let one = raw(&shared, token, &query, &variables).await;
@@ -345,7 +332,7 @@ async fn shared_answers_are_byte_identical_to_the_executor_for_every_role() {
                 data_and_errors(&one),
                 data_and_errors(&other),
                 "document {i} as {}:\n{query}\n{variables}\nshared: {one}\nexecutor: {other}",
-                USERS[who]
+                DEMO_USERS[who]
             );
             compared += 1;
         }

@@ -48,6 +48,20 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Every demo user (`seed --scale demo`): every role, both organizations.
+pub const DEMO_USERS: [&str; 10] = [
+    "admin@demo.padel",
+    "owner@demo.padel",
+    "orgadmin@demo.padel",
+    "manager@demo.padel",
+    "staff@demo.padel",
+    "player@demo.padel",
+    "member@demo.padel",
+    "owner2@demo.padel",
+    "manager2@demo.padel",
+    "player2@demo.padel",
+];
+
 /// Raw access to the test database, for arranging state and recomputing expectations.
 pub enum RawDb {
     Postgres(PgPool),
@@ -348,6 +362,19 @@ impl TestApp {
             date = date.succ_opt().unwrap();
         }
         date.to_string()
+    }
+
+    /// One counter of a cache kind's statistics (`/api/management/cache/status`), e.g.
+    /// `("response", "l1Hits")` or `("courtAvailability", "misses")`.
+    pub async fn cache_stat(&self, kind: &str, stat: &str) -> u64 {
+        let status = self.management("/api/management/cache/status").await;
+        status["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kind"] == kind)
+            .and_then(|k| k["stats"][stat].as_u64())
+            .unwrap_or_else(|| panic!("no {kind}.{stat} in {status}"))
     }
 
     /// A user's id by email.

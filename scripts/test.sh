@@ -6,7 +6,10 @@
 # processes. When nothing answers on 5432 / 6379, or redis-server is missing, this script installs
 # (Debian/apt) and starts what is needed, so a fresh machine with only the Rust toolchain works.
 # python3 with venv is installed the same way when missing (the fuzz test puts schemathesis, from
-# PyPI, into a virtualenv under target/).
+# PyPI, into a virtualenv under target/). The monitoring page's browser test needs Debian's
+# chromium and Node.js with npm (playwright-core, from npm, goes into tests/browser/node_modules;
+# no browser is ever downloaded); the packaging tests need Debian's prometheus (promtool and a
+# real Prometheus). All are installed the same way when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,8 +68,32 @@ ensure_python() {
     fi
 }
 
+ensure_browser() {
+    local missing=()
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]} (the monitoring page's browser test)"
+        apt_install "${missing[@]}"
+    fi
+    if [ ! -d tests/browser/node_modules/playwright-core ]; then
+        log "installing playwright-core into tests/browser (npm ci; no browser download)"
+        (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+    fi
+}
+
+ensure_prometheus() {
+    if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+        log "installing prometheus (promtool and a real Prometheus for the packaging tests)"
+        apt_install prometheus
+    fi
+}
+
 ensure_postgres
 ensure_redis
 ensure_python
+ensure_browser
+ensure_prometheus
 log "Postgres for tests: ${TEST_DATABASE_URL%%@*}@…"
 cargo test --locked --all-targets "$@"

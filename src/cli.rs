@@ -1,4 +1,5 @@
-//! Command line: `serve` (default), `migrate`, `seed`, `schema`, `openapi`, `token`.
+//! Command line: `serve` (default), `migrate`, `seed`, `schema`, `openapi`, `token`, `doctor`,
+//! `healthcheck`.
 
 use std::time::Duration;
 
@@ -43,11 +44,33 @@ enum Command {
         /// The day reservations are placed around, YYYY-MM-DD (default: today, UTC).
         #[arg(long)]
         today: Option<chrono::NaiveDate>,
+        /// Do nothing (and succeed) when the database already holds data: a seed step that can
+        /// run on every deploy (compose.yaml).
+        #[arg(long, conflicts_with = "reset")]
+        if_empty: bool,
     },
     /// Print the GraphQL schema (SDL).
     Schema,
     /// Print the OpenAPI document of the platform's BFF URLs (`openapi.json`).
     Openapi,
+    /// Check the deployment with this configuration: database, migrations, indexes, Redis, the
+    /// invalidation channel, the OTLP endpoint, JWT, rate-limit and CORS settings, clock skew.
+    /// Prints a table; exits 1 when a check fails.
+    Doctor {
+        /// Warnings fail too.
+        #[arg(long)]
+        strict: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 0 when the gateway answers GET /healthz with 200 (the container's HEALTHCHECK; no
+    /// curl needed in the image).
+    Healthcheck {
+        /// The URL to ask (default: /healthz on the configured listen port, on 127.0.0.1).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Print a signed bearer token for a user.
     Token {
         /// The user's email.
@@ -75,9 +98,14 @@ impl Cli {
                 seed,
                 reset,
                 today,
+                if_empty,
             } => {
                 let store = Store::connect(&settings).await?;
                 store.migrate().await?;
+                if if_empty && !store.is_empty().await? {
+                    println!("the database already holds data: nothing seeded (--if-empty)");
+                    return Ok(());
+                }
                 if !store.is_empty().await? {
                     anyhow::ensure!(
                         reset,
@@ -102,6 +130,25 @@ impl Cli {
             Command::Openapi => {
                 print!("{}", crate::rest::openapi::json());
                 Ok(())
+            }
+            Command::Doctor { strict, json } => {
+                let checks = crate::doctor::run(&settings).await;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&checks)?);
+                } else {
+                    print!("{}", crate::doctor::table(&checks));
+                }
+                std::process::exit(crate::doctor::exit_code(&checks, strict));
+            }
+            Command::Healthcheck { url } => {
+                let port = settings.server.listen.port();
+                let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{port}/healthz"));
+                match crate::doctor::http_get_status(&url, std::time::Duration::from_secs(3)).await
+                {
+                    Ok(200) => Ok(()),
+                    Ok(status) => anyhow::bail!("{url} answered {status}"),
+                    Err(error) => anyhow::bail!("{url}: {error}"),
+                }
             }
             Command::Token { user, ttl } => {
                 let store = Store::connect(&settings).await?;

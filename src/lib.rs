@@ -7,7 +7,9 @@
 //! fails on an import cycle between these modules.
 //!
 //! Modules, one line each:
-//! - [`cli`]: the command line (`serve`, `migrate`, `seed`, `schema`, `token`).
+//! - [`cli`]: the command line (`serve`, `migrate`, `seed`, `schema`, `openapi`, `token`, `doctor`,
+//!   `healthcheck`).
+//! - [`doctor`]: the deployment checklist `padel-bff doctor` runs against the configured set-up.
 //! - [`config`]: typed, layered settings (file → profile file → environment).
 //! - [`startup`]: builds the [`startup::Application`] (database, cache, schema, listener) and serves it.
 //! - [`state`]: the one shared state every handler gets.
@@ -45,6 +47,7 @@ pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod graphql;

@@ -129,7 +129,12 @@ impl Application {
             documents: Default::default(),
             instruments,
             registry,
-            monitoring: Arc::new(Monitoring::default()),
+            monitoring: Arc::new(Monitoring::new(
+                &crate::error::ErrorCode::ALL.map(|c| c.as_str()),
+            )),
+            alerts: Arc::new(crate::telemetry::alerts::Alerts::new(
+                settings.telemetry.alert_history,
+            )),
             safelist,
             rate_limiter: Arc::new(crate::ratelimit::RateLimiter::new(
                 &settings.rate_limit,
@@ -181,6 +186,7 @@ impl Application {
             max_connections: self.state.settings.server.max_connections,
         };
         let live = self.state.clone();
+        tokio::spawn(crate::http::evaluate_alerts_every(self.state.clone()));
         let router = crate::http::router(self.state);
         let serve = crate::http::serve::serve(self.listener, router, limits, {
             let stop = stop.clone();

@@ -8,7 +8,7 @@ use crate::{
     config::Settings,
     graphql::BffSchema,
     store::Store,
-    telemetry::{metrics::Instruments, monitoring::Monitoring},
+    telemetry::{alerts::Alerts, metrics::Instruments, monitoring::Monitoring},
 };
 
 /// The one shared state, behind one `Arc`: axum clones it for every handler and every
@@ -65,6 +65,8 @@ pub struct Shared {
     pub connections: Arc<crate::ratelimit::Connections>,
     /// Per-operation statistics for the monitoring API.
     pub monitoring: Arc<Monitoring>,
+    /// The alert history of the monitoring page.
+    pub alerts: Arc<Alerts>,
     /// The demo owner's id when running on demo data in development (GraphiQL pre-fills a token).
     pub demo_owner_id: Option<i64>,
 }

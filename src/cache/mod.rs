@@ -27,6 +27,7 @@ mod generations;
 pub mod keys;
 mod metrics;
 mod redis_tier;
+pub use redis_tier::{diagnose as diagnose_redis, RedisDiagnosis};
 pub mod response;
 mod shared;
 mod walk;

@@ -98,6 +98,11 @@ pub struct TelemetrySettings {
     /// Threshold for `courtAvailability`.
     #[serde(deserialize_with = "duration")]
     pub slow_court_availability: Duration,
+    /// How often the alert rules of the monitoring page are evaluated.
+    #[serde(deserialize_with = "duration")]
+    pub alert_interval: Duration,
+    /// Alerts the history keeps at most (the oldest ended ones are dropped first).
+    pub alert_history: usize,
 }
 
 impl TelemetrySettings {

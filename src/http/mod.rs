@@ -10,6 +10,8 @@ mod health;
 mod live;
 mod management;
 mod monitoring;
+mod monitoring_page;
+pub(crate) use monitoring::evaluate_alerts_every;
 mod multipart;
 mod observe;
 mod rest;
@@ -115,6 +117,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/bff/monitoring/summary", get(monitoring::summary))
         .route("/api/bff/monitoring/reset", post(monitoring::reset))
         .route("/api/bff/monitoring/health", get(monitoring::health))
+        .route("/api/bff/monitoring/trends", get(monitoring::trends))
+        .route("/api/bff/monitoring/slowest", get(monitoring::slowest))
+        .route("/api/bff/monitoring/alerts", get(monitoring::alerts))
+        .route("/monitoring", get(monitoring_page::page))
         .layer(CatchPanicLayer::custom(observe::panic_response))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1,5 +1,6 @@
-//! The monitoring API: per-operation statistics, a summary, reset, health, and a performance
-//! score with recommendations. Superusers only, except health.
+//! The monitoring API: per-operation statistics, a summary, reset, health, a performance score
+//! with recommendations, per-minute trends, the slowest recent requests and the alert history
+//! (with its rules). Superusers only, except health.
 
 use axum::{
     extract::{Query, State},
@@ -11,7 +12,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::superuser::require_superuser;
-use crate::{config::TelemetrySettings, state::AppState, telemetry::monitoring::OperationSnapshot};
+use crate::{
+    config::TelemetrySettings,
+    state::AppState,
+    telemetry::{
+        alerts::Breach,
+        monitoring::{OperationSnapshot, WindowStats},
+    },
+};
 
 /// `?operation=NAME`.
 #[derive(Debug, Deserialize)]
@@ -38,6 +46,7 @@ struct Totals {
     error_rate: f64,
     cache_hit_rate: Option<f64>,
     avg_ms: f64,
+    sql_per_request: f64,
 }
 
 fn totals(operations: &[OperationSnapshot]) -> Totals {
@@ -51,6 +60,10 @@ fn totals(operations: &[OperationSnapshot]) -> Totals {
             None => (h, l),
         });
     let total_ms: f64 = operations.iter().map(|o| o.avg_ms * o.count as f64).sum();
+    let total_sql: f64 = operations
+        .iter()
+        .map(|o| o.sql_statements_per_request * o.count as f64)
+        .sum();
     Totals {
         count,
         errors,
@@ -64,6 +77,11 @@ fn totals(operations: &[OperationSnapshot]) -> Totals {
             0.0
         } else {
             total_ms / count as f64
+        },
+        sql_per_request: if count == 0 {
+            0.0
+        } else {
+            total_sql / count as f64
         },
     }
 }
@@ -86,6 +104,8 @@ pub(crate) async fn summary(State(state): State<AppState>, headers: HeaderMap) -
         "errorRate": t.error_rate,
         "avgMs": t.avg_ms,
         "cacheHitRate": t.cache_hit_rate,
+        "sqlStatementsPerRequest": t.sql_per_request,
+        "errorsByCode": state.monitoring.errors_by_code(),
         "operations": operations.len(),
         "topOperations": top,
     }))
@@ -218,4 +238,176 @@ pub(crate) async fn performance(State(state): State<AppState>, headers: HeaderMa
         redis_degraded,
     ))
     .into_response()
+}
+
+/// `?operation=NAME`: one operation's trend only.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TrendsQuery {
+    operation: Option<String>,
+}
+
+/// GET /api/bff/monitoring/trends: per-minute aggregates of the last 60 minutes, `all`
+/// operations merged first, then each operation that had requests (oldest minute first).
+pub(crate) async fn trends(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<TrendsQuery>,
+) -> Response {
+    if let Err(denied) = require_superuser(&state, &headers).await {
+        return denied;
+    }
+    Json(json!({
+        "intervalSeconds": 60,
+        "minutes": crate::telemetry::monitoring::MINUTES,
+        "trends": state.monitoring.trends(query.operation.as_deref()),
+    }))
+    .into_response()
+}
+
+/// `?limit=N` (1–100, default 20).
+#[derive(Debug, Deserialize)]
+pub(crate) struct SlowestQuery {
+    limit: Option<usize>,
+}
+
+/// GET /api/bff/monitoring/slowest: the slowest requests of the last hour (the 10 slowest of
+/// each minute are kept), slowest first, with their request and trace ids.
+pub(crate) async fn slowest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<SlowestQuery>,
+) -> Response {
+    if let Err(denied) = require_superuser(&state, &headers).await {
+        return denied;
+    }
+    let limit = query.limit.unwrap_or(20).clamp(1, 100);
+    Json(json!({ "requests": state.monitoring.slowest(limit) })).into_response()
+}
+
+/// GET /api/bff/monitoring/alerts: the alert history, newest first (the rules are evaluated
+/// first, so it is current).
+pub(crate) async fn alerts(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = require_superuser(&state, &headers).await {
+        return denied;
+    }
+    evaluate_alerts(&state);
+    let history = state.alerts.history();
+    let active = history.iter().filter(|a| a.active).count();
+    Json(json!({
+        "active": active,
+        "capacity": state.settings.telemetry.alert_history,
+        "alerts": history,
+    }))
+    .into_response()
+}
+
+/// Minutes the alert rules look back over (the current one and the one before).
+const ALERT_WINDOW_MINUTES: u64 = 2;
+/// Requests (or cache lookups) a window needs before a rate says anything.
+const ALERT_MIN_REQUESTS: u64 = 20;
+/// An operation needs this many requests in the window before its p95 counts.
+const ALERT_MIN_OPERATION_REQUESTS: u64 = 5;
+
+/// The alert rules (docs/operations.md): what breaches now, over the last two minutes.
+pub(crate) fn breaches(
+    window: &[WindowStats],
+    settings: &TelemetrySettings,
+    redis: Option<Result<(), String>>,
+) -> Vec<Breach> {
+    let mut out = Vec::new();
+    for op in window
+        .iter()
+        .filter(|o| o.count >= ALERT_MIN_OPERATION_REQUESTS)
+    {
+        let limit = settings
+            .slow_threshold([op.operation.as_str()])
+            .as_secs_f64()
+            * 1000.0;
+        if op.p95_ms > limit {
+            out.push(Breach {
+                rule: "slow_operation",
+                subject: op.operation.clone(),
+                value: op.p95_ms,
+                threshold: limit,
+                lower_is_worse: false,
+                detail: format!(
+                    "p95 {:.1} ms over {} requests is above the {limit:.0} ms threshold",
+                    op.p95_ms, op.count
+                ),
+            });
+        }
+    }
+    let count: u64 = window.iter().map(|o| o.count).sum();
+    let errors: u64 = window.iter().map(|o| o.errors).sum();
+    if count >= ALERT_MIN_REQUESTS && errors as f64 / count as f64 > 0.05 {
+        let rate = errors as f64 / count as f64;
+        out.push(Breach {
+            rule: "error_rate",
+            subject: "all".into(),
+            value: rate,
+            threshold: 0.05,
+            lower_is_worse: false,
+            detail: format!(
+                "{errors} of {count} requests failed ({:.1} %, above 5 %)",
+                rate * 100.0
+            ),
+        });
+    }
+    let lookups: u64 = window.iter().map(|o| o.cache_lookups).sum();
+    let hits: u64 = window.iter().map(|o| o.cache_hits).sum();
+    if lookups >= ALERT_MIN_REQUESTS && (hits as f64 / lookups as f64) < 0.8 {
+        let rate = hits as f64 / lookups as f64;
+        out.push(Breach {
+            rule: "cache_hit_rate",
+            subject: "all".into(),
+            value: rate,
+            threshold: 0.8,
+            lower_is_worse: true,
+            detail: format!(
+                "{hits} of {lookups} cache lookups hit ({:.1} %, below 80 %)",
+                rate * 100.0
+            ),
+        });
+    }
+    if let Some(Err(reason)) = redis {
+        out.push(Breach {
+            rule: "redis_degraded",
+            subject: "redis".into(),
+            value: 1.0,
+            threshold: 0.0,
+            lower_is_worse: false,
+            detail: reason,
+        });
+    }
+    out
+}
+
+/// Evaluates the alert rules once and records the result in the history.
+pub(crate) fn evaluate_alerts(state: &AppState) {
+    let window = state.monitoring.window(ALERT_WINDOW_MINUTES);
+    let found = breaches(
+        &window,
+        &state.settings.telemetry,
+        state.cache.redis_health(),
+    );
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    state.alerts.observe(&found, &now);
+}
+
+/// The alert rules every `telemetry.alert_interval`, until shutdown.
+pub(crate) async fn evaluate_alerts_every(state: AppState) {
+    let every = state
+        .settings
+        .telemetry
+        .alert_interval
+        .max(std::time::Duration::from_millis(100));
+    let mut shutdown = state.shutdown.subscribe();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => evaluate_alerts(&state),
+            _ = shutdown.changed() => return,
+        }
+    }
 }

@@ -16,7 +16,7 @@ use rand::Rng;
 use tracing::{field::Empty, Instrument};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::{state::AppState, telemetry};
+use crate::{state::AppState, telemetry, telemetry::monitoring::SlowRequest};
 
 /// Header with the request id, read and echoed.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -79,7 +79,12 @@ const ROUTES: &[&str] = &[
     "/api/bff/monitoring/summary",
     "/api/bff/monitoring/reset",
     "/api/bff/monitoring/health",
+    "/api/bff/monitoring/trends",
+    "/api/bff/monitoring/slowest",
+    "/api/bff/monitoring/alerts",
     "/api/openapi.json",
+    "/graphql/ws",
+    "/monitoring",
 ];
 
 struct HeaderExtractor<'a>(&'a HeaderMap);
@@ -261,8 +266,25 @@ pub(crate) async fn observe(
             );
         }
     }
+    let elapsed = started.elapsed();
+    // The slowest recent requests (the monitoring page): GraphQL, the BFF URLs and the
+    // management actions; not probes, scrapes, the reads the page polls, or websocket upgrades.
+    let polled = route.contains("/cache/status") || route.contains("/performance");
+    if route == "/graphql"
+        || (route.starts_with("/api/management") && !polled)
+        || crate::rest::is_route(route)
+    {
+        state.monitoring.offer_slow(elapsed, || SlowRequest {
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            operation: trace.operation().unwrap_or(route).to_string(),
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            status: status.as_u16(),
+            request_id: request_id.clone(),
+            trace_id: trace_id.clone(),
+        });
+    }
     state.instruments.http_duration.record(
-        started.elapsed().as_secs_f64(),
+        elapsed.as_secs_f64(),
         &[
             KeyValue::new("http.request.method", method),
             KeyValue::new("http.route", route),

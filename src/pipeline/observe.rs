@@ -123,6 +123,8 @@ pub(super) fn record(
             cache_hits: hits as u64,
             sql_statements: u64::from(facts.sql_statements()),
             n_plus_one: n_plus_one.len() as u64,
+            codes,
         },
     );
+    crate::telemetry::sampling::note_operation(&operation);
 }

@@ -81,6 +81,7 @@ mod dashboard;
 mod directory;
 pub mod indexes;
 mod migrate;
+pub use migrate::MigrationStatus;
 mod models;
 mod observed;
 mod outbox;

@@ -244,7 +244,8 @@ fn observe(
     let breaker = cache;
     meter
         .u64_observable_gauge("bff.cache.redis.breaker.open")
-        .with_unit("1")
+        // An annotation, not "1": the Prometheus exporter would add `_ratio` to the name.
+        .with_unit("{state}")
         .with_description("1 while Redis is skipped (breaker open or channel down), else 0")
         .with_callback(move |observer| {
             observer.observe(u64::from(breaker.redis_skipped()), &[]);

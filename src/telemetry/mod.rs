@@ -2,6 +2,7 @@
 //! OpenTelemetry traces and metrics (the OTLP exporters are in `otel`), bounded metric labels,
 //! and the in-process statistics behind the monitoring API. It depends on nothing but `config`.
 
+pub mod alerts;
 pub mod labels;
 pub mod metrics;
 pub mod monitoring;
@@ -21,6 +22,15 @@ use crate::config::{LogFormat, LogSettings, Settings};
 /// The root sampler and the tracer unsampled-but-kept requests are exported with.
 static SAMPLER: std::sync::OnceLock<(sampling::Sampler, opentelemetry_sdk::trace::SdkTracer)> =
     std::sync::OnceLock::new();
+
+/// The OTLP endpoint traces go to (the standard variables first, then the config), if any
+/// (`padel-bff doctor` probes it).
+pub fn otlp_endpoint(settings: &crate::config::TelemetrySettings) -> Option<String> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .or_else(|| (!settings.otlp_endpoint.is_empty()).then(|| settings.otlp_endpoint.clone()))
+}
 
 /// Whether a new request is traced (`parent`: the caller's sampled flag); false when nothing
 /// is exported.

@@ -99,6 +99,8 @@ pub struct RequestTrace {
     sampled: bool,
     keep: AtomicBool,
     reason: std::sync::Mutex<Option<(String, String)>>,
+    /// The request's (first) GraphQL operation key, for the slowest-requests list.
+    operation: std::sync::OnceLock<String>,
 }
 
 impl RequestTrace {
@@ -108,6 +110,7 @@ impl RequestTrace {
             sampled,
             keep: AtomicBool::new(false),
             reason: std::sync::Mutex::new(None),
+            operation: std::sync::OnceLock::new(),
         })
     }
 
@@ -119,6 +122,11 @@ impl RequestTrace {
     /// Whether it must be exported although unsampled (an error or a slow operation).
     pub fn kept(&self) -> bool {
         self.keep.load(Ordering::Relaxed)
+    }
+
+    /// The (first) GraphQL operation the request ran, once observed.
+    pub fn operation(&self) -> Option<&str> {
+        self.operation.get().map(String::as_str)
     }
 
     /// The operation and the reason it was kept (error codes, or "slow"), once kept.
@@ -144,6 +152,15 @@ pub fn sync_scoped<R>(trace: Arc<RequestTrace>, f: impl FnOnce() -> R) -> R {
 /// Whether the current task serves a sampled request; `None` outside any request.
 pub fn in_sampled_request() -> Option<bool> {
     TRACE.try_with(|t| t.sampled).ok()
+}
+
+/// Notes the GraphQL operation the current request ran (its first, for a batch).
+pub fn note_operation(operation: &str) {
+    let _ = TRACE.try_with(|t| {
+        if t.operation.get().is_none() {
+            let _ = t.operation.set(operation.to_string());
+        }
+    });
 }
 
 /// Marks the current request as one to export whatever the sampler said: its `operation`

@@ -126,5 +126,6 @@ pub(super) fn record(
             codes,
         },
     );
-    crate::telemetry::sampling::note_operation(&operation);
+    // Moved, not copied: the slowest-requests list reads it at the edge.
+    crate::telemetry::sampling::note_operation(operation);
 }

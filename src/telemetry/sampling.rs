@@ -155,10 +155,10 @@ pub fn in_sampled_request() -> Option<bool> {
 }
 
 /// Notes the GraphQL operation the current request ran (its first, for a batch).
-pub fn note_operation(operation: &str) {
+pub fn note_operation(operation: String) {
     let _ = TRACE.try_with(|t| {
         if t.operation.get().is_none() {
-            let _ = t.operation.set(operation.to_string());
+            let _ = t.operation.set(operation);
         }
     });
 }

@@ -1,16 +1,12 @@
-//! `padel-bff doctor`: the platform's deployment checklist, run by the program itself with the
-//! configuration the gateway would start with. Each check is `ok`, `warn` (works, but not as a
-//! production deployment should), `fail` (the gateway would not work as configured) or `skip`
-//! (not configured). Exit code: 0 without failures, 1 with any (`--strict`: warnings too).
-//!
-//! It only reads: it runs no migration, writes no key and publishes nothing.
+//! The checks that connect: the database (migrations, indexes, the outbox wake-ups, clock
+//! skew), Redis (eviction policy, the invalidation channel), the OTLP endpoint; and the plain
+//! HTTP GET of `padel-bff healthcheck`.
 
 use std::time::Duration;
 
-use serde::Serialize;
-
+use super::{check, Check, Status};
 use crate::{
-    config::{Profile, Settings, DEVELOPMENT_JWT_SECRET},
+    config::{Profile, Settings},
     store::Store,
 };
 
@@ -18,99 +14,6 @@ use crate::{
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Clock skew against the database above which a warning is given.
 const SKEW_WARN: Duration = Duration::from_secs(1);
-
-/// A check's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// As it should be.
-    Ok,
-    /// Works, but not as a production deployment should.
-    Warn,
-    /// Broken.
-    Fail,
-    /// Not configured, nothing to check.
-    Skip,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Warn => "warn",
-            Status::Fail => "fail",
-            Status::Skip => "skip",
-        }
-    }
-}
-
-/// One line of the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    /// What was checked.
-    pub name: &'static str,
-    /// The verdict.
-    pub status: Status,
-    /// What was found.
-    pub detail: String,
-}
-
-fn check(name: &'static str, status: Status, detail: impl Into<String>) -> Check {
-    Check {
-        name,
-        status,
-        detail: detail.into(),
-    }
-}
-
-/// Runs every check.
-pub async fn run(settings: &Settings) -> Vec<Check> {
-    let mut checks = Vec::new();
-    database(settings, &mut checks).await;
-    redis(settings, &mut checks).await;
-    checks.push(otlp(settings).await);
-    checks.push(jwt(settings));
-    checks.push(rate_limit(settings));
-    checks.push(cors(settings));
-    checks
-}
-
-/// The exit code of a report.
-pub fn exit_code(checks: &[Check], strict: bool) -> i32 {
-    let failed = checks
-        .iter()
-        .any(|c| c.status == Status::Fail || (strict && c.status == Status::Warn));
-    i32::from(failed)
-}
-
-/// The report as a table.
-pub fn table(checks: &[Check]) -> String {
-    let width = checks
-        .iter()
-        .map(|c| c.name.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    let mut out = format!("{:width$}  {:6}  DETAIL\n", "CHECK", "STATUS");
-    for c in checks {
-        out.push_str(&format!(
-            "{:width$}  {:6}  {}\n",
-            c.name,
-            c.status.as_str(),
-            c.detail
-        ));
-    }
-    let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
-    out.push_str(&format!(
-        "\n{} ok, {} warn, {} fail, {} skip\n",
-        count(Status::Ok),
-        count(Status::Warn),
-        count(Status::Fail),
-        count(Status::Skip)
-    ));
-    out
-}
-
 /// Without credentials: `postgres://user:***@host/db`.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -125,7 +28,7 @@ fn redact(url: &str) -> String {
     }
 }
 
-async fn database(settings: &Settings, checks: &mut Vec<Check>) {
+pub(super) async fn database(settings: &Settings, checks: &mut Vec<Check>) {
     let url = settings.database_url();
     let started = std::time::Instant::now();
     let connected = tokio::time::timeout(PROBE_TIMEOUT * 2, async {
@@ -275,7 +178,7 @@ async fn database(settings: &Settings, checks: &mut Vec<Check>) {
     });
 }
 
-async fn redis(settings: &Settings, checks: &mut Vec<Check>) {
+pub(super) async fn redis(settings: &Settings, checks: &mut Vec<Check>) {
     let cache = &settings.cache;
     if cache.redis_url.is_empty() {
         let status = if settings.profile == Profile::Production {
@@ -357,7 +260,7 @@ async fn redis(settings: &Settings, checks: &mut Vec<Check>) {
     }
 }
 
-async fn otlp(settings: &Settings) -> Check {
+pub(super) async fn otlp(settings: &Settings) -> Check {
     let Some(endpoint) = crate::telemetry::otlp_endpoint(&settings.telemetry) else {
         return check(
             "otlp endpoint",
@@ -409,148 +312,6 @@ fn host_port(url: &str) -> Option<String> {
         let port = if scheme == "https" { 443 } else { 80 };
         format!("{authority}:{port}")
     })
-}
-
-fn jwt(settings: &Settings) -> Check {
-    let auth = &settings.auth;
-    let production = settings.profile == Profile::Production;
-    let mut notes = Vec::new();
-    let mut status = Status::Ok;
-    let mut worse = |s: Status| {
-        if s == Status::Fail || (s == Status::Warn && status == Status::Ok) {
-            status = s;
-        }
-    };
-    if auth.jwt_secret.is_empty() {
-        notes.push("HS256 off".to_string());
-    } else if auth.jwt_secret == DEVELOPMENT_JWT_SECRET {
-        notes.push("HS256 with the shipped development secret".to_string());
-        worse(if production {
-            Status::Fail
-        } else {
-            Status::Warn
-        });
-    } else if auth.jwt_secret.len() < 32 {
-        notes.push(format!(
-            "HS256 secret of {} bytes (32 or more recommended)",
-            auth.jwt_secret.len()
-        ));
-        worse(Status::Warn);
-    } else {
-        notes.push(format!("HS256 secret of {} bytes", auth.jwt_secret.len()));
-    }
-    if auth.jwks_url.is_empty() {
-        if auth.jwt_secret.is_empty() {
-            notes.push("and no JWKS: no token can be verified".to_string());
-            worse(Status::Fail);
-        }
-    } else {
-        notes.push(format!("JWKS {}", auth.jwks_url));
-        if !auth.jwks_url.starts_with("https://") && production {
-            notes.push("(not https)".to_string());
-            worse(Status::Warn);
-        }
-        if auth.audience.is_empty() && !auth.allow_any_audience {
-            notes.push("no audience".to_string());
-            worse(Status::Fail);
-        }
-    }
-    if auth.issuer.is_empty() && production {
-        notes.push("iss not checked".to_string());
-    }
-    if auth.leeway > Duration::from_secs(60) {
-        notes.push(format!("leeway {:?} is above 60 s", auth.leeway));
-        worse(Status::Warn);
-    } else {
-        notes.push(format!("leeway {:?}", auth.leeway));
-    }
-    notes.push(format!("profile {}", profile_name(settings.profile)));
-    check("jwt", status, notes.join(", "))
-}
-
-fn profile_name(profile: Profile) -> &'static str {
-    if profile == Profile::Production {
-        "production"
-    } else {
-        "development"
-    }
-}
-
-fn rate_limit(settings: &Settings) -> Check {
-    let r = &settings.rate_limit;
-    let production = settings.profile == Profile::Production;
-    if !r.enabled {
-        return check(
-            "rate limit",
-            if production { Status::Warn } else { Status::Ok },
-            "off: nothing stops a flood of requests",
-        );
-    }
-    let shared = if settings.cache.redis_url.is_empty() {
-        "per process (no Redis)"
-    } else {
-        "shared through Redis"
-    };
-    let proxies = if r.trust_forwarded_for {
-        format!(
-            "client IP from X-Forwarded-For behind {} trusted prox(ies)",
-            r.trusted_proxies.len()
-        )
-    } else {
-        "client IP from the connection".to_string()
-    };
-    let status =
-        if r.trust_forwarded_for && r.trusted_proxies.iter().any(|net| net.prefix_len() == 0) {
-            Status::Warn
-        } else {
-            Status::Ok
-        };
-    check(
-        "rate limit",
-        status,
-        format!(
-            "{}/s (burst {}) queries and {}/s (burst {}) mutations per user, x{} per IP, {shared}; {proxies}{}",
-            r.query_per_second,
-            r.query_burst,
-            r.mutation_per_second,
-            r.mutation_burst,
-            r.ip_factor,
-            if status == Status::Warn {
-                " (a trusted proxy range covers every address: any client can choose its IP)"
-            } else {
-                ""
-            }
-        ),
-    )
-}
-
-fn cors(settings: &Settings) -> Check {
-    let origins = &settings.server.cors_origins;
-    let production = settings.profile == Profile::Production;
-    if origins.iter().any(|o| o == "*") {
-        return check(
-            "cors",
-            if production { Status::Warn } else { Status::Ok },
-            "any origin (\"*\")",
-        );
-    }
-    if origins.is_empty() {
-        return check("cors", Status::Ok, "no browser origin allowed");
-    }
-    let insecure: Vec<&String> = origins
-        .iter()
-        .filter(|o| {
-            o.starts_with("http://") && !o.contains("localhost") && !o.contains("127.0.0.1")
-        })
-        .collect();
-    if production && !insecure.is_empty() {
-        return check(
-            "cors",
-            Status::Warn,
-            format!("{} (plain http: {insecure:?})", origins.join(", ")),
-        );
-    }
-    check("cors", Status::Ok, origins.join(", "))
 }
 
 /// The status of a plain-HTTP GET of `url` (`padel-bff healthcheck`): one HTTP/1.1 request on
@@ -617,17 +378,5 @@ mod tests {
             "postgres://padel:***@db:5432/padel"
         );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-    }
-
-    #[test]
-    fn failures_decide_the_exit_code_and_warnings_only_when_strict() {
-        let warn = [check("a", Status::Ok, ""), check("b", Status::Warn, "")];
-        assert_eq!(exit_code(&warn, false), 0);
-        assert_eq!(exit_code(&warn, true), 1);
-        let fail = [check("a", Status::Fail, ""), check("b", Status::Skip, "")];
-        assert_eq!(exit_code(&fail, false), 1);
-        let text = table(&fail);
-        assert!(text.starts_with("CHECK"));
-        assert!(text.contains("a      fail  "), "{text}");
     }
 }

@@ -83,6 +83,14 @@ enum Command {
 }
 
 impl Cli {
+    /// Whether the command starts the OpenTelemetry exporters (not the checks).
+    pub fn exports_telemetry(&self) -> bool {
+        !matches!(
+            self.command,
+            Some(Command::Doctor { .. } | Command::Healthcheck { .. })
+        )
+    }
+
     /// Runs the chosen command.
     pub async fn run(self, settings: Settings) -> anyhow::Result<()> {
         match self.command.unwrap_or(Command::Serve) {

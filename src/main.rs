@@ -20,6 +20,19 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    // Checks (doctor, healthcheck) export nothing: no exporter starts, so none can fail loudly
+    // (an exporter's error would print its endpoint, credentials included).
+    if !cli.exports_telemetry() {
+        telemetry::init_logging(&settings.log);
+        let result = cli.run(settings).await;
+        return match result {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let telemetry = telemetry::init(&settings);
     let result = cli.run(settings).await;
     // Flush queued spans before exiting.

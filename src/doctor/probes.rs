@@ -14,23 +14,97 @@ use crate::{
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Clock skew against the database above which a warning is given.
 const SKEW_WARN: Duration = Duration::from_secs(1);
-/// Without credentials: `postgres://user:***@host/db`.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+/// Query parameters that carry secrets in connection URLs.
+const SECRET_PARAMETERS: &[&str] = &[
+    "password",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "sslpassword",
+];
+
+/// Without secrets: `postgres://user:***@host/db?password=***`.
+pub(super) fn redact(url: &str) -> String {
+    let (before_query, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (before_query.find("://"), before_query.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
+            let credentials = &before_query[scheme + 3..at];
             match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
+                Some((user, _)) => {
+                    format!(
+                        "{}{user}:***{}",
+                        &before_query[..scheme + 3],
+                        &before_query[at..]
+                    )
+                }
+                None => before_query.to_string(),
             }
         }
-        _ => url.to_string(),
+        _ => before_query.to_string(),
+    };
+    if let Some(query) = query {
+        let parameters: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _))
+                    if SECRET_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()) =>
+                {
+                    format!("{name}=***")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&parameters.join("&"));
+    }
+    out
+}
+
+/// Why the database cannot be reached, found without connecting through the pool: a SQLite
+/// file that does not exist (connecting would create it), or a Postgres address that refuses
+/// TCP (the pool would only say it timed out).
+async fn unreachable(url: &str) -> Option<String> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let path = path.split('?').next().unwrap_or_default();
+        return (!path.is_empty() && path != ":memory:" && !std::path::Path::new(path).exists())
+            .then(|| format!("{path} does not exist (serve would create and seed it)"));
+    }
+    let address = host_port(url)?;
+    // A socket directory (`host=/run/postgresql`) or several hosts: leave it to the pool.
+    if address.contains(',') || address.starts_with(':') {
+        return None;
+    }
+    match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(error)) => Some(format!("{address}: {error}")),
+        Err(_) => Some(format!(
+            "{address}: no TCP connection within {PROBE_TIMEOUT:?}"
+        )),
     }
 }
 
 pub(super) async fn database(settings: &Settings, checks: &mut Vec<Check>) {
     let url = settings.database_url();
     let started = std::time::Instant::now();
+    if let Some(reason) = unreachable(&url).await {
+        checks.push(check(
+            "database",
+            Status::Fail,
+            format!("{}: {reason}", redact(&url)),
+        ));
+        for name in ["migrations", "indexes", "outbox wake-ups", "clock skew"] {
+            checks.push(check(name, Status::Skip, "the database is unreachable"));
+        }
+        return;
+    }
     let connected = tokio::time::timeout(PROBE_TIMEOUT * 2, async {
         let store = Store::connect(settings).await?;
         store.ping().await?;
@@ -268,28 +342,25 @@ pub(super) async fn otlp(settings: &Settings) -> Check {
             "none configured (OTEL_EXPORTER_OTLP_ENDPOINT, telemetry.otlp_endpoint): traces are not exported",
         );
     };
+    let shown = redact(&endpoint);
     let Some(address) = host_port(&endpoint) else {
         return check(
             "otlp endpoint",
             Status::Fail,
-            format!("{endpoint}: not a URL with a host"),
+            format!("{shown}: not a URL with a host"),
         );
     };
     match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
         Ok(Ok(_)) => check(
             "otlp endpoint",
             Status::Ok,
-            format!("{endpoint} accepts connections"),
+            format!("{shown} accepts connections"),
         ),
-        Ok(Err(error)) => check(
-            "otlp endpoint",
-            Status::Fail,
-            format!("{endpoint}: {error}"),
-        ),
+        Ok(Err(error)) => check("otlp endpoint", Status::Fail, format!("{shown}: {error}")),
         Err(_) => check(
             "otlp endpoint",
             Status::Fail,
-            format!("{endpoint}: no connection within {PROBE_TIMEOUT:?}"),
+            format!("{shown}: no connection within {PROBE_TIMEOUT:?}"),
         ),
     }
 }
@@ -309,7 +380,13 @@ fn host_port(url: &str) -> Option<String> {
     Some(if has_port {
         authority.to_string()
     } else {
-        let port = if scheme == "https" { 443 } else { 80 };
+        let port = match scheme {
+            "https" => 443,
+            "postgres" | "postgresql" => 5432,
+            "redis" => 6379,
+            "rediss" => 6380,
+            _ => 80,
+        };
         format!("{authority}:{port}")
     })
 }
@@ -378,5 +455,21 @@ mod tests {
             "postgres://padel:***@db:5432/padel"
         );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact("postgres://u@db/padel?sslmode=require&password=S3cret"),
+            "postgres://u@db/padel?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact("redis://:S3cret@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(
+            redact("https://user:S3cret@otel.example:4318?Token=abc"),
+            "https://user:***@otel.example:4318?Token=***"
+        );
+        assert_eq!(
+            host_port("postgres://u@db/padel").as_deref(),
+            Some("db:5432")
+        );
     }
 }

@@ -246,8 +246,9 @@ pub(crate) struct TrendsQuery {
     operation: Option<String>,
 }
 
-/// GET /api/bff/monitoring/trends: per-minute aggregates of the last 60 minutes, `all`
-/// operations merged first, then each operation that had requests (oldest minute first).
+/// GET /api/bff/monitoring/trends: per-minute aggregates of the last 60 minutes (oldest minute
+/// first): `all` operations merged, and each operation that had requests (only `operation`'s when
+/// given: the page asks for the one it draws).
 pub(crate) async fn trends(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -256,10 +257,12 @@ pub(crate) async fn trends(
     if let Err(denied) = require_superuser(&state, &headers).await {
         return denied;
     }
+    let trends = state.monitoring.trends(query.operation.as_deref());
     Json(json!({
         "intervalSeconds": 60,
         "minutes": crate::telemetry::monitoring::MINUTES,
-        "trends": state.monitoring.trends(query.operation.as_deref()),
+        "all": trends.all,
+        "operations": trends.operations,
     }))
     .into_response()
 }
@@ -296,6 +299,7 @@ pub(crate) async fn alerts(State(state): State<AppState>, headers: HeaderMap) ->
     Json(json!({
         "active": active,
         "capacity": state.settings.telemetry.alert_history,
+        "dropped": state.alerts.dropped(),
         "alerts": history,
     }))
     .into_response()
@@ -390,8 +394,7 @@ pub(crate) fn evaluate_alerts(state: &AppState) {
         &state.settings.telemetry,
         state.cache.redis_health(),
     );
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    state.alerts.observe(&found, &now);
+    state.alerts.observe(&found, chrono::Utc::now());
 }
 
 /// The alert rules every `telemetry.alert_interval`, until shutdown.

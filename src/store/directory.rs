@@ -12,7 +12,10 @@ use crate::error::StoreError;
 impl Store {
     /// Whether no organization exists yet (a fresh database).
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
-        const SQL: &str = "SELECT COUNT(*) FROM organizations";
+        // Users too: a database holding users but no organization is not empty (seeding it would
+        // add a demo superuser beside them).
+        const SQL: &str =
+            "SELECT (SELECT COUNT(*) FROM organizations) + (SELECT COUNT(*) FROM users)";
         let count: i64 = on_pool!(self, SQL, |pool| sqlx::query_scalar(SQL)
             .fetch_one(pool)
             .await)?;

@@ -59,8 +59,8 @@ async fn trends_alerts_and_the_slowest_requests_follow_a_known_burst() {
     }
 
     let (_, trends) = get(&app, Some(&admin), "/api/bff/monitoring/trends").await;
-    let trends = trends["trends"].as_array().unwrap();
-    assert_eq!(trends[0]["operation"], "all");
+    let all = &trends["all"];
+    assert_eq!(all["operation"], "all");
     let total = |trend: &Value, field: &str| -> u64 {
         trend["points"]
             .as_array()
@@ -69,12 +69,20 @@ async fn trends_alerts_and_the_slowest_requests_follow_a_known_burst() {
             .map(|p| p[field].as_u64().unwrap())
             .sum()
     };
-    assert_eq!(trends[0]["points"].as_array().unwrap().len(), 60);
-    assert_eq!(total(&trends[0], "count"), 30);
-    assert_eq!(total(&trends[0], "errors"), 5);
-    let screen = trends.iter().find(|t| t["operation"] == "Screen").unwrap();
+    assert_eq!(all["points"].as_array().unwrap().len(), 60);
+    assert_eq!(total(all, "count"), 30);
+    assert_eq!(total(all, "errors"), 5);
+    let operations = trends["operations"].as_array().unwrap();
+    assert_eq!(operations.len(), 2, "{trends}");
+    let screen = operations
+        .iter()
+        .find(|t| t["operation"] == "Screen")
+        .unwrap();
     assert_eq!(total(screen, "count"), 25);
-    let foreign = trends.iter().find(|t| t["operation"] == "Foreign").unwrap();
+    let foreign = operations
+        .iter()
+        .find(|t| t["operation"] == "Foreign")
+        .unwrap();
     let not_found: u64 = foreign["points"]
         .as_array()
         .unwrap()
@@ -88,8 +96,12 @@ async fn trends_alerts_and_the_slowest_requests_follow_a_known_burst() {
         "/api/bff/monitoring/trends?operation=Screen",
     )
     .await;
-    assert_eq!(one["trends"].as_array().unwrap().len(), 1);
-
+    assert_eq!(one["operations"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        total(&one["all"], "count"),
+        30,
+        "all is there whatever is asked"
+    );
     let (_, alerts) = get(&app, Some(&admin), "/api/bff/monitoring/alerts").await;
     let list = alerts["alerts"].as_array().unwrap();
     let find = |rule: &str, subject: &str| {
@@ -147,6 +159,22 @@ async fn trends_alerts_and_the_slowest_requests_follow_a_known_burst() {
         .unwrap();
     assert!(ended["endedAt"].is_string(), "{ended}");
     assert_eq!(ended["peak"], slow["peak"]);
+
+    // A client's operation named `all` is an operation, not the merged trend.
+    app.graphql(Some(&admin), "query all { __typename }", json!({}))
+        .await;
+    let (_, named) = get(
+        &app,
+        Some(&admin),
+        "/api/bff/monitoring/trends?operation=all",
+    )
+    .await;
+    assert_eq!(total(&named["operations"][0], "count"), 1, "{named}");
+    assert_eq!(
+        total(&named["all"], "count"),
+        1,
+        "the statistics were reset"
+    );
 }
 
 fn browser_dir() -> &'static Path {

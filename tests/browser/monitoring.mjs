@@ -118,6 +118,15 @@ try {
   await page.waitForFunction((n) => document.getElementById("invalidations").textContent.trim() === String(n), after.invalidations);
   facts.invalidations = [before, after.invalidations];
   if (consoleErrors.length) failures.push("console errors: " + consoleErrors.join(" | "));
+
+  // One endpoint failing leaves its panel empty and says so; the rest still draws. The token is
+  // in sessionStorage, so a reload connects by itself.
+  await page.route("**/api/bff/monitoring/slowest*", (route) => route.fulfill({ status: 500, contentType: "application/json", body: "{}" }));
+  await page.reload();
+  await page.waitForSelector("#app:not(.hidden)");
+  await page.waitForFunction(() => /slowest/.test(document.getElementById("app-error").textContent));
+  expectEqual("requests with one endpoint down", await text("#summary-requests"), fmt.int(summary.requests));
+  facts.partialFailure = await text("#app-error");
 } catch (error) {
   failures.push(String(error && error.stack || error));
 } finally {

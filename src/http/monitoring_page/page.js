@@ -117,16 +117,29 @@
     }
   }
 
+  // The operation drawn: "" for every operation merged (the API's `all`), else its name.
+  let drawn = "";
+
+  function fillOperationSelect(names) {
+    const select = $("trend-operation");
+    const values = [""].concat(names);
+    if (select.options.length !== values.length || values.some((v, i) => select.options[i].value !== v)) {
+      select.replaceChildren(...values.map((v) => {
+        const o = document.createElement("option");
+        o.value = v;
+        o.textContent = v === "" ? "all operations" : v;
+        return o;
+      }));
+    }
+    select.value = values.includes(drawn) ? drawn : "";
+  }
+
   function drawTrends() {
     if (!lastTrends) return;
     const select = $("trend-operation");
-    const wanted = select.value || "all";
-    const names = lastTrends.map((t) => t.operation);
-    if (select.options.length !== names.length || names.some((n, i) => select.options[i].value !== n)) {
-      select.replaceChildren(...names.map((n) => { const o = document.createElement("option"); o.value = n; o.textContent = n; return o; }));
-      select.value = names.includes(wanted) ? wanted : "all";
-    }
-    const trend = lastTrends.find((t) => t.operation === select.value) || lastTrends[0];
+    const trend = select.value === ""
+      ? lastTrends.all
+      : lastTrends.operations.find((t) => t.operation === select.value) || lastTrends.all;
     if (!trend) return;
     const points = trend.points;
     const labels = points.map((p) => p.minute.slice(11, 16));
@@ -231,37 +244,61 @@
       const id = document.createElement("code"); id.textContent = r.requestId; cell(row, "").appendChild(id);
       const trace = document.createElement("code"); trace.textContent = r.traceId || "–"; cell(row, "").appendChild(trace);
     }, "no requests yet");
-    lastTrends = trends.trends;
+    fillOperationSelect(stats.operations.map((o) => o.operation));
+    lastTrends = trends;
     drawTrends();
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
   }
 
+  const ENDPOINTS = {
+    summary: "/api/bff/monitoring/summary",
+    stats: "/api/bff/monitoring/stats",
+    performance: "/api/management/performance",
+    cache: "/api/management/cache/status",
+    alerts: "/api/bff/monitoring/alerts",
+    slowest: "/api/bff/monitoring/slowest",
+  };
+  // What a panel shows while its endpoint fails.
+  const EMPTY = {
+    summary: { requests: 0, errorRate: 0, cacheHitRate: null, sqlStatementsPerRequest: 0, errorsByCode: {} },
+    stats: { operations: [] },
+    performance: { score: 0, findings: [] },
+    cache: { l1: { entries: 0, bytes: 0 }, invalidations: 0, redis: { configured: false }, kinds: [] },
+    alerts: { alerts: [] },
+    slowest: { requests: [] },
+    trends: { all: null, operations: [] },
+    health: { status: "unknown" },
+  };
+
+  // Every endpoint at once; one that fails leaves its panel empty and says so, the others draw.
   async function load() {
-    try {
-      const [summary, stats, performance, cache, alerts, slowest, trends, health] = await Promise.all([
-        api("/api/bff/monitoring/summary"),
-        api("/api/bff/monitoring/stats"),
-        api("/api/management/performance"),
-        api("/api/management/cache/status"),
-        api("/api/bff/monitoring/alerts"),
-        api("/api/bff/monitoring/slowest"),
-        api("/api/bff/monitoring/trends"),
-        fetch("/api/bff/monitoring/health", { cache: "no-store" }).then((r) => r.json()),
-      ]);
-      showApp();
-      $("app-error").textContent = "";
-      render({ summary, stats, performance, cache, alerts, slowest, trends, health });
-      return true;
-    } catch (error) {
-      if (error instanceof Denied) {
-        sessionStorage.removeItem(KEY);
-        showLogin(error.message);
-      } else {
-        $("app-error").textContent = String(error.message || error);
-      }
+    const names = Object.keys(ENDPOINTS).concat(["trends", "health"]);
+    const trendsPath = "/api/bff/monitoring/trends" + (drawn ? "?operation=" + encodeURIComponent(drawn) : "");
+    const results = await Promise.allSettled(names.map((name) =>
+      name === "trends" ? api(trendsPath)
+        : name === "health" ? fetch("/api/bff/monitoring/health", { cache: "no-store" }).then((r) => r.json())
+        : api(ENDPOINTS[name])));
+    const denied = results.find((r) => r.status === "rejected" && r.reason instanceof Denied);
+    if (denied) {
+      sessionStorage.removeItem(KEY);
+      showLogin(denied.reason.message);
       return false;
     }
+    const data = {};
+    const failed = [];
+    results.forEach((r, i) => {
+      if (r.status === "fulfilled") data[names[i]] = r.value;
+      else { data[names[i]] = EMPTY[names[i]]; failed.push(String(r.reason && r.reason.message || r.reason)); }
+    });
+    showApp();
+    $("app-error").textContent = failed.length ? "Not loaded: " + failed.join("; ") : "";
+    try {
+      render(data);
+    } catch (error) {
+      $("app-error").textContent += " " + String(error.message || error);
+    }
+    return true;
   }
 
   function schedule() {
@@ -294,7 +331,7 @@
   $("signout").addEventListener("click", () => { sessionStorage.removeItem(KEY); showLogin(""); });
   $("refresh").addEventListener("click", load);
   $("auto").addEventListener("change", schedule);
-  $("trend-operation").addEventListener("change", drawTrends);
+  $("trend-operation").addEventListener("change", () => { drawn = $("trend-operation").value; load(); });
   $("flush-all").addEventListener("click", () => action("Flush every cache", "/api/management/cache/flush", { all: true }));
   $("flush-kind-button").addEventListener("click", () => {
     const kind = $("flush-kind").value;

@@ -201,6 +201,15 @@ pub struct Trend {
     pub points: Vec<TrendPoint>,
 }
 
+/// The last hour: every operation merged, and each operation (or the one asked for).
+#[derive(Debug, Clone, Serialize)]
+pub struct Trends {
+    /// Every operation merged (a client's operation named `all` is among `operations`).
+    pub all: Trend,
+    /// Each operation with requests in the last hour, busiest first.
+    pub operations: Vec<Trend>,
+}
+
 /// What an operation did over a window of minutes (for alert rules).
 #[derive(Debug, Clone)]
 pub struct WindowStats {
@@ -221,11 +230,15 @@ pub struct WindowStats {
 impl Monitoring {
     /// Per-minute trends of the last hour: every operation with requests in it (busiest first,
     /// only `operation` when given), and `all` of them merged, first.
-    pub fn trends(&self, operation: Option<&str>) -> Vec<Trend> {
-        self.trends_at(operation, current_minute())
+    pub fn trends(&self, operation: Option<&str>) -> Trends {
+        let seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        // The current minute's rate is over the seconds it has run, not over 60.
+        self.trends_at(operation, current_minute(), (seconds % 60.0).max(1.0))
     }
 
-    fn trends_at(&self, operation: Option<&str>, now: u64) -> Vec<Trend> {
+    fn trends_at(&self, operation: Option<&str>, now: u64, current_seconds: f64) -> Trends {
         let first = now + 1 - MINUTES as u64;
         let operations = self.operations.read().expect("stats lock");
         let mut total = vec![Aggregate::default(); MINUTES];
@@ -247,19 +260,27 @@ impl Monitoring {
             }
             if operation.is_none_or(|o| o == name) {
                 let max_ms = stats.max_micros.load(Relaxed) as f64 / 1000.0;
-                trends.push((count, self.trend(name, &minutes, first, max_ms)));
+                trends.push((
+                    count,
+                    self.trend(name, &minutes, first, max_ms, current_seconds),
+                ));
             }
         }
         trends.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.operation.cmp(&b.1.operation)));
-        let mut out = Vec::with_capacity(trends.len() + 1);
-        if operation.is_none() {
-            out.push(self.trend("all", &total, first, f64::INFINITY));
+        Trends {
+            all: self.trend("all", &total, first, f64::INFINITY, current_seconds),
+            operations: trends.into_iter().map(|(_, t)| t).collect(),
         }
-        out.extend(trends.into_iter().map(|(_, t)| t));
-        out
     }
 
-    fn trend(&self, name: &str, minutes: &[Aggregate], first: u64, max_ms: f64) -> Trend {
+    fn trend(
+        &self,
+        name: &str,
+        minutes: &[Aggregate],
+        first: u64,
+        max_ms: f64,
+        current_seconds: f64,
+    ) -> Trend {
         let points = minutes
             .iter()
             .enumerate()
@@ -267,7 +288,12 @@ impl Monitoring {
                 minute: minute_start(first + i as u64),
                 count: m.count,
                 errors: m.errors,
-                rate_per_second: m.count as f64 / 60.0,
+                rate_per_second: m.count as f64
+                    / if i + 1 == minutes.len() {
+                        current_seconds
+                    } else {
+                        60.0
+                    },
                 p50_ms: m.percentile(0.5, max_ms),
                 p95_ms: m.percentile(0.95, max_ms),
                 p99_ms: m.percentile(0.99, max_ms),
@@ -355,15 +381,16 @@ mod tests {
         monitoring.record_at("other", request(5, &["NOT_FOUND"]), now);
         // An hour ago: its slot is reused by `now - 60 + 60`, and it is outside the window.
         monitoring.record_at("q", request(99, &[]), now - 60);
-        let trends = monitoring.trends_at(None, now);
+        let trends = monitoring.trends_at(None, now, 30.0);
         assert_eq!(
             trends
+                .operations
                 .iter()
                 .map(|t| t.operation.as_str())
                 .collect::<Vec<_>>(),
-            ["all", "q", "other"]
+            ["q", "other"]
         );
-        let q = &trends[1].points;
+        let q = &trends.operations[0].points;
         assert_eq!(q.len(), MINUTES);
         assert_eq!(q[MINUTES - 1].count, 1);
         assert_eq!(q[MINUTES - 3].count, 2);
@@ -377,19 +404,28 @@ mod tests {
             counted, 3,
             "the request of an hour ago is not in the last hour"
         );
-        let all = &trends[0].points;
+        let all = &trends.all.points;
+        assert_eq!(all[MINUTES - 1].rate_per_second, 2.0 / 30.0);
+        assert_eq!(all[MINUTES - 3].rate_per_second, 2.0 / 60.0);
         assert_eq!(all[MINUTES - 1].count, 2);
         assert_eq!(all[MINUTES - 1].errors_by_code.get("NOT_FOUND"), Some(&1));
         assert_eq!(
-            trends[0].points[MINUTES - 1].minute,
+            trends.all.points[MINUTES - 1].minute,
             minute_start(now),
             "the current minute is last"
         );
         // A slot an hour on is cleared before it is reused.
         monitoring.record_at("q", request(1, &[]), now + 58);
-        let later = monitoring.trends_at(Some("q"), now + 58);
-        assert_eq!(later.len(), 1);
-        assert_eq!(later[0].points.iter().map(|p| p.count).sum::<u64>(), 2);
+        let later = monitoring.trends_at(Some("q"), now + 58, 30.0);
+        assert_eq!(later.operations.len(), 1);
+        assert_eq!(
+            later.operations[0]
+                .points
+                .iter()
+                .map(|p| p.count)
+                .sum::<u64>(),
+            2
+        );
         // Since start, everything counts.
         assert_eq!(monitoring.snapshot(Some("q"))[0].count, 5);
         assert_eq!(monitoring.errors_by_code().get("FORBIDDEN"), Some(&1));

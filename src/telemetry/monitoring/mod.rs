@@ -22,7 +22,7 @@ use std::{
 
 use serde::Serialize;
 
-pub use minutes::{current_minute, Trend, TrendPoint, WindowStats, MINUTES};
+pub use minutes::{current_minute, Trend, TrendPoint, Trends, WindowStats, MINUTES};
 use minutes::{Aggregate, Minute, MAX_CODES, MINUTES as MINUTE_SLOTS};
 use slowest::SlowMinute;
 pub use slowest::SlowRequest;

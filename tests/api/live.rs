@@ -496,3 +496,107 @@ async fn every_bound_refuses_with_its_code() {
     }
     assert_eq!(closed, Some(json!({"close": 4429})));
 }
+
+/// A socket whose client reads nothing while changes pour in: its kernel receive buffer is kept
+/// small, so the server's writer fills up quickly.
+async fn slow_socket(app: &TestApp, token: &str) -> Socket {
+    let address: std::net::SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let stream = tcp.connect(address).await.unwrap();
+    let url = format!("{}/graphql/ws", app.address.replace("http://", "ws://"));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) =
+        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+    send(
+        &mut socket,
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),
+    )
+    .await;
+    assert_eq!(recv(&mut socket).await["type"], "connection_ack");
+    socket
+}
+
+/// Every court of club 1 in 15-minute slots, so that each event is ~20 KB: the kernel's socket
+/// buffers (up to 4 MB of send buffer) cannot hide a queue of hundreds of them.
+const LIVE_ALL_COURTS: &str = "subscription($club: ID!, $date: Date!) { courtAvailabilityChanged(clubId: $club, date: $date, slotMinutes: 15) { date courts { court { id name } availableCount slots { start end available } } } }";
+
+fn free_total(event: &Value) -> i64 {
+    event["payload"]["data"]["courtAvailabilityChanged"]["courts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no availability in {event}"))
+        .iter()
+        .map(|c| c["availableCount"].as_i64().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_the_newest_value_not_a_queue_of_every_change() {
+    // 400 bookings and cancellations in a few seconds: past the mutation rate limit.
+    let app = spawn_app_with(Backend::Sqlite, &[("BFF__RATE_LIMIT__ENABLED", "false")]).await;
+    let player = app.token("player@demo.padel").await;
+    let date = app.weekday_after(301);
+    let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": LIVE_ALL_COURTS, "variables": {"club": "1", "date": date}}});
+    let mut slow = slow_socket(&app, &player).await;
+    send(&mut slow, subscribe.clone()).await;
+    let initial = recv(&mut slow).await;
+    let before = free_total(&initial);
+    // A reader that keeps up, for comparison.
+    let mut fast = acked(&app, &player).await;
+    send(&mut fast, subscribe).await;
+    assert_eq!(free_total(&recv(&mut fast).await), before);
+    // 399 changes, a booking and its cancellation again and again (the last one stays booked),
+    // each one seen by the reader that keeps up before the next is made: every change is an
+    // event of its own, and the slow reader's share piles up.
+    let book = "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }";
+    let cancel = "mutation($id: ID!) { cancelReservation(id: $id) { id } }";
+    const ROUNDS: usize = 200;
+    let mut fast_seen = 0;
+    let mut fast_last = Value::Null;
+    for round in 0..ROUNDS {
+        let booked = app.graphql(Some(&player), book, json!({"d": date})).await;
+        let id = booked.ok()["createReservation"]["id"].clone();
+        fast_last = recv(&mut fast).await;
+        fast_seen += 1;
+        if round + 1 < ROUNDS {
+            app.graphql(Some(&player), cancel, json!({"id": id}))
+                .await
+                .ok();
+            fast_last = recv(&mut fast).await;
+            fast_seen += 1;
+        }
+    }
+    // Now the slow reader reads: what was queued for it, then the newest value.
+    let mut received = 0;
+    let mut last = Value::Null;
+    while let Ok(Some(Ok(Message::Text(text)))) =
+        tokio::time::timeout(Duration::from_secs(5), slow.next()).await
+    {
+        received += 1;
+        last = serde_json::from_str(text.as_str()).unwrap();
+    }
+    // The newest value: the one booking left (four 15-minute slots), exactly what the reader that
+    // kept up saw last.
+    assert_eq!(free_total(&last), before - 4, "the newest value");
+    assert_eq!(last["payload"], fast_last["payload"]);
+    eprintln!(
+        "slow reader: {received} events, fast reader: {fast_seen}, for {} changes",
+        2 * ROUNDS - 1
+    );
+    let coalesced = metric(
+        &app,
+        "graphql_server_subscription_events_total{outcome=\"coalesced\"",
+    )
+    .await;
+    assert!(
+        received < fast_seen,
+        "a slow reader got {received} events (the fast one {fast_seen}): a queue, not the newest value"
+    );
+    assert!(coalesced > 0.0, "nothing was counted as coalesced");
+}

@@ -91,19 +91,19 @@ async fn unreachable(url: &str) -> Option<String> {
     }
 }
 
+/// The database line failed, and the checks that need it skipped.
+fn database_failed(checks: &mut Vec<Check>, detail: String) {
+    checks.push(check("database", Status::Fail, detail));
+    for name in ["migrations", "indexes", "outbox wake-ups", "clock skew"] {
+        checks.push(check(name, Status::Skip, "the database is unreachable"));
+    }
+}
+
 pub(super) async fn database(settings: &Settings, checks: &mut Vec<Check>) {
     let url = settings.database_url();
     let started = std::time::Instant::now();
     if let Some(reason) = unreachable(&url).await {
-        checks.push(check(
-            "database",
-            Status::Fail,
-            format!("{}: {reason}", redact(&url)),
-        ));
-        for name in ["migrations", "indexes", "outbox wake-ups", "clock skew"] {
-            checks.push(check(name, Status::Skip, "the database is unreachable"));
-        }
-        return;
+        return database_failed(checks, format!("{}: {reason}", redact(&url)));
     }
     let connected = tokio::time::timeout(PROBE_TIMEOUT * 2, async {
         let store = Store::connect(settings).await?;
@@ -124,27 +124,12 @@ pub(super) async fn database(settings: &Settings, checks: &mut Vec<Check>) {
             ));
             store
         }
-        Ok(Err(error)) => {
-            checks.push(check(
-                "database",
-                Status::Fail,
-                format!("{}: {error}", redact(&url)),
-            ));
-            for name in ["migrations", "indexes", "outbox wake-ups", "clock skew"] {
-                checks.push(check(name, Status::Skip, "the database is unreachable"));
-            }
-            return;
-        }
+        Ok(Err(error)) => return database_failed(checks, format!("{}: {error}", redact(&url))),
         Err(_) => {
-            checks.push(check(
-                "database",
-                Status::Fail,
+            return database_failed(
+                checks,
                 format!("{}: no answer within {:?}", redact(&url), PROBE_TIMEOUT * 2),
-            ));
-            for name in ["migrations", "indexes", "outbox wake-ups", "clock skew"] {
-                checks.push(check(name, Status::Skip, "the database is unreachable"));
-            }
-            return;
+            )
         }
     };
     checks.push(match store.migration_status().await {

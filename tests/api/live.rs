@@ -59,15 +59,20 @@ async fn recv(socket: &mut Socket) -> Value {
     }
 }
 
-/// Connects, inits with `token` and expects the ack.
-async fn acked(app: &TestApp, token: &str) -> Socket {
-    let (mut socket, _) = connect(app, "graphql-transport-ws").await;
+/// Sends `connection_init` with `token` and expects the ack.
+async fn init(socket: &mut Socket, token: &str) {
     send(
-        &mut socket,
+        socket,
         json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),
     )
     .await;
-    assert_eq!(recv(&mut socket).await["type"], "connection_ack");
+    assert_eq!(recv(socket).await["type"], "connection_ack");
+}
+
+/// Connects, inits with `token` and expects the ack.
+async fn acked(app: &TestApp, token: &str) -> Socket {
+    let (mut socket, _) = connect(app, "graphql-transport-ws").await;
+    init(&mut socket, token).await;
     socket
 }
 
@@ -514,12 +519,7 @@ async fn slow_socket(app: &TestApp, token: &str) -> Socket {
         tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
             .await
             .unwrap();
-    send(
-        &mut socket,
-        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),
-    )
-    .await;
-    assert_eq!(recv(&mut socket).await["type"], "connection_ack");
+    init(&mut socket, token).await;
     socket
 }
 

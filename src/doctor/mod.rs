@@ -57,6 +57,7 @@ fn check(name: &'static str, status: Status, detail: impl Into<String>) -> Check
         detail: detail.into(),
     }
 }
+
 /// Runs every check.
 pub async fn run(settings: &Settings) -> Vec<Check> {
     let mut checks = Vec::new();

@@ -91,6 +91,16 @@ async fn unreachable(url: &str) -> Option<String> {
     }
 }
 
+/// A store call bounded by `PROBE_TIMEOUT` (a database that accepted us and then hangs).
+async fn within<T>(
+    call: impl std::future::Future<Output = Result<T, crate::error::StoreError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, call).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+    }
+}
+
 /// The database line failed, and the checks that need it skipped.
 fn database_failed(checks: &mut Vec<Check>, detail: String) {
     checks.push(check("database", Status::Fail, detail));
@@ -132,7 +142,7 @@ pub(super) async fn database(settings: &Settings, checks: &mut Vec<Check>) {
             )
         }
     };
-    checks.push(match store.migration_status().await {
+    checks.push(match within(store.migration_status()).await {
         Ok(s) if s.pending.is_empty() && s.changed.is_empty() && s.unknown.is_empty() => check(
             "migrations",
             Status::Ok,
@@ -164,7 +174,7 @@ pub(super) async fn database(settings: &Settings, checks: &mut Vec<Check>) {
         ),
         Err(error) => check("migrations", Status::Fail, error.to_string()),
     });
-    checks.push(match store.index_report().await {
+    checks.push(match within(store.index_report()).await {
         Ok(report) => {
             let missing: Vec<String> = report
                 .required
@@ -209,7 +219,7 @@ pub(super) async fn database(settings: &Settings, checks: &mut Vec<Check>) {
         },
     );
     let before = chrono::Utc::now();
-    checks.push(match store.database_now().await {
+    checks.push(match within(store.database_now()).await {
         Ok(Some(theirs)) => {
             let after = chrono::Utc::now();
             // Our clock at the moment the database read its own: the middle of the round trip.

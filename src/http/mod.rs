@@ -11,12 +11,13 @@ mod live;
 mod management;
 mod monitoring;
 mod monitoring_page;
-pub(crate) use monitoring::evaluate_alerts_every;
 mod multipart;
 mod observe;
 mod rest;
 pub mod serve;
 mod superuser;
+
+pub(crate) use monitoring::evaluate_alerts_every;
 
 pub use graphql::SQL_STATEMENTS_HEADER;
 pub use observe::{ClientIp, RequestId, REQUEST_ID_HEADER, TRACE_ID_HEADER};

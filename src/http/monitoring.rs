@@ -15,10 +15,7 @@ use super::superuser::require_superuser;
 use crate::{
     config::TelemetrySettings,
     state::AppState,
-    telemetry::{
-        alerts::Breach,
-        monitoring::{OperationSnapshot, WindowStats},
-    },
+    telemetry::{alerts::ALERT_WINDOW_MINUTES, monitoring::OperationSnapshot},
 };
 
 /// `?operation=NAME`.
@@ -305,91 +302,10 @@ pub(crate) async fn alerts(State(state): State<AppState>, headers: HeaderMap) ->
     .into_response()
 }
 
-/// Minutes the alert rules look back over (the current one and the one before).
-const ALERT_WINDOW_MINUTES: u64 = 2;
-/// Requests (or cache lookups) a window needs before a rate says anything.
-const ALERT_MIN_REQUESTS: u64 = 20;
-/// An operation needs this many requests in the window before its p95 counts.
-const ALERT_MIN_OPERATION_REQUESTS: u64 = 5;
-
-/// The alert rules (docs/operations.md): what breaches now, over the last two minutes.
-pub(crate) fn breaches(
-    window: &[WindowStats],
-    settings: &TelemetrySettings,
-    redis: Option<Result<(), String>>,
-) -> Vec<Breach> {
-    let mut out = Vec::new();
-    for op in window
-        .iter()
-        .filter(|o| o.count >= ALERT_MIN_OPERATION_REQUESTS)
-    {
-        let limit = settings
-            .slow_threshold([op.operation.as_str()])
-            .as_secs_f64()
-            * 1000.0;
-        if op.p95_ms > limit {
-            out.push(Breach {
-                rule: "slow_operation",
-                subject: op.operation.clone(),
-                value: op.p95_ms,
-                threshold: limit,
-                lower_is_worse: false,
-                detail: format!(
-                    "p95 {:.1} ms over {} requests is above the {limit:.0} ms threshold",
-                    op.p95_ms, op.count
-                ),
-            });
-        }
-    }
-    let count: u64 = window.iter().map(|o| o.count).sum();
-    let errors: u64 = window.iter().map(|o| o.errors).sum();
-    if count >= ALERT_MIN_REQUESTS && errors as f64 / count as f64 > 0.05 {
-        let rate = errors as f64 / count as f64;
-        out.push(Breach {
-            rule: "error_rate",
-            subject: "all".into(),
-            value: rate,
-            threshold: 0.05,
-            lower_is_worse: false,
-            detail: format!(
-                "{errors} of {count} requests failed ({:.1} %, above 5 %)",
-                rate * 100.0
-            ),
-        });
-    }
-    let lookups: u64 = window.iter().map(|o| o.cache_lookups).sum();
-    let hits: u64 = window.iter().map(|o| o.cache_hits).sum();
-    if lookups >= ALERT_MIN_REQUESTS && (hits as f64 / lookups as f64) < 0.8 {
-        let rate = hits as f64 / lookups as f64;
-        out.push(Breach {
-            rule: "cache_hit_rate",
-            subject: "all".into(),
-            value: rate,
-            threshold: 0.8,
-            lower_is_worse: true,
-            detail: format!(
-                "{hits} of {lookups} cache lookups hit ({:.1} %, below 80 %)",
-                rate * 100.0
-            ),
-        });
-    }
-    if let Some(Err(reason)) = redis {
-        out.push(Breach {
-            rule: "redis_degraded",
-            subject: "redis".into(),
-            value: 1.0,
-            threshold: 0.0,
-            lower_is_worse: false,
-            detail: reason,
-        });
-    }
-    out
-}
-
 /// Evaluates the alert rules once and records the result in the history.
 pub(crate) fn evaluate_alerts(state: &AppState) {
     let window = state.monitoring.window(ALERT_WINDOW_MINUTES);
-    let found = breaches(
+    let found = crate::telemetry::alerts::breaches(
         &window,
         &state.settings.telemetry,
         state.cache.redis_health(),

@@ -556,15 +556,20 @@ async fn a_slow_reader_gets_the_newest_value_not_a_queue_of_every_change() {
     // event of its own, and the slow reader's share piles up.
     let book = "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }";
     let cancel = "mutation($id: ID!) { cancelReservation(id: $id) { id } }";
-    const ROUNDS: usize = 200;
+    // Enough ~20 KB events to outgrow the kernel's largest send buffer (4 MB here), on any host.
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20);
+    let rounds = (wmem_max / 20_000).max(200);
     let mut fast_seen = 0;
     let mut fast_last = Value::Null;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let booked = app.graphql(Some(&player), book, json!({"d": date})).await;
         let id = booked.ok()["createReservation"]["id"].clone();
         fast_last = recv(&mut fast).await;
         fast_seen += 1;
-        if round + 1 < ROUNDS {
+        if round + 1 < rounds {
             app.graphql(Some(&player), cancel, json!({"id": id}))
                 .await
                 .ok();
@@ -587,15 +592,16 @@ async fn a_slow_reader_gets_the_newest_value_not_a_queue_of_every_change() {
     assert_eq!(last["payload"], fast_last["payload"]);
     eprintln!(
         "slow reader: {received} events, fast reader: {fast_seen}, for {} changes",
-        2 * ROUNDS - 1
+        2 * rounds - 1
     );
     let coalesced = metric(
         &app,
         "graphql_server_subscription_events_total{outcome=\"coalesced\"",
     )
     .await;
+    // Here: 204 of 399. What the kernel holds is at most about half; a queue would be all of it.
     assert!(
-        received < fast_seen,
+        received * 4 < fast_seen * 3,
         "a slow reader got {received} events (the fast one {fast_seen}): a queue, not the newest value"
     );
     assert!(coalesced > 0.0, "nothing was counted as coalesced");

@@ -271,6 +271,7 @@ async fn the_monitoring_page_shows_what_the_api_says_in_a_real_browser() {
     assert_eq!(facts["dialog"], "Flush every cache?");
     assert!(facts["slowestRows"].as_u64().unwrap() >= 10, "{facts}");
     assert!(facts["chartPaths"].as_u64().unwrap() >= 1, "{facts}");
+    assert_eq!(facts["charted"], 17, "{facts}");
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
 }
 

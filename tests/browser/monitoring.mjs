@@ -1,5 +1,5 @@
 // The monitoring page in a real browser (Debian's chromium driven by playwright-core; no browser
-// is downloaded). Run by tests/api/monitoring_page.rs after a known burst of requests:
+// is downloaded). Run by tests/api/operators.rs after a known burst of requests:
 //   BASE_URL=http://127.0.0.1:PORT TOKEN=<superuser> PLAYER_TOKEN=<not a superuser> \
 //   SCREENSHOT=path.png [CHROMIUM=/usr/bin/chromium] node monitoring.mjs
 // It loads the page, pastes the token, checks that what the page shows equals what the API
@@ -64,10 +64,12 @@ try {
   if (local.includes(token)) failures.push("the token is in localStorage");
 
   // Read the API, then make the page read it again, so both see the same moment.
-  const [summary, stats, cache] = await Promise.all([
+  const [summary, stats, cache, trends, alerts] = await Promise.all([
     api("/api/bff/monitoring/summary"),
     api("/api/bff/monitoring/stats"),
     api("/api/management/cache/status"),
+    api("/api/bff/monitoring/trends"),
+    api("/api/bff/monitoring/alerts"),
   ]);
   const loads = Number(await page.getAttribute("body", "data-loaded"));
   await page.click("#refresh");
@@ -99,13 +101,20 @@ try {
     const s = k.stats;
     const lookups = s.l1Hits + s.l2Hits + s.staleWhileRevalidate + s.staleIfError + s.misses;
     expectEqual(`${k.kind} lookups`, await text(`#kinds tr[data-kind="${k.kind}"] td[data-field="lookups"]`), fmt.int(lookups));
+    const hits = lookups - s.misses;
+    expectEqual(`${k.kind} hit rate`, await text(`#kinds tr[data-kind="${k.kind}"] td[data-field="hitRate"]`), lookups ? fmt.pct(hits / lookups) : "–");
   }
   expectEqual("invalidations", await text("#invalidations"), fmt.int(cache.invalidations));
   facts.operations = rows;
   facts.requests = summary.requests;
   facts.slowestRows = await page.$$eval("#slowest tr[data-request-id]", (trs) => trs.length);
   facts.chartPaths = await page.$$eval("#chart-rate path, #chart-latency path", (ps) => ps.length);
+  // The charts drew the last hour the API reports (every operation merged).
+  const charted = trends.all.points.reduce((n, p) => n + p.count, 0);
+  expectEqual("requests charted", await page.getAttribute("#chart-rate", "data-requests"), String(charted));
+  facts.charted = charted;
   facts.alertRows = await page.$$eval("#alerts tr[data-rule]", (trs) => trs.map((tr) => tr.dataset.rule));
+  expectEqual("alerts listed", JSON.stringify(facts.alertRows), JSON.stringify(alerts.alerts.map((a) => a.rule)));
 
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
 

@@ -137,11 +137,15 @@
   function drawTrends() {
     if (!lastTrends) return;
     const select = $("trend-operation");
+    if (!lastTrends.all) return;
+    // An operation quiet for the last hour has no trend: its chart is empty, not `all`'s.
+    const quiet = { points: lastTrends.all.points.map((p) => ({ minute: p.minute, count: 0, errors: 0, ratePerSecond: 0, p50Ms: 0, p95Ms: 0, p99Ms: 0, cacheHitRate: null, sqlStatementsPerRequest: 0 })) };
     const trend = select.value === ""
       ? lastTrends.all
-      : lastTrends.operations.find((t) => t.operation === select.value) || lastTrends.all;
-    if (!trend) return;
+      : lastTrends.operations.find((t) => t.operation === select.value) || quiet;
     const points = trend.points;
+    // What the charts drew, for a reader (and the browser test) to check against the API.
+    $("chart-rate").dataset.requests = String(points.reduce((n, p) => n + p.count, 0));
     const labels = points.map((p) => p.minute.slice(11, 16));
     const busy = (f) => points.map((p) => (p.count ? f(p) : null));
     chart($("chart-rate"), [{ name: "rate", color: "#2457c5", values: points.map((p) => p.ratePerSecond) }], labels);

@@ -231,18 +231,21 @@ impl Monitoring {
     /// Per-minute trends of the last hour: every operation with requests in it (busiest first,
     /// only `operation` when given), and `all` of them merged, first.
     pub fn trends(&self, operation: Option<&str>) -> Trends {
+        // One reading for the minute and the seconds into it: the current minute's rate is over
+        // the seconds it has run, not over 60.
         let seconds = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        // The current minute's rate is over the seconds it has run, not over 60.
-        self.trends_at(operation, current_minute(), (seconds % 60.0).max(1.0))
+        let minute = (seconds / 60.0) as u64;
+        self.trends_at(operation, minute, (seconds % 60.0).max(1.0))
     }
 
     fn trends_at(&self, operation: Option<&str>, now: u64, current_seconds: f64) -> Trends {
-        let first = now + 1 - MINUTES as u64;
+        let first = (now + 1).saturating_sub(MINUTES as u64);
         let operations = self.operations.read().expect("stats lock");
         let mut total = vec![Aggregate::default(); MINUTES];
         let mut trends: Vec<(u64, Trend)> = Vec::new();
+        let mut max_ms: f64 = 0.0;
         for (name, stats) in operations.iter() {
             let mut minutes = vec![Aggregate::default(); MINUTES];
             for slot in stats.minutes.iter() {
@@ -258,17 +261,18 @@ impl Monitoring {
             for (t, m) in total.iter_mut().zip(&minutes) {
                 t.merge(m);
             }
+            let own_max = stats.max_micros.load(Relaxed) as f64 / 1000.0;
+            max_ms = max_ms.max(own_max);
             if operation.is_none_or(|o| o == name) {
-                let max_ms = stats.max_micros.load(Relaxed) as f64 / 1000.0;
                 trends.push((
                     count,
-                    self.trend(name, &minutes, first, max_ms, current_seconds),
+                    self.trend(name, &minutes, first, own_max, current_seconds),
                 ));
             }
         }
         trends.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.operation.cmp(&b.1.operation)));
         Trends {
-            all: self.trend("all", &total, first, f64::INFINITY, current_seconds),
+            all: self.trend("all", &total, first, max_ms, current_seconds),
             operations: trends.into_iter().map(|(_, t)| t).collect(),
         }
     }
@@ -321,7 +325,7 @@ impl Monitoring {
     /// Each operation over the last `minutes` minutes (the current one included).
     pub fn window(&self, minutes: u64) -> Vec<WindowStats> {
         let now = current_minute();
-        let first = now + 1 - minutes.clamp(1, MINUTES as u64);
+        let first = (now + 1).saturating_sub(minutes.clamp(1, MINUTES as u64));
         let operations = self.operations.read().expect("stats lock");
         operations
             .iter()

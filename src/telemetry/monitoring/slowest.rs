@@ -2,7 +2,10 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{
+            AtomicU64,
+            Ordering::{Acquire, Relaxed, Release},
+        },
         Mutex,
     },
     time::Duration,
@@ -67,7 +70,7 @@ impl Monitoring {
     ) {
         let micros = duration.as_micros() as u64;
         let slot = &self.slow[minute as usize % MINUTES];
-        if slot.minute.load(Relaxed) == minute && micros <= slot.floor.load(Relaxed) {
+        if slot.minute.load(Acquire) == minute && micros <= slot.floor.load(Relaxed) {
             return;
         }
         let Ok(mut kept) = slot.kept.lock() else {
@@ -78,8 +81,10 @@ impl Monitoring {
                 return;
             }
             *kept = (minute, Vec::with_capacity(SLOW_PER_MINUTE + 1));
-            slot.minute.store(minute, Relaxed);
+            // The floor first: a reader that sees the new minute (Acquire) sees the cleared
+            // floor, never the hour-old one.
             slot.floor.store(0, Relaxed);
+            slot.minute.store(minute, Release);
         }
         let list = &mut kept.1;
         if list.len() >= SLOW_PER_MINUTE && list.last().is_some_and(|(m, _)| *m >= micros) {

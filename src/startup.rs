@@ -28,9 +28,12 @@ pub struct Application {
 impl Application {
     /// Connects to the database, prepares it as configured, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let store = Store::connect(&settings)
-            .await
-            .with_context(|| format!("connecting to {}", redact(&settings.database_url())))?;
+        let store = Store::connect(&settings).await.with_context(|| {
+            format!(
+                "connecting to {}",
+                crate::config::redact(&settings.database_url())
+            )
+        })?;
         Self::build_with_store(settings, store).await
     }
 
@@ -236,19 +239,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
-    }
-}
-
-/// Hides a password in a database URL before it reaches a log or an error.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
     }
 }

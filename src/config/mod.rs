@@ -227,6 +227,58 @@ impl Settings {
     }
 }
 
+/// Query parameters that carry secrets in connection URLs.
+const SECRET_PARAMETERS: &[&str] = &[
+    "password",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "sslpassword",
+];
+
+/// A URL without its secrets, for a log, an error or `padel-bff doctor`:
+/// `postgres://user:***@host/db?password=***`.
+pub fn redact(url: &str) -> String {
+    let (before_query, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (before_query.find("://"), before_query.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &before_query[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => {
+                    format!(
+                        "{}{user}:***{}",
+                        &before_query[..scheme + 3],
+                        &before_query[at..]
+                    )
+                }
+                None => before_query.to_string(),
+            }
+        }
+        _ => before_query.to_string(),
+    };
+    if let Some(query) = query {
+        let parameters: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _))
+                    if SECRET_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()) =>
+                {
+                    format!("{name}=***")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&parameters.join("&"));
+    }
+    out
+}
+
 /// The directory holding `default.toml` and the profile files: `BFF_CONFIG_DIR` when set, else
 /// the first of `./config`, `config/` beside the binary or up to two levels above it (a cargo
 /// build in `target/release/`), and `/etc/padel-bff` that holds a `default.toml`; else `./config`

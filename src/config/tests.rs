@@ -112,3 +112,24 @@ fn forwarded_for_needs_the_trusted_proxies() {
     let settings = Settings::load_from(&path, &vars).unwrap();
     assert_eq!(settings.rate_limit.trusted_proxies.len(), 2);
 }
+
+#[test]
+fn urls_lose_their_secrets() {
+    assert_eq!(
+        redact("postgres://padel:secret@db:5432/padel"),
+        "postgres://padel:***@db:5432/padel"
+    );
+    assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    assert_eq!(
+        redact("postgres://u@db/padel?sslmode=require&password=S3cret"),
+        "postgres://u@db/padel?sslmode=require&password=***"
+    );
+    assert_eq!(
+        redact("redis://:S3cret@cache:6379/0"),
+        "redis://:***@cache:6379/0"
+    );
+    assert_eq!(
+        redact("https://user:S3cret@otel.example:4318?Token=abc"),
+        "https://user:***@otel.example:4318?Token=***"
+    );
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{check, Check, Status};
 use crate::{
-    config::{Profile, Settings},
+    config::{redact, Profile, Settings},
     store::Store,
 };
 
@@ -14,57 +14,6 @@ use crate::{
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Clock skew against the database above which a warning is given.
 const SKEW_WARN: Duration = Duration::from_secs(1);
-/// Query parameters that carry secrets in connection URLs.
-const SECRET_PARAMETERS: &[&str] = &[
-    "password",
-    "pass",
-    "pwd",
-    "secret",
-    "token",
-    "key",
-    "sslpassword",
-];
-
-/// Without secrets: `postgres://user:***@host/db?password=***`.
-pub(super) fn redact(url: &str) -> String {
-    let (before_query, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let mut out = match (before_query.find("://"), before_query.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &before_query[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => {
-                    format!(
-                        "{}{user}:***{}",
-                        &before_query[..scheme + 3],
-                        &before_query[at..]
-                    )
-                }
-                None => before_query.to_string(),
-            }
-        }
-        _ => before_query.to_string(),
-    };
-    if let Some(query) = query {
-        let parameters: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _))
-                    if SECRET_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()) =>
-                {
-                    format!("{name}=***")
-                }
-                _ => pair.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&parameters.join("&"));
-    }
-    out
-}
-
 /// Why the database cannot be reached, found without connecting through the pool: a SQLite
 /// file that does not exist (connecting would create it), or a Postgres address that refuses
 /// TCP (the pool would only say it timed out).
@@ -431,7 +380,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_give_their_address_and_lose_their_password() {
+    fn urls_give_their_address() {
         assert_eq!(
             host_port("http://collector:4317").as_deref(),
             Some("collector:4317")
@@ -445,23 +394,6 @@ mod tests {
             Some("[::1]:4318")
         );
         assert_eq!(host_port("http://"), None);
-        assert_eq!(
-            redact("postgres://padel:secret@db:5432/padel"),
-            "postgres://padel:***@db:5432/padel"
-        );
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(
-            redact("postgres://u@db/padel?sslmode=require&password=S3cret"),
-            "postgres://u@db/padel?sslmode=require&password=***"
-        );
-        assert_eq!(
-            redact("redis://:S3cret@cache:6379/0"),
-            "redis://:***@cache:6379/0"
-        );
-        assert_eq!(
-            redact("https://user:S3cret@otel.example:4318?Token=abc"),
-            "https://user:***@otel.example:4318?Token=***"
-        );
         assert_eq!(
             host_port("postgres://u@db/padel").as_deref(),
             Some("db:5432")

@@ -39,7 +39,7 @@ pub(super) fn jwt(settings: &Settings) -> Check {
             worse(Status::Fail);
         }
     } else {
-        notes.push(format!("JWKS {}", super::probes::redact(&auth.jwks_url)));
+        notes.push(format!("JWKS {}", crate::config::redact(&auth.jwks_url)));
         if !auth.jwks_url.starts_with("https://") && production {
             notes.push("(not https)".to_string());
             worse(Status::Warn);

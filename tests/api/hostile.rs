@@ -454,15 +454,7 @@ async fn random_operation_names_leave_metrics_bounded() {
         }))
         .await;
     }
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.len() < 1024 * 1024,
         "/metrics is {} bytes",

@@ -381,16 +381,7 @@ on_both_backends!(
     metrics_parse_as_prometheus_text_and_move_with_requests,
     |app| {
         let token = app.token("owner@demo.padel").await;
-        let get_metrics = || async {
-            let response = app
-                .client
-                .get(format!("{}/metrics", app.address))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-            response.text().await.unwrap()
-        };
+        let get_metrics = || app.metrics_text();
         let query = "query Screen { authContext { user { email } } }";
         app.graphql(Some(&token), query, json!({})).await.ok();
         let before = get_metrics().await;

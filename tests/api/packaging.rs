@@ -394,15 +394,7 @@ async fn every_metric_the_dashboard_and_the_rules_use_is_in_a_real_scrape() {
     )
     .await;
     workload(&app).await;
-    let scrape = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = app.metrics_text().await;
     let scraped: BTreeSet<&str> = scrape
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

@@ -329,6 +329,18 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// The gateway's `GET /metrics` text (asserting it answered 200).
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "/metrics");
+        response.text().await.unwrap()
+    }
+
     /// The database URL of this app.
     pub fn database_url(&self) -> String {
         self.database.clone()

@@ -30,8 +30,12 @@ use crate::clock::Clock;
 pub enum Change {
     /// These tags were bumped.
     Tags(std::sync::Arc<[String]>),
-    /// Anything may have changed (L1 flushed: a flush, the channel lost or back, Redis back).
+    /// Anything may have changed (L1 flushed: a flush, the channel lost, Redis back).
     Everything,
+    /// The invalidation channel is back after it was lost: anything may have changed while this
+    /// replica could not hear, so live subscriptions send their current value even when it
+    /// looks unchanged (they were stale meanwhile).
+    Resumed,
 }
 
 /// Changes buffered per listener before it lags (and a lagging listener re-reads everything).
@@ -51,6 +55,8 @@ pub(super) struct Generations {
     epoch: AtomicU64,
     /// Every change, for live subscriptions (no listener: nothing is kept).
     changes: tokio::sync::broadcast::Sender<Change>,
+    /// The channel was lost and has not come back yet.
+    lost: AtomicBool,
 }
 
 impl Generations {
@@ -69,6 +75,7 @@ impl Generations {
             l1_on: AtomicBool::new(l1_enabled && !shared),
             epoch: AtomicU64::new(0),
             changes: tokio::sync::broadcast::channel(CHANGES_BUFFER).0,
+            lost: AtomicBool::new(false),
         }
     }
 
@@ -88,8 +95,12 @@ impl Generations {
 
     /// Drops every L1 entry (after a possible loss of invalidations).
     pub(super) fn flush_l1(&self) {
+        self.flush_l1_telling(Change::Everything);
+    }
+
+    fn flush_l1_telling(&self, change: Change) {
         self.l1.invalidate_all();
-        let _ = self.changes.send(Change::Everything);
+        let _ = self.changes.send(change);
     }
 
     /// A listener of every change from now on.
@@ -140,7 +151,12 @@ impl TierEvents for Generations {
     /// What was missed is unknown, so start over.
     fn channel_up(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.flush_l1();
+        let resumed = self.lost.swap(false, Ordering::AcqRel);
+        self.flush_l1_telling(if resumed {
+            Change::Resumed
+        } else {
+            Change::Everything
+        });
         self.l1_on.store(self.l1_enabled, Ordering::Release);
         tracing::info!("cache invalidation channel subscribed; L1 on");
     }
@@ -148,6 +164,7 @@ impl TierEvents for Generations {
     /// Flush and stop serving from L1 until the channel is back.
     fn channel_down(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.lost.store(true, Ordering::Release);
         if self.l1_on.swap(false, Ordering::AcqRel) {
             tracing::warn!(
                 "cache invalidation channel lost; L1 flushed and off until resubscribed"

@@ -244,14 +244,23 @@ impl Live {
             _ => None,
         };
         loop {
+            // After the invalidation channel was lost, the current value goes out even when it
+            // looks unchanged: what the replica missed meanwhile is unknown.
+            let mut resend = false;
             let mut stale = match self.changes.recv().await {
-                Ok(change) => self.wanted.stale_after(&change, user.as_deref()),
+                Ok(change) => {
+                    resend = matches!(change, Change::Resumed);
+                    self.wanted.stale_after(&change, user.as_deref())
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             };
             loop {
                 match self.changes.try_recv() {
-                    Ok(change) => stale |= self.wanted.stale_after(&change, user.as_deref()),
+                    Ok(change) => {
+                        resend |= matches!(change, Change::Resumed);
+                        stale |= self.wanted.stale_after(&change, user.as_deref());
+                    }
                     Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => stale = true,
                     Err(_) => break,
                 }
@@ -269,7 +278,7 @@ impl Live {
                     self.done = true;
                     return Some(Err(error));
                 }
-                Ok(value) if self.last.as_ref() == Some(&value) => continue,
+                Ok(value) if !resend && self.last.as_ref() == Some(&value) => continue,
                 Ok(value) => {
                     self.last = Some(value.clone());
                     return Some(Ok(value));

@@ -150,7 +150,7 @@ impl Topics {
     pub fn notify(&self, change: &crate::cache::Change) {
         let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         let everyone = match change {
-            crate::cache::Change::Everything => true,
+            crate::cache::Change::Everything | crate::cache::Change::Resumed => true,
             crate::cache::Change::Tags(tags) => {
                 tags.iter().any(|t| t == crate::cache::keys::tags::ALL)
             }

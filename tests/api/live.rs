@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
 
 use crate::helpers::{
-    shared_redis_url, spawn_app, spawn_app_with, unique_prefix, Backend, TestApp,
+    eventually, shared_redis_url, spawn_app, spawn_app_with, unique_prefix, wait_for_l1, Backend,
+    PrivateRedis, TestApp,
 };
 
 type Socket =
@@ -597,4 +598,103 @@ async fn a_slow_reader_gets_the_newest_value_not_a_queue_of_every_change() {
         "a slow reader got {received} events (the fast one {fast_seen}): a queue, not the newest value"
     );
     assert!(coalesced > 0.0, "nothing was counted as coalesced");
+}
+
+/// `/readyz`'s status on `app`.
+async fn readiness(app: &TestApp) -> String {
+    let reply: Value = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["status"].as_str().unwrap_or_default().to_string()
+}
+
+/// Redis killed under a subscription on replica B, then brought back: the subscription never
+/// fails. Meanwhile a booking through replica A still reaches it (the Postgres outbox); when
+/// Redis is back, B re-reads and sends the current value, changed or not; and pub/sub carries the
+/// next booking again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_redis_marks_subscriptions_stale_and_its_return_resends_the_current_value() {
+    let mut redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let url = redis.url();
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("BFF__CACHE__KEY_PREFIX", &prefix),
+    ];
+    let a = spawn_app_with(Backend::Postgres, &env).await;
+    let b = a.replica(&[]).await;
+    wait_for_l1(&b).await;
+    let player = a.token("player@demo.padel").await;
+    let date = a.weekday_after(303);
+    let mut socket = acked(&b, &player).await;
+    send(
+        &mut socket,
+        json!({"id": "r", "type": "subscribe", "payload": {"query": LIVE, "variables": {"club": "1", "date": date}}}),
+    )
+    .await;
+    let initial = recv(&mut socket).await;
+    let before = free(&initial);
+    let book = |start: &str, end: &str| {
+        format!("mutation($d: Date!) {{ createReservation(input: {{courtId: 1, date: $d, start: \"{start}\", end: \"{end}\"}}) {{ id }} }}")
+    };
+
+    redis.kill();
+    eventually(
+        Duration::from_secs(20),
+        "replica B never noticed Redis gone",
+        || async {
+            match readiness(&b).await.as_str() {
+                "degraded" => Ok(()),
+                other => Err(other.to_string()),
+            }
+        },
+    )
+    .await;
+    a.graphql(Some(&player), &book("18:00", "19:00"), json!({"d": date}))
+        .await
+        .ok();
+    // Without Redis the outbox still tells B; nothing but values arrives meanwhile.
+    let during = recv(&mut socket).await;
+    assert_eq!(during["type"], "next", "{during}");
+    assert!(during["payload"].get("errors").is_none(), "{during}");
+    assert!(
+        free(&during) < before,
+        "the booking made during the outage: {during}"
+    );
+
+    redis.spawn();
+    // Back: the current value again, though it did not change since the last event.
+    let resent = recv(&mut socket).await;
+    assert_eq!(resent["type"], "next", "{resent}");
+    assert_eq!(resent["payload"], during["payload"], "the current value");
+    eventually(
+        Duration::from_secs(20),
+        "replica B never said ready again",
+        || async {
+            match readiness(&b).await.as_str() {
+                "ready" => Ok(()),
+                other => Err(other.to_string()),
+            }
+        },
+    )
+    .await;
+    a.graphql(Some(&player), &book("20:00", "21:00"), json!({"d": date}))
+        .await
+        .ok();
+    let after = loop {
+        let event = recv(&mut socket).await;
+        assert_eq!(event["type"], "next", "{event}");
+        if free(&event) < free(&during) {
+            break event;
+        }
+        // Another re-read on the way back (the breaker's recovery) sends the same value.
+        assert_eq!(event["payload"], during["payload"], "{event}");
+    };
+    assert!(after["payload"].get("errors").is_none(), "{after}");
 }

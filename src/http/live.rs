@@ -34,13 +34,20 @@ use crate::{
     ratelimit::Holder,
     state::AppState,
 };
+use outbox::{forward, Outgoing};
+
+mod outbox;
 
 /// The protocols, in the server's order of preference.
 const PROTOCOLS: [&str; 2] = ["graphql-transport-ws", "graphql-ws"];
 
-/// Events a socket's subscriptions hand to its writer; bounded, so a slow reader holds back its
-/// streams (which then coalesce: each reads the newest value when it is polled again).
-const OUTBOX: usize = 16;
+/// The socket's read buffer. tungstenite zeroes the free part of it before every read attempt
+/// (each turn of the socket's loop), so the default 128 KiB cost a 128 KiB memset per batch of
+/// events written; clients send only small messages.
+const READ_BUFFER: usize = 8 * 1024;
+
+/// At most this many bytes of events are written with one flush.
+const BATCH_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
@@ -66,7 +73,14 @@ pub(crate) async fn upgrade(
     client_ip: Option<axum::Extension<ClientIp>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let ws = ws.protocols(PROTOCOLS);
+    // A client message is held whole before it is read: at most an HTTP body's size (else
+    // close 1009), not tungstenite's 64 MiB.
+    let largest = state.settings.server.body_limit_bytes;
+    let ws = ws
+        .protocols(PROTOCOLS)
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(largest)
+        .max_frame_size(largest);
     let protocol = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
         Some("graphql-transport-ws") => Protocol::Current,
         Some("graphql-ws") => Protocol::Legacy,
@@ -165,7 +179,8 @@ impl Connection {
             client_ip: self.client_ip,
             request_id: self.request_id.clone(),
         };
-        let (events, mut outgoing) = mpsc::channel::<Outgoing>(OUTBOX);
+        // Unbounded, yet each subscription has at most one event in it (`Outgoing::written`).
+        let (events, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
         let expiry = tokio::time::sleep(expires_in);
         tokio::pin!(expiry);
         let mut shutdown = self.state.shutdown.subscribe();
@@ -186,17 +201,25 @@ impl Connection {
                 }
                 Some(event) = outgoing.recv() => {
                     // Whatever else is ready goes out in the same write.
+                    let mut bytes = event.text.len();
                     let mut batch = vec![event];
-                    while batch.len() < OUTBOX {
+                    while bytes < BATCH_BYTES {
                         match outgoing.try_recv() {
-                            Ok(event) => batch.push(event),
+                            Ok(event) => {
+                                bytes += event.text.len();
+                                batch.push(event);
+                            }
                             Err(_) => break,
                         }
                     }
                     self.write_batch(batch).await?;
                 }
                 message = self.socket.recv() => {
-                    let Some(Ok(message)) = message else { return Ok(()) };
+                    let message = match message {
+                        Some(Ok(message)) => message,
+                        Some(Err(error)) if too_big(&error) => return Err(Close(1009, "Message too big")),
+                        _ => return Ok(()),
+                    };
                     if window.0.elapsed() >= Duration::from_secs(1) {
                         window = (std::time::Instant::now(), 0);
                     }
@@ -223,6 +246,7 @@ impl Connection {
         loop {
             let message = match self.socket.recv().await? {
                 Ok(Message::Text(text)) => text,
+                Err(error) if too_big(&error) => return Some(Err(Close(1009, "Message too big"))),
                 Ok(Message::Close(_)) | Err(_) => return None,
                 Ok(_) => continue,
             };
@@ -288,7 +312,7 @@ impl Connection {
         &mut self,
         message: Value,
         caller: &Caller,
-        events: &mpsc::Sender<Outgoing>,
+        events: &mpsc::UnboundedSender<Outgoing>,
     ) -> Result<(), Close> {
         let kind = message["type"].as_str().unwrap_or_default();
         match (self.protocol, kind) {
@@ -334,6 +358,7 @@ impl Connection {
                             id.clone(),
                             self.protocol,
                             events.clone(),
+                            self.state.instruments.subscription_events.clone(),
                         ));
                         self.running.insert(id, task);
                         Ok(())
@@ -374,6 +399,8 @@ impl Connection {
         use futures_util::SinkExt;
         let mut sent = 0;
         let mut woke = Vec::new();
+        // Each subscription's next event waits for these: released once the batch is flushed.
+        let mut written = Vec::with_capacity(batch.len());
         for event in batch {
             if let Some(id) = &event.completes {
                 self.running.remove(id);
@@ -381,6 +408,7 @@ impl Connection {
                 sent += 1;
             }
             woke.extend(event.woke);
+            written.extend(event.written);
             self.socket
                 .feed(Message::Text(event.text.into()))
                 .await
@@ -389,6 +417,7 @@ impl Connection {
         SinkExt::<Message>::flush(&mut self.socket)
             .await
             .map_err(|_| Close(1011, "send failed"))?;
+        drop(written);
         let instruments = &self.state.instruments;
         for at in woke {
             instruments
@@ -411,51 +440,13 @@ impl Connection {
     }
 }
 
-/// A message for the socket's writer.
-struct Outgoing {
-    text: String,
-    /// The subscription this completes.
-    completes: Option<String>,
-    /// When the change this event answers was heard.
-    woke: Option<std::time::Instant>,
-}
-
-/// A subscription's events to the socket's writer, then its completion. A topic's event is
-/// spliced in as rendered (one rendering for every subscriber).
-async fn forward(
-    mut stream: futures_util::stream::BoxStream<'static, pipeline::LiveEvent>,
-    id: String,
-    protocol: Protocol,
-    events: mpsc::Sender<Outgoing>,
-) {
-    let id_json = Value::String(id.clone()).to_string();
-    while let Some(event) = stream.next().await {
-        let woke = match &event {
-            pipeline::LiveEvent::Rendered { woke, .. } => *woke,
-            pipeline::LiveEvent::Response(_) => None,
-        };
-        let text = format!(
-            r#"{{"type":"{}","id":{id_json},"payload":{}}}"#,
-            protocol.next(),
-            event.payload()
-        );
-        let outgoing = Outgoing {
-            text,
-            completes: None,
-            woke,
-        };
-        if events.send(outgoing).await.is_err() {
-            return;
-        }
-    }
-    let text = json!({"type": "complete", "id": id}).to_string();
-    let _ = events
-        .send(Outgoing {
-            text,
-            completes: Some(id),
-            woke: None,
-        })
-        .await;
+/// Whether a read failed on a message or frame over the size limit.
+fn too_big(error: &axum::Error) -> bool {
+    use tungstenite::Error;
+    let source = std::error::Error::source(error);
+    source
+        .and_then(|e| e.downcast_ref::<Error>())
+        .is_some_and(|e| matches!(e, Error::Capacity(_)))
 }
 
 /// The operation of a `subscribe` (or legacy `start`) payload.

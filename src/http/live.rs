@@ -12,7 +12,7 @@
 //! `subscriptions.max_messages_per_second`. A subscription over `max_per_connection` is refused
 //! with an `error` coded RATE_LIMITED; the socket stays.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use axum::{
     extract::{
@@ -24,7 +24,6 @@ use axum::{
 };
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use super::{ClientIp, RequestId};
 use crate::{
@@ -34,9 +33,9 @@ use crate::{
     ratelimit::Holder,
     state::AppState,
 };
-use outbox::{forward, Outgoing};
+use subscriptions::{Batch, Subscriptions};
 
-mod outbox;
+mod subscriptions;
 
 /// The protocols, in the server's order of preference.
 const PROTOCOLS: [&str; 2] = ["graphql-transport-ws", "graphql-ws"];
@@ -119,7 +118,7 @@ pub(crate) async fn upgrade(
             protocol,
             client_ip,
             request_id,
-            running: HashMap::new(),
+            subscriptions: Subscriptions::default(),
         }
         .serve()
         .await;
@@ -135,17 +134,15 @@ struct Connection {
     protocol: Protocol,
     client_ip: Option<std::net::IpAddr>,
     request_id: String,
-    /// Subscriptions running, by operation id.
-    running: HashMap<String, tokio::task::JoinHandle<()>>,
+    /// Subscriptions running, polled by this socket's task.
+    subscriptions: Subscriptions,
 }
 
 impl Connection {
     async fn serve(mut self) {
         self.state.live_sockets.send_modify(|open| *open += 1);
         let close = self.run().await.err();
-        for (_, task) in self.running.drain() {
-            task.abort();
-        }
+        self.subscriptions.stop_all();
         if let Some(Close(code, reason)) = close {
             let frame = CloseFrame {
                 code,
@@ -179,8 +176,6 @@ impl Connection {
             client_ip: self.client_ip,
             request_id: self.request_id.clone(),
         };
-        // Unbounded, yet each subscription has at most one event in it (`Outgoing::written`).
-        let (events, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
         let expiry = tokio::time::sleep(expires_in);
         tokio::pin!(expiry);
         let mut shutdown = self.state.shutdown.subscribe();
@@ -190,26 +185,19 @@ impl Connection {
                 () = &mut expiry => return Err(Close(4403, "Forbidden: the token expired")),
                 () = super::multipart::closing(&mut shutdown) => {
                     // Every subscription completes, then the socket closes: going away.
-                    let ids: Vec<String> = self.running.drain().map(|(id, task)| {
-                        task.abort();
-                        id
-                    }).collect();
-                    for id in ids {
+                    for id in self.subscriptions.stop_all() {
                         self.send(json!({"type": "complete", "id": id})).await?;
                     }
                     return Err(Close(1001, "Going Away"));
                 }
-                Some(event) = outgoing.recv() => {
+                item = self.subscriptions.next() => {
                     // Whatever else is ready goes out in the same write.
-                    let mut bytes = event.text.len();
-                    let mut batch = vec![event];
-                    while bytes < BATCH_BYTES {
-                        match outgoing.try_recv() {
-                            Ok(event) => {
-                                bytes += event.text.len();
-                                batch.push(event);
-                            }
-                            Err(_) => break,
+                    let mut batch = Batch::default();
+                    self.subscriptions.add(self.protocol, item, &mut batch);
+                    while batch.bytes < BATCH_BYTES {
+                        match self.subscriptions.ready() {
+                            Some(item) => self.subscriptions.add(self.protocol, item, &mut batch),
+                            None => break,
                         }
                     }
                     self.write_batch(batch).await?;
@@ -235,7 +223,7 @@ impl Connection {
                     };
                     let message: Value = serde_json::from_str(text.as_str())
                         .map_err(|_| Close(4400, "Invalid message"))?;
-                    self.handle(message, &caller, &events).await?;
+                    self.handle(message, &caller).await?;
                 }
             }
         }
@@ -308,12 +296,7 @@ impl Connection {
     }
 
     /// One client message after the ack.
-    async fn handle(
-        &mut self,
-        message: Value,
-        caller: &Caller,
-        events: &mpsc::UnboundedSender<Outgoing>,
-    ) -> Result<(), Close> {
+    async fn handle(&mut self, message: Value, caller: &Caller) -> Result<(), Close> {
         let kind = message["type"].as_str().unwrap_or_default();
         match (self.protocol, kind) {
             (_, "connection_init") => Err(Close(4429, "Too many initialisation requests")),
@@ -325,16 +308,11 @@ impl Connection {
                     .filter(|id| !id.is_empty())
                     .ok_or(Close(4400, "Invalid message"))?
                     .to_string();
-                if self
-                    .running
-                    .get(&id)
-                    .is_some_and(|task| !task.is_finished())
-                {
+                if self.subscriptions.is_running(&id) {
                     return Err(Close(4409, "Subscriber for this id already exists"));
                 }
-                self.running.retain(|_, task| !task.is_finished());
                 let limit = self.state.settings.subscriptions.max_per_connection;
-                if self.running.len() >= limit {
+                if self.subscriptions.len() >= limit {
                     let error = ErrorCode::RateLimited.server_error(format!(
                         "at most {limit} subscriptions may run on one socket"
                     ));
@@ -353,24 +331,14 @@ impl Connection {
                                 futures_util::stream::once(async move { event }).boxed()
                             }
                         };
-                        let task = tokio::spawn(forward(
-                            stream,
-                            id.clone(),
-                            self.protocol,
-                            events.clone(),
-                            self.state.instruments.subscription_events.clone(),
-                        ));
-                        self.running.insert(id, task);
+                        self.subscriptions.start(id, stream);
                         Ok(())
                     }
                 }
             }
             (Protocol::Current, "complete") | (Protocol::Legacy, "stop") => {
-                if let Some(task) = message["id"]
-                    .as_str()
-                    .and_then(|id| self.running.remove(id))
-                {
-                    task.abort();
+                if let Some(id) = message["id"].as_str() {
+                    self.subscriptions.stop(id);
                 }
                 Ok(())
             }
@@ -394,40 +362,31 @@ impl Connection {
         self.send_text(message.to_string()).await
     }
 
-    /// Writes events with one flush, then records them.
-    async fn write_batch(&mut self, batch: Vec<Outgoing>) -> Result<(), Close> {
+    /// Writes a batch with one flush, then records its events.
+    async fn write_batch(&mut self, batch: Batch) -> Result<(), Close> {
         use futures_util::SinkExt;
-        let mut sent = 0;
         let mut woke = Vec::new();
-        // Each subscription's next event waits for these: released once the batch is flushed.
-        let mut written = Vec::with_capacity(batch.len());
-        for event in batch {
-            if let Some(id) = &event.completes {
-                self.running.remove(id);
-            } else {
-                sent += 1;
-            }
-            woke.extend(event.woke);
-            written.extend(event.written);
+        for (text, heard) in batch.messages {
+            woke.extend(heard);
             self.socket
-                .feed(Message::Text(event.text.into()))
+                .feed(Message::Text(text.into()))
                 .await
                 .map_err(|_| Close(1011, "send failed"))?;
         }
         SinkExt::<Message>::flush(&mut self.socket)
             .await
             .map_err(|_| Close(1011, "send failed"))?;
-        drop(written);
         let instruments = &self.state.instruments;
         for at in woke {
             instruments
                 .subscription_delivery
                 .record(at.elapsed().as_secs_f64(), &[]);
         }
-        if sent > 0 {
-            instruments
-                .subscription_events
-                .add(sent, &[opentelemetry::KeyValue::new("outcome", "sent")]);
+        if batch.events > 0 {
+            instruments.subscription_events.add(
+                batch.events,
+                &[opentelemetry::KeyValue::new("outcome", "sent")],
+            );
         }
         Ok(())
     }

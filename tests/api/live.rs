@@ -177,6 +177,11 @@ async fn every_close_code_of_the_protocol() {
         .await;
         assert_eq!(recv(&mut socket).await, json!({"close": 4403}), "{payload}");
     }
+    // A message over `server.body_limit_bytes` (256 KiB): 1009, before it is held whole.
+    let (mut socket, _) = connect(&app, "graphql-transport-ws").await;
+    let big = json!({"type": "connection_init", "payload": {"pad": "x".repeat(300 * 1024)}});
+    send(&mut socket, big).await;
+    assert_eq!(recv(&mut socket).await, json!({"close": 1009}));
     // No init in time: 4408.
     let (mut socket, _) = connect(&app, "graphql-transport-ws").await;
     assert_eq!(recv(&mut socket).await, json!({"close": 4408}));

@@ -246,13 +246,17 @@ impl Live {
         loop {
             // After the invalidation channel was lost, the current value goes out even when it
             // looks unchanged: what the replica missed meanwhile is unknown.
-            let mut resend = false;
+            let mut resend;
             let mut stale = match self.changes.recv().await {
                 Ok(change) => {
                     resend = matches!(change, Change::Resumed);
                     self.wanted.stale_after(&change, user.as_deref())
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                // What was dropped may have been a `Resumed`.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    resend = true;
+                    true
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             };
             loop {
@@ -261,7 +265,10 @@ impl Live {
                         resend |= matches!(change, Change::Resumed);
                         stale |= self.wanted.stale_after(&change, user.as_deref());
                     }
-                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => stale = true,
+                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
+                        resend = true;
+                        stale = true;
+                    }
                     Err(_) => break,
                 }
             }

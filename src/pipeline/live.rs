@@ -295,8 +295,9 @@ impl Follower {
                         Some(TopicEvent::Personal) => {
                             let (operation, prepared) = self.operation.take()?;
                             let context = context(&self.state, &self.caller);
-                            let mut own =
-                                engine_stream(&self.state, &self.caller, &operation, &prepared, context);
+                            let mut own = detached(engine_stream(
+                                &self.state, &self.caller, &operation, &prepared, context,
+                            ));
                             let first = own.next().await;
                             self.own = Some(own);
                             return first.map(|r| LiveEvent::Response(Box::new(r)));
@@ -339,6 +340,35 @@ impl Follower {
     }
 }
 
+/// `stream` run by a task of its own, one event ahead of its reader. A socket polls its
+/// subscriptions itself and stops while a slow reader's write waits; a personal stream's reads
+/// (loads other requests may be waiting on) must go on meanwhile.
+fn detached<T: Send + 'static>(mut stream: BoxStream<'static, T>) -> BoxStream<'static, T> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let task = tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            if sender.send(item).await.is_err() {
+                return;
+            }
+        }
+    });
+    let running = AbortOnDrop(task.abort_handle());
+    futures_util::stream::unfold((receiver, running), |(mut receiver, running)| async move {
+        let item = receiver.recv().await?;
+        Some((item, (receiver, running)))
+    })
+    .boxed()
+}
+
+/// Aborts the task when its stream's reader lets go.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The subscriber may see the club the topic read, at the level it needs; else the error the
 /// query would give, at the root field. The subscriber's view is read (through the cache) when
 /// `viewer` holds none: at the first delivery and after a change that concerns the subscriber.
@@ -350,8 +380,23 @@ async fn allowed(
     viewer: &mut Option<crate::domain::access::Viewer>,
 ) -> Result<(), async_graphql::Response> {
     let error = if viewer.is_none() {
-        let (principal, _) =
-            crate::auth::principal(&state.cache, &state.store, &caller.credentials).await;
+        // In a task of its own: the socket that polls this subscription may stop polling it
+        // (a slow reader), and the load may be the one other requests for the caller wait on.
+        let (cache, store, credentials) = (
+            state.cache.clone(),
+            state.store.clone(),
+            caller.credentials.clone(),
+        );
+        let principal =
+            tokio::spawn(
+                async move { crate::auth::principal(&cache, &store, &credentials).await.0 },
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError::internal(anyhow::anyhow!(
+                    "the caller's load failed"
+                )))
+            });
         match principal {
             Ok(principal) => {
                 *viewer = Some(principal.viewer);

@@ -703,3 +703,47 @@ async fn losing_redis_marks_subscriptions_stale_and_its_return_resends_the_curre
     };
     assert!(after["payload"].get("errors").is_none(), "{after}");
 }
+
+/// A selection that asks for the caller (`organization { clubs }` lists the clubs the caller can
+/// see) makes the topic personal: each subscriber runs its own stream (in a task of its own), sees
+/// its own clubs, and gets the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selection_that_asks_for_the_caller_is_answered_per_subscriber() {
+    let app = spawn_app(Backend::Postgres).await;
+    let date = app.weekday_after(304);
+    let query = "subscription($club: ID!, $date: Date!) { courtAvailabilityChanged(clubId: $club, date: $date, courtIds: [\"1\"]) { club { organization { clubs { id } } } courts { court { id } availableCount } } }";
+    let subscribe = json!({"id": "p", "type": "subscribe", "payload": {"query": query, "variables": {"club": "1", "date": date}}});
+    let clubs = |event: &Value| {
+        event["payload"]["data"]["courtAvailabilityChanged"]["club"]["organization"]["clubs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no clubs in {event}"))
+            .len()
+    };
+    let mut seen = Vec::new();
+    let mut sockets = Vec::new();
+    // The manager sees the one club they manage; the owner both clubs of the organization.
+    for who in ["manager@demo.padel", "owner@demo.padel"] {
+        let token = app.token(who).await;
+        let mut socket = acked(&app, &token).await;
+        send(&mut socket, subscribe.clone()).await;
+        let initial = recv(&mut socket).await;
+        assert_eq!(initial["type"], "next", "{who}: {initial}");
+        seen.push((clubs(&initial), free(&initial)));
+        sockets.push(socket);
+    }
+    assert!(seen[0].0 < seen[1].0, "each caller's own clubs: {seen:?}");
+    let player = app.token("player@demo.padel").await;
+    app.graphql(
+        Some(&player),
+        "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }",
+        json!({"d": date}),
+    )
+    .await
+    .ok();
+    for (socket, (clubs_before, free_before)) in sockets.iter_mut().zip(&seen) {
+        let changed = recv(socket).await;
+        assert_eq!(changed["type"], "next", "{changed}");
+        assert!(free(&changed) < *free_before, "{changed}");
+        assert_eq!(clubs(&changed), *clubs_before, "{changed}");
+    }
+}

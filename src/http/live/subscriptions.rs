@@ -71,8 +71,9 @@ impl Subscriptions {
         }
     }
 
-    /// Ends every subscription; their ids.
+    /// Ends every subscription at once (their topics and gauges let go); their ids.
     pub(super) fn stop_all(&mut self) -> Vec<String> {
+        self.streams = SelectAll::new();
         self.running
             .drain()
             .map(|(id, handle)| {

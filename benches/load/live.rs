@@ -149,6 +149,8 @@ pub async fn run(database: &str, redis: &str, first_day: chrono::NaiveDate) -> V
             }
         }
         let cpu_ticks_used = cpu_ticks(a.child.id()) + cpu_ticks(b.child.id()) - ticks;
+        // Both gateways' resident memory with every subscriber still connected.
+        let rss_mib = (rss_kib(a.child.id()) + rss_kib(b.child.id())) as f64 / 1024.0;
         for task in tasks {
             task.abort();
         }
@@ -159,7 +161,7 @@ pub async fn run(database: &str, redis: &str, first_day: chrono::NaiveDate) -> V
         // USER_HZ is 100 on Linux: a tick is 10 ms.
         let cpu_us = cpu_ticks_used as f64 * 10_000.0 / latencies.len() as f64;
         println!(
-            "live: {subscribers} subscribers over 2 replicas ({} a socket), {changes} bookings: booking -> delivery p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {cpu_us:.1} µs of gateway CPU per delivered event (warm-up booking before them: last delivery {warm_up_ms:.1} ms)",
+            "live: {subscribers} subscribers over 2 replicas ({} a socket), {changes} bookings: booking -> delivery p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {cpu_us:.1} µs of gateway CPU per delivered event (warm-up booking before them: last delivery {warm_up_ms:.1} ms); gateways' RSS {rss_mib:.0} MiB",
             per_socket(),
             at(0.5),
             at(0.99),
@@ -167,7 +169,7 @@ pub async fn run(database: &str, redis: &str, first_day: chrono::NaiveDate) -> V
         );
         report.insert(
             format!("{subscribers} subscribers"),
-            json!({"p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0), "events": latencies.len(), "cpu_us_per_event": cpu_us, "warm_up_max_ms": warm_up_ms, "per_socket": per_socket()}),
+            json!({"p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0), "events": latencies.len(), "cpu_us_per_event": cpu_us, "warm_up_max_ms": warm_up_ms, "rss_mib": rss_mib, "per_socket": per_socket()}),
         );
     }
     sqlx::query("DELETE FROM reservations WHERE club_id = 1 AND date = CAST($1 AS DATE)")
@@ -224,4 +226,14 @@ async fn listen(
             }
         }
     }
+}
+
+/// A process's resident set (`VmRSS`), in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

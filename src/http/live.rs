@@ -48,6 +48,10 @@ const READ_BUFFER: usize = 8 * 1024;
 /// At most this many bytes of events are written with one flush.
 const BATCH_BYTES: usize = 256 * 1024;
 
+/// tungstenite hands its buffer to the kernel whenever it holds this much (default 128 KiB): the
+/// buffer a socket keeps after its largest batch, so it is what 10 000 sockets cost.
+const WRITE_BUFFER: usize = 32 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
     /// graphql-transport-ws.
@@ -78,6 +82,7 @@ pub(crate) async fn upgrade(
     let ws = ws
         .protocols(PROTOCOLS)
         .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(largest)
         .max_frame_size(largest);
     let protocol = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {

@@ -9,8 +9,9 @@
 //! later, when the token expires: 4403 is one a client retries with a fresh token), 4408 no init
 //! within `subscriptions.init_timeout`, 4409 an operation id already in use, 4429 a second
 //! init, more sockets than `subscriptions.max_connections_per_user`, or more messages than
-//! `subscriptions.max_messages_per_second`. A subscription over `max_per_connection` is refused
-//! with an `error` coded RATE_LIMITED; the socket stays.
+//! `subscriptions.max_messages_per_second`, 1009 a message over `server.body_limit_bytes`. A
+//! subscription over `max_per_connection` is refused with an `error` coded RATE_LIMITED; the
+//! socket stays. The socket's own task polls its subscriptions (`subscriptions`).
 
 use std::time::Duration;
 

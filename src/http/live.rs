@@ -49,6 +49,10 @@ const READ_BUFFER: usize = 8 * 1024;
 /// At most this many bytes of events are written with one flush.
 const BATCH_BYTES: usize = 256 * 1024;
 
+/// How long the last words to a closing socket may take (the `complete`s, the close frame): a
+/// client that stopped reading does not hold up shutdown.
+const LAST_WORDS: Duration = Duration::from_secs(2);
+
 /// tungstenite hands its buffer to the kernel whenever it holds this much (default 128 KiB): the
 /// buffer a socket keeps after its largest batch, so it is what 10 000 sockets cost.
 const WRITE_BUFFER: usize = 32 * 1024;
@@ -154,7 +158,8 @@ impl Connection {
                 code,
                 reason: reason.into(),
             };
-            let _ = self.socket.send(Message::Close(Some(frame))).await;
+            let _ = tokio::time::timeout(LAST_WORDS, self.socket.send(Message::Close(Some(frame))))
+                .await;
         }
         self.state.live_sockets.send_modify(|open| *open -= 1);
     }
@@ -189,13 +194,7 @@ impl Connection {
         loop {
             tokio::select! {
                 () = &mut expiry => return Err(Close(4403, "Forbidden: the token expired")),
-                () = super::multipart::closing(&mut shutdown) => {
-                    // Every subscription completes, then the socket closes: going away.
-                    for id in self.subscriptions.stop_all() {
-                        self.send(json!({"type": "complete", "id": id})).await?;
-                    }
-                    return Err(Close(1001, "Going Away"));
-                }
+                () = super::multipart::closing(&mut shutdown) => return Err(self.going_away().await),
                 item = self.subscriptions.next() => {
                     // Whatever else is ready goes out in the same write.
                     let mut batch = Batch::default();
@@ -206,7 +205,13 @@ impl Connection {
                             None => break,
                         }
                     }
-                    self.write_batch(batch).await?;
+                    // A client that stops reading holds up this write; expiry and shutdown still
+                    // end the socket meanwhile.
+                    tokio::select! {
+                        written = self.write_batch(batch) => written?,
+                        () = &mut expiry => return Err(Close(4403, "Forbidden: the token expired")),
+                        () = super::multipart::closing(&mut shutdown) => return Err(self.going_away().await),
+                    }
                 }
                 message = self.socket.recv() => {
                     let message = match message {
@@ -233,6 +238,20 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Shutting down: every subscription completes (as far as the client takes it within
+    /// [`LAST_WORDS`]), then the socket closes, going away.
+    async fn going_away(&mut self) -> Close {
+        let ids = self.subscriptions.stop_all();
+        let completes = async {
+            for id in ids {
+                self.send(json!({"type": "complete", "id": id})).await?;
+            }
+            Ok::<_, Close>(())
+        };
+        let _ = tokio::time::timeout(LAST_WORDS, completes).await;
+        Close(1001, "Going Away")
     }
 
     /// Waits for `connection_init` (pings are answered meanwhile); `None` when the socket ends.

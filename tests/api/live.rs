@@ -747,3 +747,57 @@ async fn a_selection_that_asks_for_the_caller_is_answered_per_subscriber() {
         assert_eq!(clubs(&changed), *clubs_before, "{changed}");
     }
 }
+
+/// SIGTERM while a client has stopped reading and the gateway's write to it waits: the gateway
+/// still shuts down at once (the `complete`s and the close frame get a bounded time), not at the
+/// end of `server.shutdown_grace`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stopped_reading_does_not_hold_up_shutdown() {
+    let mut app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("BFF__RATE_LIMIT__ENABLED", "false"),
+            ("BFF__SERVER__SHUTDOWN_GRACE", "120s"),
+        ],
+    )
+    .await;
+    let player = app.token("player@demo.padel").await;
+    let date = app.weekday_after(302);
+    let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": LIVE_ALL_COURTS, "variables": {"club": "1", "date": date}}});
+    let mut stuck = slow_socket(&app, &player).await;
+    send(&mut stuck, subscribe.clone()).await;
+    recv(&mut stuck).await;
+    let mut fast = acked(&app, &player).await;
+    send(&mut fast, subscribe).await;
+    recv(&mut fast).await;
+    // ~20 KB events, one per change (the reader that keeps up paces them), until more than the
+    // kernel's largest send buffer waits for the client that reads nothing.
+    let book = "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }";
+    let cancel = "mutation($id: ID!) { cancelReservation(id: $id) { id } }";
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20);
+    for _ in 0..(wmem_max / 20_000).max(200) {
+        let booked = app.graphql(Some(&player), book, json!({"d": date})).await;
+        let id = booked.ok()["createReservation"]["id"].clone();
+        recv(&mut fast).await;
+        app.graphql(Some(&player), cancel, json!({"id": id}))
+            .await
+            .ok();
+        recv(&mut fast).await;
+    }
+    let started = std::time::Instant::now();
+    assert!(
+        app.stop_and_wait(Duration::from_secs(30)).await,
+        "the gateway was still shutting down after 30 s (grace 120 s)"
+    );
+    eprintln!("shut down in {:?}", started.elapsed());
+    // The reader that kept up got its complete and the close.
+    assert_eq!(
+        recv(&mut fast).await,
+        json!({"type": "complete", "id": "1"})
+    );
+    assert_eq!(recv(&mut fast).await, json!({"close": 1001}));
+    drop(stuck);
+}

@@ -98,6 +98,8 @@ pub struct TestApp {
     owns_database: bool,
     env: Vec<(String, String)>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The gateway's run, which ends once it has shut down.
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The booking quota every test club starts with: none to speak of (see `spawn_app_with`).
@@ -210,9 +212,12 @@ async fn start(
     let address = format!("http://127.0.0.1:{}", app.port());
     let clock = app.state().cache.clock().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async move {
+    let run = app.run_until_stopped(async move {
         let _ = stopped.await;
-    }));
+    });
+    let server = tokio::spawn(async move {
+        let _ = run.await;
+    });
     let raw = match backend {
         Backend::Postgres => RawDb::Postgres(PgPool::connect(url).await.unwrap()),
         Backend::Sqlite => RawDb::Sqlite(SqlitePool::connect(url).await.unwrap()),
@@ -234,6 +239,7 @@ async fn start(
         owns_database: false,
         env,
         stop: Some(stop),
+        server: Some(server),
     }
 }
 
@@ -298,6 +304,16 @@ impl TestApp {
     pub fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+    }
+
+    /// Stops the gateway (as SIGTERM does) and waits up to `within` for it to have shut down;
+    /// whether it did.
+    pub async fn stop_and_wait(&mut self, within: Duration) -> bool {
+        self.stop();
+        match self.server.take() {
+            Some(server) => tokio::time::timeout(within, server).await.is_ok(),
+            None => true,
         }
     }
 

@@ -18,6 +18,10 @@ type Socket =
 
 const LIVE: &str = "subscription($club: ID!, $date: Date!) { courtAvailabilityChanged(clubId: $club, date: $date, courtIds: [\"1\"]) { date courts { court { id } availableCount slots { start available } } } }";
 
+/// Books court 1 at 18:00–19:00 on `$d`, and cancels a reservation.
+const BOOK: &str = "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }";
+const CANCEL: &str = "mutation($id: ID!) { cancelReservation(id: $id) { id } }";
+
 /// Opens `/graphql/ws` offering `protocols` (comma-separated, in the client's order); returns
 /// the socket and the subprotocol the server answered.
 async fn connect(app: &TestApp, protocols: &str) -> (Socket, String) {
@@ -60,6 +64,16 @@ async fn recv(socket: &mut Socket) -> Value {
     }
 }
 
+/// Subscribes `id` to [`LIVE`] (club 1 on `date`); the initial value.
+async fn subscribe_live(socket: &mut Socket, id: &str, date: &str) -> Value {
+    send(
+        socket,
+        json!({"id": id, "type": "subscribe", "payload": {"query": LIVE, "variables": {"club": "1", "date": date}}}),
+    )
+    .await;
+    recv(socket).await
+}
+
 /// Sends `connection_init` with `token` and expects the ack.
 async fn init(socket: &mut Socket, token: &str) {
     send(
@@ -96,22 +110,13 @@ async fn a_booking_through_replica_a_reaches_a_subscriber_on_replica_b() {
     let player = a.token("player@demo.padel").await;
     let date = a.weekday_after(300);
     let mut socket = acked(&b, &player).await;
-    send(
-        &mut socket,
-        json!({"id": "1", "type": "subscribe", "payload": {"query": LIVE, "variables": {"club": "1", "date": date}}}),
-    )
-    .await;
-    let initial = recv(&mut socket).await;
+    let initial = subscribe_live(&mut socket, "1", &date).await;
     assert_eq!(initial["type"], "next", "{initial}");
     assert_eq!(initial["id"], "1");
     let before = free(&initial);
-    a.graphql(
-        Some(&player),
-        "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }",
-        json!({"d": date}),
-    )
-    .await
-    .ok();
+    a.graphql(Some(&player), BOOK, json!({"d": date}))
+        .await
+        .ok();
     // The change, next: nothing between the initial value and it.
     let changed = recv(&mut socket).await;
     assert_eq!(changed["type"], "next", "{changed}");
@@ -331,13 +336,9 @@ async fn multipart_subscriptions_deliver_the_initial_value_then_the_change() {
         ["availableCount"]
         .as_i64()
         .unwrap_or_else(|| panic!("{initial}"));
-    a.graphql(
-        Some(&player),
-        "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }",
-        json!({"d": date}),
-    )
-    .await
-    .ok();
+    a.graphql(Some(&player), BOOK, json!({"d": date}))
+        .await
+        .ok();
     while payloads(&body).len() < 2 {
         let chunk = tokio::time::timeout(Duration::from_secs(20), response.chunk())
             .await
@@ -398,13 +399,9 @@ async fn a_thousand_subscribers_of_one_topic_cost_one_read_and_one_rendering_per
     }
     let renders = metric(&app, "graphql_server_subscription_renders_total").await;
     let loads = app.cache_stat("courtAvailability", "misses").await;
-    app.graphql(
-        Some(&player),
-        "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }",
-        json!({"d": date}),
-    )
-    .await
-    .ok();
+    app.graphql(Some(&player), BOOK, json!({"d": date}))
+        .await
+        .ok();
     let mut changed = std::collections::HashSet::new();
     while changed.len() < 1000 {
         let event = recv(&mut socket).await;
@@ -500,6 +497,14 @@ async fn every_bound_refuses_with_its_code() {
     assert_eq!(closed, Some(json!({"close": 4429})));
 }
 
+/// The kernel's largest TCP send buffer (`tcp_wmem`'s third value; 4 MB here).
+fn send_buffer_max() -> usize {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20)
+}
+
 /// A socket whose client reads nothing while changes pour in: its kernel receive buffer is kept
 /// small, so the server's writer fills up quickly.
 async fn slow_socket(app: &TestApp, token: &str) -> Socket {
@@ -552,23 +557,18 @@ async fn a_slow_reader_gets_the_newest_value_not_a_queue_of_every_change() {
     // 399 changes, a booking and its cancellation again and again (the last one stays booked),
     // each one seen by the reader that keeps up before the next is made: every change is an
     // event of its own, and the slow reader's share piles up.
-    let book = "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }";
-    let cancel = "mutation($id: ID!) { cancelReservation(id: $id) { id } }";
     // Enough ~20 KB events to outgrow the kernel's largest send buffer (4 MB here), on any host.
-    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
-        .ok()
-        .and_then(|t| t.split_whitespace().nth(2)?.parse().ok())
-        .unwrap_or(4 << 20);
+    let wmem_max = send_buffer_max();
     let rounds = (wmem_max / 20_000).max(200);
     let mut fast_seen = 0;
     let mut fast_last = Value::Null;
     for round in 0..rounds {
-        let booked = app.graphql(Some(&player), book, json!({"d": date})).await;
+        let booked = app.graphql(Some(&player), BOOK, json!({"d": date})).await;
         let id = booked.ok()["createReservation"]["id"].clone();
         fast_last = recv(&mut fast).await;
         fast_seen += 1;
         if round + 1 < rounds {
-            app.graphql(Some(&player), cancel, json!({"id": id}))
+            app.graphql(Some(&player), CANCEL, json!({"id": id}))
                 .await
                 .ok();
             fast_last = recv(&mut fast).await;
@@ -605,18 +605,29 @@ async fn a_slow_reader_gets_the_newest_value_not_a_queue_of_every_change() {
     assert!(coalesced > 0.0, "nothing was counted as coalesced");
 }
 
-/// `/readyz`'s status on `app`.
-async fn readiness(app: &TestApp) -> String {
-    let reply: Value = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    reply["status"].as_str().unwrap_or_default().to_string()
+/// Polls `/readyz` on `app` until its status is `wanted` (`ready`, `degraded`).
+async fn until_readiness(app: &TestApp, wanted: &str) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("/readyz never said {wanted}"),
+        || async {
+            let reply: Value = app
+                .client
+                .get(format!("{}/readyz", app.address))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if reply["status"] == wanted {
+                Ok(())
+            } else {
+                Err(reply["status"].clone())
+            }
+        },
+    )
+    .await
 }
 
 /// Redis killed under a subscription on replica B, then brought back: the subscription never
@@ -638,29 +649,14 @@ async fn losing_redis_marks_subscriptions_stale_and_its_return_resends_the_curre
     let player = a.token("player@demo.padel").await;
     let date = a.weekday_after(303);
     let mut socket = acked(&b, &player).await;
-    send(
-        &mut socket,
-        json!({"id": "r", "type": "subscribe", "payload": {"query": LIVE, "variables": {"club": "1", "date": date}}}),
-    )
-    .await;
-    let initial = recv(&mut socket).await;
+    let initial = subscribe_live(&mut socket, "r", &date).await;
     let before = free(&initial);
     let book = |start: &str, end: &str| {
         format!("mutation($d: Date!) {{ createReservation(input: {{courtId: 1, date: $d, start: \"{start}\", end: \"{end}\"}}) {{ id }} }}")
     };
 
     redis.kill();
-    eventually(
-        Duration::from_secs(20),
-        "replica B never noticed Redis gone",
-        || async {
-            match readiness(&b).await.as_str() {
-                "degraded" => Ok(()),
-                other => Err(other.to_string()),
-            }
-        },
-    )
-    .await;
+    until_readiness(&b, "degraded").await;
     a.graphql(Some(&player), &book("18:00", "19:00"), json!({"d": date}))
         .await
         .ok();
@@ -678,17 +674,7 @@ async fn losing_redis_marks_subscriptions_stale_and_its_return_resends_the_curre
     let resent = recv(&mut socket).await;
     assert_eq!(resent["type"], "next", "{resent}");
     assert_eq!(resent["payload"], during["payload"], "the current value");
-    eventually(
-        Duration::from_secs(20),
-        "replica B never said ready again",
-        || async {
-            match readiness(&b).await.as_str() {
-                "ready" => Ok(()),
-                other => Err(other.to_string()),
-            }
-        },
-    )
-    .await;
+    until_readiness(&b, "ready").await;
     a.graphql(Some(&player), &book("20:00", "21:00"), json!({"d": date}))
         .await
         .ok();
@@ -733,13 +719,9 @@ async fn a_selection_that_asks_for_the_caller_is_answered_per_subscriber() {
     }
     assert!(seen[0].0 < seen[1].0, "each caller's own clubs: {seen:?}");
     let player = app.token("player@demo.padel").await;
-    app.graphql(
-        Some(&player),
-        "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }",
-        json!({"d": date}),
-    )
-    .await
-    .ok();
+    app.graphql(Some(&player), BOOK, json!({"d": date}))
+        .await
+        .ok();
     for (socket, (clubs_before, free_before)) in sockets.iter_mut().zip(&seen) {
         let changed = recv(socket).await;
         assert_eq!(changed["type"], "next", "{changed}");
@@ -772,17 +754,12 @@ async fn a_client_that_stopped_reading_does_not_hold_up_shutdown() {
     recv(&mut fast).await;
     // ~20 KB events, one per change (the reader that keeps up paces them), until more than the
     // kernel's largest send buffer waits for the client that reads nothing.
-    let book = "mutation($d: Date!) { createReservation(input: {courtId: 1, date: $d, start: \"18:00\", end: \"19:00\"}) { id } }";
-    let cancel = "mutation($id: ID!) { cancelReservation(id: $id) { id } }";
-    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
-        .ok()
-        .and_then(|t| t.split_whitespace().nth(2)?.parse().ok())
-        .unwrap_or(4 << 20);
+    let wmem_max = send_buffer_max();
     for _ in 0..(wmem_max / 20_000).max(200) {
-        let booked = app.graphql(Some(&player), book, json!({"d": date})).await;
+        let booked = app.graphql(Some(&player), BOOK, json!({"d": date})).await;
         let id = booked.ok()["createReservation"]["id"].clone();
         recv(&mut fast).await;
-        app.graphql(Some(&player), cancel, json!({"id": id}))
+        app.graphql(Some(&player), CANCEL, json!({"id": id}))
             .await
             .ok();
         recv(&mut fast).await;

@@ -75,8 +75,9 @@ pub enum TopicEvent {
     },
     /// The selection depends on the caller: every subscriber runs its own.
     Personal,
-    /// The topic's stream ended (after its last event).
-    Ended,
+    /// The topic's stream ended, with its last event (a subscriber that has not seen it yet
+    /// still gets it: often the error that ended the stream).
+    Ended(Option<Arc<TopicEvent>>),
 }
 
 /// One running topic; its producer stops when the last subscriber lets go.
@@ -114,7 +115,7 @@ impl Topics {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(topic) = running.get(key).and_then(Weak::upgrade) {
             // An ended topic (its last event an error) starts over for a newcomer.
-            let ended = matches!(topic.events.borrow().as_deref(), Some(TopicEvent::Ended));
+            let ended = matches!(topic.events.borrow().as_deref(), Some(TopicEvent::Ended(_)));
             if !ended {
                 return topic;
             }

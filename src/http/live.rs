@@ -34,8 +34,10 @@ use crate::{
     ratelimit::Holder,
     state::AppState,
 };
+use bounds::{too_big, Window};
 use subscriptions::{Batch, Subscriptions};
 
+mod bounds;
 mod subscriptions;
 
 /// The protocols, in the server's order of preference.
@@ -48,6 +50,13 @@ const READ_BUFFER: usize = 8 * 1024;
 
 /// At most this many bytes of events are written with one flush.
 const BATCH_BYTES: usize = 256 * 1024;
+
+/// What a socket may hold unwritten (a client that reads nothing while its pings are answered,
+/// or the largest answer) before it is closed; tungstenite's default is unbounded.
+const MAX_WRITE_BUFFER: usize = 16 * 1024 * 1024;
+
+/// Longest operation id (ids are echoed in every message of their subscription).
+const MAX_ID_BYTES: usize = 128;
 
 /// How long the last words to a closing socket may take (the `complete`s, the close frame): a
 /// client that stopped reading does not hold up shutdown.
@@ -88,6 +97,7 @@ pub(crate) async fn upgrade(
         .protocols(PROTOCOLS)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(largest)
         .max_frame_size(largest);
     let protocol = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
@@ -190,7 +200,7 @@ impl Connection {
         let expiry = tokio::time::sleep(expires_in);
         tokio::pin!(expiry);
         let mut shutdown = self.state.shutdown.subscribe();
-        let mut window = (std::time::Instant::now(), 0u32);
+        let mut window = Window::default();
         loop {
             tokio::select! {
                 () = &mut expiry => return Err(Close(4403, "Forbidden: the token expired")),
@@ -219,11 +229,7 @@ impl Connection {
                         Some(Err(error)) if too_big(&error) => return Err(Close(1009, "Message too big")),
                         _ => return Ok(()),
                     };
-                    if window.0.elapsed() >= Duration::from_secs(1) {
-                        window = (std::time::Instant::now(), 0);
-                    }
-                    window.1 += 1;
-                    if window.1 > limits.max_messages_per_second {
+                    if window.over(limits.max_messages_per_second) {
                         return Err(Close(4429, "Too many messages"));
                     }
                     let text = match message {
@@ -234,7 +240,12 @@ impl Connection {
                     };
                     let message: Value = serde_json::from_str(text.as_str())
                         .map_err(|_| Close(4400, "Invalid message"))?;
-                    self.handle(message, &caller).await?;
+                    // Its answer may wait on a client that stopped reading, as a batch may.
+                    tokio::select! {
+                        handled = self.handle(message, &caller) => handled?,
+                        () = &mut expiry => return Err(Close(4403, "Forbidden: the token expired")),
+                        () = super::multipart::closing(&mut shutdown) => return Err(self.going_away().await),
+                    }
                 }
             }
         }
@@ -256,11 +267,21 @@ impl Connection {
 
     /// Waits for `connection_init` (pings are answered meanwhile); `None` when the socket ends.
     async fn wait_for_init(&mut self) -> Option<Result<Value, Close>> {
+        // Every message counts against the bound, control frames too: each ping is answered.
+        let mut window = Window::default();
+        let most = self.state.settings.subscriptions.max_messages_per_second;
         loop {
-            let message = match self.socket.recv().await? {
+            let received = self.socket.recv().await?;
+            if window.over(most) {
+                return Some(Err(Close(4429, "Too many messages")));
+            }
+            let message = match received {
                 Ok(Message::Text(text)) => text,
                 Err(error) if too_big(&error) => return Some(Err(Close(1009, "Message too big"))),
                 Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(Message::Binary(_)) => {
+                    return Some(Err(Close(4400, "Binary messages are not supported")))
+                }
                 Ok(_) => continue,
             };
             let Ok(message) = serde_json::from_str::<Value>(message.as_str()) else {
@@ -330,7 +351,7 @@ impl Connection {
             (Protocol::Current, "subscribe") | (Protocol::Legacy, "start") => {
                 let id = message["id"]
                     .as_str()
-                    .filter(|id| !id.is_empty())
+                    .filter(|id| !id.is_empty() && id.len() <= MAX_ID_BYTES)
                     .ok_or(Close(4400, "Invalid message"))?
                     .to_string();
                 if self.subscriptions.is_running(&id) {
@@ -422,15 +443,6 @@ impl Connection {
             .await
             .map_err(|_| Close(1011, "send failed"))
     }
-}
-
-/// Whether a read failed on a message or frame over the size limit.
-fn too_big(error: &axum::Error) -> bool {
-    use tungstenite::Error;
-    let source = std::error::Error::source(error);
-    source
-        .and_then(|e| e.downcast_ref::<Error>())
-        .is_some_and(|e| matches!(e, Error::Capacity(_)))
 }
 
 /// The operation of a `subscribe` (or legacy `start`) payload.

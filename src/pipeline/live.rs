@@ -197,6 +197,7 @@ async fn produce(
     instruments: Arc<crate::telemetry::metrics::Instruments>,
 ) {
     let mut seq = 0;
+    let mut last = None;
     while let Some(response) = events.next().await {
         if notes.is_personal() {
             sender.send_replace(Some(Arc::new(TopicEvent::Personal)));
@@ -212,14 +213,18 @@ async fn produce(
         let _entered = span.enter();
         let payload: Arc<str> = serde_json::to_string(&response).unwrap_or_default().into();
         instruments.subscription_renders.add(1, &[]);
-        sender.send_replace(Some(Arc::new(TopicEvent::Rendered {
+        let event = Arc::new(TopicEvent::Rendered {
             seq,
             payload,
             club: notes.club(),
             woke: notes.take_woke(),
-        })));
+        });
+        last = Some(event.clone());
+        sender.send_replace(Some(event));
     }
-    sender.send_replace(Some(Arc::new(TopicEvent::Ended)));
+    // The last event goes with the end: the newest value replaces the one before, and an error
+    // that ended the stream must not be replaced unseen.
+    sender.send_replace(Some(Arc::new(TopicEvent::Ended(last))));
 }
 
 /// The active-subscriptions gauge, held for a subscription's life.
@@ -291,7 +296,18 @@ impl Follower {
                     let event = self.events.borrow_and_update().clone();
                     match event.as_deref() {
                         None => continue,
-                        Some(TopicEvent::Ended) => return None,
+                        Some(TopicEvent::Ended(last)) => {
+                            let unseen = match last.as_deref() {
+                                Some(TopicEvent::Rendered { seq, .. }) => *seq > self.last_seq,
+                                _ => false,
+                            };
+                            self.done = true;
+                            if !unseen {
+                                return None;
+                            }
+                            let last = last.clone()?;
+                            return self.deliver(&last).await;
+                        }
                         Some(TopicEvent::Personal) => {
                             let (operation, prepared) = self.operation.take()?;
                             let context = context(&self.state, &self.caller);
@@ -302,24 +318,8 @@ impl Follower {
                             self.own = Some(own);
                             return first.map(|r| LiveEvent::Response(Box::new(r)));
                         }
-                        Some(TopicEvent::Rendered { seq, payload, club, woke }) => {
-                            let skipped = seq.saturating_sub(self.last_seq + 1);
-                            if skipped > 0 {
-                                self.state.instruments.subscription_events.add(
-                                    skipped,
-                                    &[KeyValue::new("outcome", "coalesced")],
-                                );
-                            }
-                            self.last_seq = *seq;
-                            self.club = *club;
-                            if let Err(refusal) = allowed(&self.state, &self.caller, self.club, &self.root, &mut self.viewer).await {
-                                self.done = true;
-                                return Some(LiveEvent::Response(Box::new(refusal)));
-                            }
-                            return Some(LiveEvent::Rendered {
-                                payload: payload.clone(),
-                                woke: *woke,
-                            });
+                        Some(rendered @ TopicEvent::Rendered { .. }) => {
+                            return self.deliver(rendered).await;
                         }
                     }
                 }
@@ -337,6 +337,47 @@ impl Follower {
                 }
             }
         }
+    }
+}
+
+impl Follower {
+    /// A topic's rendered event for this subscriber: its bytes when the subscriber may see the
+    /// club it read, else the query's error (and the end).
+    async fn deliver(&mut self, event: &TopicEvent) -> Option<LiveEvent> {
+        let TopicEvent::Rendered {
+            seq,
+            payload,
+            club,
+            woke,
+        } = event
+        else {
+            return None;
+        };
+        let skipped = seq.saturating_sub(self.last_seq + 1);
+        if skipped > 0 {
+            self.state
+                .instruments
+                .subscription_events
+                .add(skipped, &[KeyValue::new("outcome", "coalesced")]);
+        }
+        self.last_seq = *seq;
+        self.club = *club;
+        let checked = allowed(
+            &self.state,
+            &self.caller,
+            self.club,
+            &self.root,
+            &mut self.viewer,
+        )
+        .await;
+        if let Err(refusal) = checked {
+            self.done = true;
+            return Some(LiveEvent::Response(Box::new(refusal)));
+        }
+        Some(LiveEvent::Rendered {
+            payload: payload.clone(),
+            woke: *woke,
+        })
     }
 }
 

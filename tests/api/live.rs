@@ -187,6 +187,26 @@ async fn every_close_code_of_the_protocol() {
     let big = json!({"type": "connection_init", "payload": {"pad": "x".repeat(300 * 1024)}});
     send(&mut socket, big).await;
     assert_eq!(recv(&mut socket).await, json!({"close": 1009}));
+    // Pings before the init count against the message bound: 4429 (each one is answered, so a
+    // flood from a client that reads nothing would pile up pongs).
+    let (mut socket, _) = connect(&app, "graphql-transport-ws").await;
+    for _ in 0..60 {
+        if socket
+            .send(Message::Ping(vec![0u8; 125].into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(recv(&mut socket).await, json!({"close": 4429}));
+    // A binary message before the init: 4400.
+    let (mut socket, _) = connect(&app, "graphql-transport-ws").await;
+    socket
+        .send(Message::Binary(vec![1u8, 2, 3].into()))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut socket).await, json!({"close": 4400}));
     // No init in time: 4408.
     let (mut socket, _) = connect(&app, "graphql-transport-ws").await;
     assert_eq!(recv(&mut socket).await, json!({"close": 4408}));
@@ -210,6 +230,22 @@ async fn every_close_code_of_the_protocol() {
     assert_eq!(recv(&mut socket).await["type"], "next");
     send(&mut socket, subscribe).await;
     assert_eq!(recv(&mut socket).await, json!({"close": 4409}));
+    // A subscription whose first read fails: its error, then complete (not a bare complete).
+    let mut socket = acked(&app, &player).await;
+    send(&mut socket, json!({"id": "e", "type": "subscribe", "payload": {"query": LIVE, "variables": {"club": "99999", "date": date}}})).await;
+    let failed = recv(&mut socket).await;
+    assert_eq!(failed["type"], "next", "{failed}");
+    assert_eq!(
+        failed["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{failed}"
+    );
+    assert_eq!(
+        recv(&mut socket).await,
+        json!({"type": "complete", "id": "e"})
+    );
+    // An operation id over 128 bytes: 4400.
+    send(&mut socket, json!({"id": "x".repeat(129), "type": "subscribe", "payload": {"query": LIVE, "variables": {"club": "1", "date": date}}})).await;
+    assert_eq!(recv(&mut socket).await, json!({"close": 4400}));
     // Not the protocol: 4400.
     let mut socket = acked(&app, &player).await;
     send(&mut socket, json!({"type": "bogus"})).await;

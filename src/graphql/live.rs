@@ -84,12 +84,15 @@ pub enum TopicEvent {
 pub struct Topic {
     /// The newest event (`None` before the first).
     pub events: watch::Receiver<Option<Arc<TopicEvent>>>,
-    producer: tokio::task::AbortHandle,
+    _producer: AbortOnDrop,
 }
 
-impl Drop for Topic {
+/// Aborts a task when dropped: a topic's producer, a personal stream's task.
+pub struct AbortOnDrop(pub tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.producer.abort();
+        self.0.abort();
     }
 }
 
@@ -124,7 +127,7 @@ impl Topics {
         let (sender, events) = watch::channel(None);
         let topic = Arc::new(Topic {
             events,
-            producer: start(sender),
+            _producer: AbortOnDrop(start(sender)),
         });
         running.insert(key.to_string(), Arc::downgrade(&topic));
         topic

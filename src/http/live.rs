@@ -202,53 +202,53 @@ impl Connection {
         let mut shutdown = self.state.shutdown.subscribe();
         let mut window = Window::default();
         loop {
+            // A step may wait on a client that stopped reading (a batch, an answer): expiry and
+            // shutdown end the socket meanwhile.
             tokio::select! {
+                stepped = self.step(&caller, &mut window) => if !stepped? { return Ok(()) },
                 () = &mut expiry => return Err(Close(4403, "Forbidden: the token expired")),
                 () = super::multipart::closing(&mut shutdown) => return Err(self.going_away().await),
-                item = self.subscriptions.next() => {
-                    // Whatever else is ready goes out in the same write.
-                    let mut batch = Batch::default();
-                    self.subscriptions.add(self.protocol, item, &mut batch);
-                    while batch.bytes < BATCH_BYTES {
-                        match self.subscriptions.ready() {
-                            Some(item) => self.subscriptions.add(self.protocol, item, &mut batch),
-                            None => break,
-                        }
-                    }
-                    // A client that stops reading holds up this write; expiry and shutdown still
-                    // end the socket meanwhile.
-                    tokio::select! {
-                        written = self.write_batch(batch) => written?,
-                        () = &mut expiry => return Err(Close(4403, "Forbidden: the token expired")),
-                        () = super::multipart::closing(&mut shutdown) => return Err(self.going_away().await),
-                    }
-                }
-                message = self.socket.recv() => {
-                    let message = match message {
-                        Some(Ok(message)) => message,
-                        Some(Err(error)) if too_big(&error) => return Err(Close(1009, "Message too big")),
-                        _ => return Ok(()),
-                    };
-                    if window.over(limits.max_messages_per_second) {
-                        return Err(Close(4429, "Too many messages"));
-                    }
-                    let text = match message {
-                        Message::Text(text) => text,
-                        Message::Close(_) => return Ok(()),
-                        Message::Ping(_) | Message::Pong(_) => continue,
-                        Message::Binary(_) => return Err(Close(4400, "Binary messages are not supported")),
-                    };
-                    let message: Value = serde_json::from_str(text.as_str())
-                        .map_err(|_| Close(4400, "Invalid message"))?;
-                    // Its answer may wait on a client that stopped reading, as a batch may.
-                    tokio::select! {
-                        handled = self.handle(message, &caller) => handled?,
-                        () = &mut expiry => return Err(Close(4403, "Forbidden: the token expired")),
-                        () = super::multipart::closing(&mut shutdown) => return Err(self.going_away().await),
-                    }
-                }
             }
         }
+    }
+
+    /// The next batch of events written, or the next client message handled; `false` when the
+    /// client has gone.
+    async fn step(&mut self, caller: &Caller, window: &mut Window) -> Result<bool, Close> {
+        tokio::select! {
+            item = self.subscriptions.next() => {
+                // Whatever else is ready goes out in the same write.
+                let mut batch = Batch::default();
+                self.subscriptions.add(self.protocol, item, &mut batch);
+                while batch.bytes < BATCH_BYTES {
+                    match self.subscriptions.ready() {
+                        Some(item) => self.subscriptions.add(self.protocol, item, &mut batch),
+                        None => break,
+                    }
+                }
+                self.write_batch(batch).await?;
+            }
+            message = self.socket.recv() => {
+                let message = match message {
+                    Some(Ok(message)) => message,
+                    Some(Err(error)) if too_big(&error) => return Err(Close(1009, "Message too big")),
+                    _ => return Ok(false),
+                };
+                if window.over(self.state.settings.subscriptions.max_messages_per_second) {
+                    return Err(Close(4429, "Too many messages"));
+                }
+                let text = match message {
+                    Message::Text(text) => text,
+                    Message::Close(_) => return Ok(false),
+                    Message::Ping(_) | Message::Pong(_) => return Ok(true),
+                    Message::Binary(_) => return Err(Close(4400, "Binary messages are not supported")),
+                };
+                let message: Value = serde_json::from_str(text.as_str())
+                    .map_err(|_| Close(4400, "Invalid message"))?;
+                self.handle(message, caller).await?;
+            }
+        }
+        Ok(true)
     }
 
     /// Shutting down: every subscription completes (as far as the client takes it within

@@ -23,7 +23,7 @@ use crate::{
     graphql::{
         assign_error_codes,
         context::RequestContext,
-        live::{TopicEvent, TopicNotes},
+        live::{AbortOnDrop, TopicEvent, TopicNotes},
     },
     state::AppState,
 };
@@ -399,15 +399,6 @@ fn detached<T: Send + 'static>(mut stream: BoxStream<'static, T>) -> BoxStream<'
         Some((item, (receiver, running)))
     })
     .boxed()
-}
-
-/// Aborts the task when its stream's reader lets go.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The subscriber may see the club the topic read, at the level it needs; else the error the

@@ -15,27 +15,31 @@ use crate::{
     config::RateLimitSettings,
 };
 
-/// A token bucket on Redis's clock: refills continuously, takes one token, expires when full.
-const TOKEN_BUCKET_SCRIPT: &str = r#"
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
+/// Token buckets on Redis's clock, one per key (ARGV: capacity and refill per second of each),
+/// taken in order in one round trip: each refills continuously and gives one token; the first
+/// empty one refuses (`{0, retry_ms, its position from 1}`) and leaves the later ones untouched;
+/// every bucket expires once it would be full again.
+const TOKEN_BUCKETS_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(b[1]) or capacity
-local ts = tonumber(b[2]) or now
-tokens = math.min(capacity, tokens + (now - ts) / 1000 * rate)
-local allowed = 0
-local retry = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  retry = math.ceil((1 - tokens) / rate * 1000)
+for i, key in ipairs(KEYS) do
+  local capacity = tonumber(ARGV[2 * i - 1])
+  local rate = tonumber(ARGV[2 * i])
+  local b = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(b[1]) or capacity
+  local ts = tonumber(b[2]) or now
+  tokens = math.min(capacity, tokens + (now - ts) / 1000 * rate)
+  local allowed = tokens >= 1
+  if allowed then
+    tokens = tokens - 1
+  end
+  redis.call('HSET', key, 'tokens', tokens, 'ts', now)
+  redis.call('PEXPIRE', key, math.ceil(capacity / rate * 1000) + 1000)
+  if not allowed then
+    return {0, math.ceil((1 - tokens) / rate * 1000), i}
+  end
 end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 1000)
-return {allowed, retry}
+return {1, 0, 0}
 "#;
 
 /// What an operation is, for its bucket.
@@ -87,6 +91,16 @@ impl Limited {
     }
 }
 
+/// A bucket: its key, capacity and refill per second.
+type Bucket = (String, f64, f64);
+
+/// Whose bucket.
+#[derive(Debug, Clone, Copy)]
+enum Who {
+    User(i64),
+    Address(IpAddr),
+}
+
 /// Token buckets of every caller.
 pub struct RateLimiter {
     settings: RateLimitSettings,
@@ -119,9 +133,40 @@ impl RateLimiter {
         ip: Option<IpAddr>,
         kind: OperationKind,
     ) -> Result<(), Limited> {
-        if !self.settings.enabled {
-            return Ok(());
+        let buckets: Vec<Bucket> = [user.map(Who::User), ip.map(Who::Address)]
+            .into_iter()
+            .flatten()
+            .map(|who| self.bucket(who, kind))
+            .collect();
+        self.take(&buckets).await.map_err(|(_, limited)| limited)
+    }
+
+    /// The edge's charge of a request: the client address's query token and, for a signed-in
+    /// caller, the user's query token for the request's first operation, in one decision (one
+    /// round trip with Redis; it was two, one after the other, on every request). `Err`: the
+    /// address is refused (the user's bucket untouched). `Ok`: the user's decision, to be spent
+    /// by the first operation's charge (`None` without a user).
+    pub async fn check_edge(
+        &self,
+        ip: Option<IpAddr>,
+        user: Option<i64>,
+    ) -> Result<Option<Result<(), Limited>>, Limited> {
+        let buckets: Vec<Bucket> = [ip.map(Who::Address), user.map(Who::User)]
+            .into_iter()
+            .flatten()
+            .map(|who| self.bucket(who, OperationKind::Query))
+            .collect();
+        match self.take(&buckets).await {
+            Ok(()) => Ok(user.map(|_| Ok(()))),
+            // The address comes first when known: a refusal at 0 is the address's.
+            Err((0, limited)) if ip.is_some() => Err(limited),
+            Err((_, limited)) => Ok(Some(Err(limited))),
         }
+    }
+
+    /// `who`'s bucket for `kind`: its key, capacity and refill per second (an address gets
+    /// `ip_factor` times a user's budget).
+    fn bucket(&self, who: Who, kind: OperationKind) -> Bucket {
         let (per_second, burst) = match kind {
             OperationKind::Query => (self.settings.query_per_second, self.settings.query_burst),
             OperationKind::Mutation => (
@@ -130,48 +175,68 @@ impl RateLimiter {
             ),
         };
         let factor = self.settings.ip_factor;
-        let mut buckets = Vec::with_capacity(2);
-        if let Some(user) = user {
-            buckets.push((
+        match who {
+            Who::User(user) => (
                 format!("bff:v1:rl:user:{user}:{}", kind.name()),
                 burst,
                 per_second,
-            ));
-        }
-        if let Some(ip) = ip {
-            buckets.push((
+            ),
+            Who::Address(ip) => (
                 format!("bff:v1:rl:ip:{ip}:{}", kind.name()),
                 burst * factor,
                 per_second * factor,
-            ));
+            ),
         }
-        for (key, capacity, rate) in buckets {
-            let (allowed, retry_ms) = match self.take_shared(&key, capacity, rate).await {
-                Some(decision) => decision,
-                None => self.take_local(&key, capacity, rate),
-            };
-            if !allowed {
-                return Err(Limited {
-                    retry_after: Duration::from_millis(retry_ms.max(1)),
-                });
-            }
-        }
-        Ok(())
     }
 
-    /// One token from the shared bucket `key` (capacity, refill per second), decided atomically
-    /// by Redis on its own clock: `(allowed, retry_after_ms)`; `None` when Redis is skipped.
-    async fn take_shared(&self, key: &str, capacity: f64, per_second: f64) -> Option<(bool, u64)> {
+    /// One token from each bucket in order, stopping at the first empty one: its position and
+    /// the wait. Shared through Redis when it answers, this process's own buckets otherwise.
+    async fn take(&self, buckets: &[Bucket]) -> Result<(), (usize, Limited)> {
+        if !self.settings.enabled || buckets.is_empty() {
+            return Ok(());
+        }
+        let refused = match self.take_shared(buckets).await {
+            Some(decision) => decision,
+            None => buckets
+                .iter()
+                .enumerate()
+                .find_map(|(i, (key, capacity, rate))| {
+                    let (allowed, retry) = self.take_local(key, *capacity, *rate);
+                    (!allowed).then_some((i, retry))
+                }),
+        };
+        match refused {
+            None => Ok(()),
+            Some((i, retry_ms)) => Err((
+                i,
+                Limited {
+                    retry_after: Duration::from_millis(retry_ms.max(1)),
+                },
+            )),
+        }
+    }
+
+    /// One token from each shared bucket (key, capacity, refill per second) in order, decided
+    /// atomically by Redis on its own clock in one round trip: `Some(None)` when every bucket
+    /// gave one, `Some(Some((position, retry_after_ms)))` for the first that refused; `None`
+    /// when Redis is skipped.
+    async fn take_shared(&self, buckets: &[Bucket]) -> Option<Option<(usize, u64)>> {
         let redis = self.redis.as_ref()?;
         let mut command = redis::cmd("EVAL");
-        command
-            .arg(TOKEN_BUCKET_SCRIPT)
-            .arg(1)
-            .arg(redis.key(key))
-            .arg(capacity)
-            .arg(per_second);
-        let (allowed, retry): (i64, i64) = redis.read(&command).await?;
-        Some((allowed == 1, retry.max(0) as u64))
+        command.arg(TOKEN_BUCKETS_SCRIPT).arg(buckets.len());
+        for (key, _, _) in buckets {
+            command.arg(redis.key(key));
+        }
+        for (_, capacity, per_second) in buckets {
+            command.arg(*capacity).arg(*per_second);
+        }
+        let (allowed, retry, position): (i64, i64, i64) = redis.read(&command).await?;
+        Some((allowed != 1).then(|| {
+            (
+                usize::try_from(position - 1).unwrap_or(0),
+                retry.max(0) as u64,
+            )
+        }))
     }
 
     fn take_local(&self, key: &str, capacity: f64, rate: f64) -> (bool, u64) {

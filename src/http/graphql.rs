@@ -16,7 +16,7 @@ use axum::{
 
 use super::{ClientIp, RequestId};
 use crate::{
-    pipeline::{self, Answer, Caller, Tally},
+    pipeline::{self, Answer, Caller, EdgeCharge, Tally},
     state::AppState,
 };
 
@@ -28,11 +28,18 @@ pub(crate) async fn post_graphql(
     State(state): State<AppState>,
     request_id: Option<axum::Extension<RequestId>>,
     client_ip: Option<axum::Extension<ClientIp>>,
+    edge: Option<axum::Extension<EdgeCharge>>,
     headers: HeaderMap,
     request: GraphQLBatchRequest,
 ) -> Response {
     let request_id = request_id.map(|r| r.0 .0).unwrap_or_default();
-    let caller = Caller::authenticate(&state, &headers, client_ip.map(|c| c.0 .0), request_id);
+    let caller = Caller::authenticate(
+        &state,
+        &headers,
+        client_ip.map(|c| c.0 .0),
+        request_id,
+        edge.map(|e| e.0),
+    );
     // Boxed once here: axum boxes this handler's future and its layers move it, a memcpy of
     // its whole size each time; the request's own future (cache reads, SQL, the engine) is large.
     Box::pin(async {
@@ -66,13 +73,20 @@ pub(crate) async fn get_graphql(State(state): State<AppState>, request: Request)
     let headers = request.headers().clone();
     let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
     let client_ip = request.extensions().get::<ClientIp>().map(|c| c.0);
+    let edge = request.extensions().get::<EdgeCharge>().cloned();
     let graphql =
         match <GraphQLRequest as FromRequest<AppState>>::from_request(request, &state).await {
             Ok(graphql) => graphql.into_inner(),
             Err(rejection) => return rejection.into_response(),
         };
-    let caller =
-        Caller::authenticate(&state, &headers, client_ip, request_id.unwrap_or_default()).await;
+    let caller = Caller::authenticate(
+        &state,
+        &headers,
+        client_ip,
+        request_id.unwrap_or_default(),
+        edge,
+    )
+    .await;
     let (answer, tally) = pipeline::run(&state, &caller, graphql.into()).await;
     respond(&state, answer, &tally)
 }
@@ -115,8 +129,14 @@ pub(crate) async fn charge_client(
         return next.run(request).await;
     }
     let ip = request.extensions().get::<ClientIp>().map(|c| c.0);
-    match pipeline::admit(&state, ip).await {
-        Ok(()) => next.run(request).await,
+    // A websocket's operations are charged on the socket, not here.
+    let user_first = !request.headers().contains_key(header::UPGRADE);
+    match pipeline::admit(&state, request.headers(), ip, user_first).await {
+        Ok(edge) => {
+            let mut request = request;
+            request.extensions_mut().insert(edge);
+            next.run(request).await
+        }
         Err((_, tally)) if bff => {
             let request_id = request
                 .extensions()

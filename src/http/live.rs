@@ -196,6 +196,7 @@ impl Connection {
             credentials: Credentials::User(user_id),
             client_ip: self.client_ip,
             request_id: self.request_id.clone(),
+            prepaid: None,
         };
         let expiry = tokio::time::sleep(expires_in);
         tokio::pin!(expiry);

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::{ClientIp, RequestId};
 use crate::{
     error::ErrorCode,
-    pipeline::{self, Answer, Caller, Operation, Tally},
+    pipeline::{self, Answer, Caller, EdgeCharge, Operation, Tally},
     state::AppState,
 };
 
@@ -24,6 +24,7 @@ pub(crate) async fn get_bff(
     State(state): State<AppState>,
     request_id: Option<axum::Extension<RequestId>>,
     client_ip: Option<axum::Extension<ClientIp>>,
+    edge: Option<axum::Extension<EdgeCharge>>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -31,8 +32,14 @@ pub(crate) async fn get_bff(
     let Some(endpoint) = crate::rest::endpoint(uri.path()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let caller =
-        Caller::authenticate(&state, &headers, client_ip.map(|c| c.0 .0), request_id).await;
+    let caller = Caller::authenticate(
+        &state,
+        &headers,
+        client_ip.map(|c| c.0 .0),
+        request_id,
+        edge.map(|e| e.0),
+    )
+    .await;
     let operation = |variables| Operation {
         query: endpoint.route.document.to_string(),
         persisted: None,

@@ -68,7 +68,7 @@ pub async fn subscribe(
     mut operation: Operation,
 ) -> Result<Live, async_graphql::Response> {
     let refused = |error| async_graphql::Response::from_errors(vec![error]);
-    if let Err(limited) = charge_user(state, &caller.credentials).await {
+    if let Err(limited) = charge_user(state, caller).await {
         return Err(refused(limited.error()));
     }
     prepare::resolve_persisted_query(state, &mut operation)

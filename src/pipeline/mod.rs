@@ -4,8 +4,9 @@
 //!
 //! 1. **authenticate**: the bearer token becomes [`Credentials`] ([`Caller::authenticate`]);
 //! 2. **charge the rate limit**: the client address's bucket at the edge ([`admit`], before the
-//!    body is read), the caller's query bucket per operation, the mutation bucket once the
-//!    document shows a mutation (`ratelimit` decides, on Redis's clock when shared);
+//!    body is read, with the first operation's user token in the same decision), the caller's
+//!    query bucket per operation, the mutation bucket once the document shows a mutation
+//!    (`ratelimit` decides, on Redis's clock when shared);
 //! 3. **resolve the document** (`prepare`): APQ or the safelist;
 //! 4. **response-cache lookup** (`respond`): a repeated identical query of the same user, served
 //!    only after its stored access decisions are re-checked against the caller's current ones;
@@ -83,22 +84,49 @@ pub struct Caller {
     pub client_ip: Option<IpAddr>,
     /// The request id internal errors carry.
     pub request_id: String,
+    /// The user's token for the first operation, taken at the edge ([`admit`]).
+    pub prepaid: Option<Arc<Prepaid>>,
 }
 
 impl Caller {
-    /// Step 1: verifies the request's bearer token (no database lookup: the principal is loaded,
-    /// through the cache, by what needs it).
+    /// Step 1: the request's bearer token as the edge verified it ([`admit`]), or verified now
+    /// (no database lookup: the principal is loaded, through the cache, by what needs it).
     pub async fn authenticate(
         state: &AppState,
         headers: &axum::http::HeaderMap,
         client_ip: Option<IpAddr>,
         request_id: String,
+        edge: Option<EdgeCharge>,
     ) -> Caller {
+        let (credentials, prepaid) = match edge {
+            Some(edge) => (edge.credentials, Some(edge.prepaid)),
+            None => (state.tokens.credentials(headers).await, None),
+        };
         Caller {
-            credentials: state.tokens.credentials(headers).await,
+            credentials,
             client_ip,
             request_id,
+            prepaid,
         }
+    }
+}
+
+/// What the edge learned and charged: the verified credentials, and the user's query token for
+/// the request's first operation.
+#[derive(Debug, Clone)]
+pub struct EdgeCharge {
+    credentials: Credentials,
+    prepaid: Arc<Prepaid>,
+}
+
+/// The user's decision for one operation's token, taken at the edge with the address's (one
+/// round trip): the first operation's charge spends it instead of asking again.
+#[derive(Debug, Default)]
+pub struct Prepaid(std::sync::Mutex<Option<Result<(), Limited>>>);
+
+impl Prepaid {
+    fn spend(&self) -> Option<Result<(), Limited>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -148,19 +176,28 @@ impl Tally {
     }
 }
 
-/// Step 2 at the edge: one token from the client address's bucket per request, taken before the
-/// body is read or parsed, so that refused, unparsable and anonymous requests pay like any other.
-/// Refused: the one-error answer and its tally.
+/// Steps 1 and 2 at the edge: the bearer token verified, and one token from the client
+/// address's bucket per request, taken before the body is read or parsed, so that refused,
+/// unparsable and anonymous requests pay like any other. A signed-in caller's query token for
+/// the first operation is taken in the same decision (`user_first`; not for a websocket, whose
+/// operations are charged on the socket), and spent by that operation's charge. Refused (the
+/// address): the one-error answer and its tally.
 pub async fn admit(
     state: &AppState,
+    headers: &axum::http::HeaderMap,
     client_ip: Option<IpAddr>,
-) -> Result<(), (async_graphql::Response, Tally)> {
-    match state
-        .rate_limiter
-        .check(None, client_ip, OperationKind::Query)
-        .await
-    {
-        Ok(()) => Ok(()),
+    user_first: bool,
+) -> Result<EdgeCharge, (async_graphql::Response, Tally)> {
+    let credentials = state.tokens.credentials(headers).await;
+    let user = match credentials {
+        Credentials::User(id) if user_first => Some(id),
+        _ => None,
+    };
+    match state.rate_limiter.check_edge(client_ip, user).await {
+        Ok(decision) => Ok(EdgeCharge {
+            credentials,
+            prepaid: Arc::new(Prepaid(std::sync::Mutex::new(decision))),
+        }),
         Err(limited) => Err((
             async_graphql::Response::from_errors(vec![limited.error()]),
             Tally::limited(limited.retry_after),
@@ -188,7 +225,7 @@ pub async fn refuse(
     if let Some(name) = &operation.operation_name {
         facts.set_operation("query", name);
     }
-    let resolution = match charge_user(state, &caller.credentials).await {
+    let resolution = match charge_user(state, caller).await {
         Err(limited) => Err(Refusal::Limited(limited)),
         Ok(()) => Err(Refusal::Error(error)),
     };
@@ -230,7 +267,7 @@ pub async fn run_batch(
     // Authenticated only once the batch is admitted: a refused one costs no token check.
     let caller = &authenticate.await;
     let runs = operations.into_iter().map(|mut operation| async move {
-        let resolution = match charge_user(state, &caller.credentials).await {
+        let resolution = match charge_user(state, caller).await {
             Err(limited) => Err(Refusal::Limited(limited)),
             Ok(()) => prepare::resolve_persisted_query(state, &mut operation)
                 .await
@@ -261,10 +298,13 @@ enum Refusal {
 /// Step 2 per operation: a signed-in caller's query bucket, once per operation, before any work
 /// on it (its client address paid at the edge). Anonymous callers have no bucket of their own; a
 /// bad token is refused later, as UNAUTHENTICATED.
-async fn charge_user(state: &AppState, credentials: &Credentials) -> Result<(), Limited> {
-    let Credentials::User(user_id) = credentials else {
+async fn charge_user(state: &AppState, caller: &Caller) -> Result<(), Limited> {
+    let Credentials::User(user_id) = &caller.credentials else {
         return Ok(());
     };
+    if let Some(decision) = caller.prepaid.as_ref().and_then(|p| p.spend()) {
+        return decision;
+    }
     state
         .rate_limiter
         .check(Some(*user_id), None, OperationKind::Query)

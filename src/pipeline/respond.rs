@@ -33,7 +33,7 @@ pub(super) async fn run_cached(
         Credentials::User(id) if state.cache.response_cache_on() => Some(id),
         _ => None,
     };
-    if let Err(limited) = charge_user(state, &caller.credentials).await {
+    if let Err(limited) = charge_user(state, caller).await {
         let facts = super::new_facts(state);
         let refusal = Err(Refusal::Limited(limited));
         let response = execute(state, caller, &facts, operation, refusal).await;

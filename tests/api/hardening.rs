@@ -297,6 +297,131 @@ async fn rate_limits_are_per_user_per_kind_and_shared_by_replicas() {
     healthy(&a).await;
 }
 
+/// The user's and the address's buckets are taken in one decision: a user over their limit
+/// leaves the address's tokens alone, and an address over its limit refuses every user behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_refusal_spares_the_address_bucket_and_an_empty_address_bucket_refuses_everyone() {
+    let prefix = crate::helpers::unique_prefix();
+    let app = crate::helpers::spawn_app_with(
+        Backend::Postgres,
+        &[
+            ("REDIS_URL", &crate::helpers::shared_redis_url()),
+            ("BFF__CACHE__KEY_PREFIX", &prefix),
+            ("BFF__RATE_LIMIT__MUTATION_BURST", "3"),
+            ("BFF__RATE_LIMIT__MUTATION_PER_SECOND", "0.01"),
+            // The address (127.0.0.1 for both users) gets 6.
+            ("BFF__RATE_LIMIT__IP_FACTOR", "2"),
+        ],
+    )
+    .await;
+    let owner = app.token("owner@demo.padel").await;
+    let admin = app.token("orgadmin@demo.padel").await;
+    let switch =
+        "mutation { switchOrganization(organizationId: 1) { currentOrganization { id } } }";
+    let status = |token: String| {
+        let app = &app;
+        async move { app.graphql(Some(&token), switch, json!({})).await.status }
+    };
+    for i in 0..3 {
+        assert_eq!(status(owner.clone()).await, 200, "owner's mutation {i}");
+    }
+    // The owner's bucket is empty: refused twice, which must not spend the address's last 3.
+    for i in 0..2 {
+        assert_eq!(
+            status(owner.clone()).await,
+            429,
+            "owner's extra mutation {i}"
+        );
+    }
+    for i in 0..3 {
+        assert_eq!(status(admin.clone()).await, 200, "admin's mutation {i}");
+    }
+    // The address has given its 6: the next user behind it is refused too.
+    let third = app.token("manager@demo.padel").await;
+    let limited = app
+        .graphql(
+            Some(&third),
+            "mutation { setCourtMaintenance(courtId: 1, inMaintenance: false) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert_eq!(limited.code(), "RATE_LIMITED");
+    healthy(&app).await;
+}
+
+/// Calls of a Redis command since the last `CONFIG RESETSTAT`, from `INFO commandstats`.
+fn redis_calls(url: &str, command: &str) -> u64 {
+    let mut redis = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis)
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// A signed-in query's two tokens (its address's at the edge, its user's for the operation)
+/// are one decision: one script call on Redis per request, where there were two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_query_takes_its_address_and_user_tokens_in_one_redis_call() {
+    let redis = crate::helpers::PrivateRedis::start();
+    let app = spawn_app_with(Backend::Sqlite, &[("REDIS_URL", &redis.url())]).await;
+    let token = app.token("player@demo.padel").await;
+    let query = "{ authContext { user { email } } }";
+    app.graphql(Some(&token), query, json!({})).await.ok();
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut admin)
+        .unwrap();
+    for _ in 0..10 {
+        app.graphql(Some(&token), query, json!({})).await.ok();
+    }
+    assert_eq!(redis_calls(&redis.url(), "eval"), 10);
+    // Anonymous requests have only the address's bucket: one call each, as before.
+    for _ in 0..5 {
+        app.graphql(None, "{ __typename }", json!({})).await.ok();
+    }
+    assert_eq!(redis_calls(&redis.url(), "eval"), 15);
+}
+
+/// The user's token taken at the edge still refuses the operation it was taken for, coded and
+/// with its wait, while the address (with a larger budget) keeps serving others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_out_of_query_tokens_is_refused_while_their_address_still_serves_others() {
+    let prefix = crate::helpers::unique_prefix();
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("REDIS_URL", &crate::helpers::shared_redis_url()),
+            ("BFF__CACHE__KEY_PREFIX", &prefix),
+            ("BFF__RATE_LIMIT__QUERY_BURST", "2"),
+            ("BFF__RATE_LIMIT__QUERY_PER_SECOND", "0.01"),
+        ],
+    )
+    .await;
+    let player = app.token("player@demo.padel").await;
+    let query = "{ authContext { user { email } } }";
+    for i in 0..2 {
+        let reply = app.graphql(Some(&player), query, json!({})).await;
+        assert_eq!(reply.status, 200, "query {i}: {}", reply.body);
+    }
+    let limited = app.graphql(Some(&player), query, json!({})).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert_eq!(limited.code(), "RATE_LIMITED");
+    assert!(limited.headers.contains_key("retry-after"));
+    // The same address, another user: served (the address has 20).
+    let member = app.token("member@demo.padel").await;
+    let reply = app.graphql(Some(&member), query, json!({})).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
 fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(text.as_bytes())

@@ -273,6 +273,16 @@ fn report(
     elapsed: Duration,
     parts: &[Part],
 ) -> Vec<Result> {
+    if let Ok(dir) = std::env::var("BENCH_SAMPLES_DIR") {
+        let text: String = samples
+            .iter()
+            .map(|(i, us, good)| format!("{i} {us} {}\n", u8::from(*good)))
+            .collect();
+        let _ = std::fs::write(
+            format!("{dir}/{}.txt", name.replace([' ', '/', ','], "_")),
+            text,
+        );
+    }
     let row = |label: String, keep: &dyn Fn(u64) -> bool| {
         let picked: Vec<_> = samples.iter().filter(|(i, _, _)| keep(*i)).collect();
         let errors = picked.iter().filter(|(_, _, good)| !good).count() as u64;
@@ -297,7 +307,18 @@ async fn fixed_rate(name: &str, base: &str, make: MakeRequest, rate: f64, second
         .remove(0)
 }
 
+/// Kept-alive connections of an open-loop run (as wrk2 keeps a fixed set): enough for 64
+/// requests in flight, far above the ~20 that half the maximum needs. A request due while
+/// all are busy waits in the generator, and that wait counts, since latency runs from the
+/// intended send time.
+const OPEN_LOOP_CONNECTIONS: usize = 64;
+
 /// `fixed_rate`, plus a row per part (see `closed_loop_parts`).
+///
+/// Until run 16 every request was a task of its own on whatever connection was idle, and a
+/// new connection when none was: one stall opened dozens, each costing both sides a connect,
+/// and the generator (its core shared with Postgres and Redis) ran at 100 % while the server
+/// idled at 66-80 % (`top`, 1 s samples): the run measured the generator's collapse.
 async fn fixed_rate_parts(
     name: &str,
     base: &str,
@@ -308,41 +329,76 @@ async fn fixed_rate_parts(
 ) -> Vec<Result> {
     let base = base.to_string();
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
+        .pool_max_idle_per_host(OPEN_LOOP_CONNECTIONS)
         .build()
         .unwrap();
+    // Open every connection before the clock starts (`/healthz`: no side effects).
+    let warm: Vec<_> = (0..OPEN_LOOP_CONNECTIONS)
+        .map(|_| client.get(format!("{base}/healthz")).send())
+        .collect();
+    for response in futures_util::future::join_all(warm).await {
+        let _ = response.map(|r| r.status());
+    }
     let total = (rate * seconds) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate);
+    let (due, queue) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    let workers: Vec<_> = (0..OPEN_LOOP_CONNECTIONS)
+        .map(|_| {
+            let (client, make, base, queue) =
+                (client.clone(), make.clone(), base.clone(), queue.clone());
+            tokio::spawn(async move {
+                let (mut samples, mut late) = (Vec::new(), Vec::new());
+                loop {
+                    let next = queue.lock().await.recv().await;
+                    let Some((index, intended)) = next else {
+                        return (samples, late);
+                    };
+                    late.push(intended.elapsed().as_micros() as u64);
+                    let good = ok(make(&client, &base, index).send().await).await;
+                    samples.push((index, intended.elapsed().as_micros() as u64, good));
+                }
+            })
+        })
+        .collect();
     // The pacing runs on a thread of its own with the OS's sleep (~0.1 ms precise), not on the
     // runtime: tokio's timer fires on whole milliseconds (requests would leave up to 1 ms late,
     // counted as server latency), and a yield-spin on the runtime's one worker delays the I/O
     // driver instead (responses read late). Latency still runs from each intended send time.
-    let handle = tokio::runtime::Handle::current();
     let started = Instant::now();
-    let tasks = tokio::task::spawn_blocking(move || {
-        let mut tasks = Vec::with_capacity(total as usize);
+    let pacer = std::thread::spawn(move || {
         for i in 0..total {
             let intended = started + interval * i as u32;
             let now = Instant::now();
             if intended > now {
                 std::thread::sleep(intended - now);
             }
-            let (client, make, base) = (client.clone(), make.clone(), base.clone());
-            tasks.push(handle.spawn(async move {
-                // Measured indices, as in `closed_loop`: bookings never reuse a warm-up slot.
-                let index = 1_000_000 + i;
-                let good = ok(make(&client, &base, index).send().await).await;
-                (index, intended.elapsed().as_micros() as u64, good)
-            }));
+            // Measured indices, as in `closed_loop`: bookings never reuse a warm-up slot.
+            let _ = due.send((1_000_000 + i, intended));
         }
-        tasks
-    })
-    .await
-    .unwrap();
-    let mut samples = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        samples.push(task.await.unwrap());
+    });
+    tokio::task::spawn_blocking(move || pacer.join())
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut samples, mut late) = (Vec::with_capacity(total as usize), Vec::new());
+    for worker in workers {
+        let (some, their_late) = worker.await.unwrap();
+        samples.extend(some);
+        late.extend(their_late);
     }
+    // What of the latency is the generator's own: how late requests left (pacing, or every
+    // connection busy). The rest is the round trip.
+    late.sort_unstable();
+    let at = |q: f64| {
+        late.get(((late.len() as f64 * q) as usize).min(late.len().saturating_sub(1)))
+            .map_or(0.0, |us| *us as f64 / 1000.0)
+    };
+    println!(
+        "{name}: requests left {:.3} ms (p50) / {:.3} ms (p99) after their intended time",
+        at(0.5),
+        at(0.99)
+    );
     report(name, &samples, started.elapsed(), parts)
 }
 
@@ -514,6 +570,8 @@ struct Counters {
     kinds: Vec<(String, u64, u64)>,
     sql: f64,
     requests: f64,
+    /// `http_server_request_duration_seconds` of `/graphql`, cumulative per bucket bound.
+    durations: std::collections::BTreeMap<String, f64>,
 }
 
 async fn counters(base: &str) -> Counters {
@@ -571,7 +629,43 @@ async fn counters(base: &str) -> Counters {
             counters.requests += value;
         }
     }
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("http_server_request_duration_seconds_bucket") && l.contains("/graphql")
+    }) {
+        let bound = line.split("le=\"").nth(1).and_then(|r| r.split('"').next());
+        let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        if let (Some(bound), Some(value)) = (bound, value) {
+            *counters.durations.entry(bound.to_string()).or_default() += value;
+        }
+    }
     counters
+}
+
+/// The server's own view of a run's `/graphql` latency (its duration histogram between two
+/// readings): the share answered within 1 and 2.5 ms, and the bucket holding the p99. What the
+/// client measures beyond it is the connection, the kernel and the generator.
+fn server_side(before: &Counters, after: &Counters) -> Value {
+    let mut bounds: Vec<(f64, f64)> = after
+        .durations
+        .iter()
+        .map(|(bound, n)| {
+            let seen = n - before.durations.get(bound).copied().unwrap_or(0.0);
+            (bound.parse().unwrap_or(f64::INFINITY), seen)
+        })
+        .collect();
+    bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = bounds.last().map_or(0.0, |b| b.1);
+    let within = |limit: f64| {
+        bounds
+            .iter()
+            .find(|b| b.0 >= limit)
+            .map_or(0.0, |b| b.1 / total.max(1.0))
+    };
+    let p99 = bounds
+        .iter()
+        .find(|b| b.1 >= total * 0.99)
+        .map_or(f64::INFINITY, |b| b.0);
+    json!({"requests": total, "within_1ms": within(0.001), "within_2_5ms": within(0.0025), "p99_at_most_ms": p99 * 1000.0})
 }
 
 /// What the gateway counted between two readings: each kind's hit rate, SQL per request.
@@ -591,6 +685,7 @@ fn counted(before: &Counters, after: &Counters) -> Value {
     }
     let requests = after.requests - before.requests;
     json!({
+        "server_side": server_side(before, after),
         "kinds": kinds,
         "graphql_requests": requests,
         "sql_per_request": if requests > 0.0 { (after.sql - before.sql) / requests } else { 0.0 },
@@ -609,10 +704,14 @@ fn print_counted(name: &str, counted: &Value) {
             )
         })
         .collect();
+    let server = &counted["server_side"];
     println!(
-        "{name}: SQL/request {:.3}; hit rates: {}",
+        "{name}: SQL/request {:.3}; hit rates: {}; the server's own latency: {:.1} % within 1 ms, {:.1} % within 2.5 ms, p99 ≤ {} ms",
         counted["sql_per_request"].as_f64().unwrap_or(0.0),
-        rates.join(", ")
+        rates.join(", "),
+        server["within_1ms"].as_f64().unwrap_or(0.0) * 100.0,
+        server["within_2_5ms"].as_f64().unwrap_or(0.0) * 100.0,
+        server["p99_at_most_ms"]
     );
 }
 
@@ -719,7 +818,7 @@ fn main() {
 
         // The population workload (the default mix): thousands of users, sessions as real ones
         // open the app (benches/load/population.rs), every cache at its default.
-        if wanted("population") || wanted("first look") {
+        if wanted("population") || wanted("population (rate limiter on)") || wanted("first look") {
             let population = Arc::new(Population::load(&database, token));
             let (players, staff, leads) = population.mix;
             println!(
@@ -744,6 +843,28 @@ fn main() {
                 let seen = counted(&before, &counters(&server.base).await);
                 print_counted("population@50%", &seen);
                 extra.insert("population@50%".into(), seen);
+                // The harness's own floor at the same rate: `/healthz`, open loop.
+                let healthz: MakeRequest = Arc::new(|c, b, _| c.get(format!("{b}/healthz")));
+                results.push(fixed_rate("floor-http@population@50%'s rate", &server.base, healthz, max * 0.5, seconds).await);
+            }
+            if wanted("population (rate limiter on)") {
+                // As production runs it: every request takes its user's and its address's tokens
+                // in Redis. The address's budget is raised, since every bench user is 127.0.0.1.
+                let server = Server::start(
+                    &database,
+                    &redis,
+                    &[
+                        ("BFF__CACHE__KEY_PREFIX", format!("bench{}-limited", std::process::id())),
+                        ("BFF__RATE_LIMIT__ENABLED", "true".into()),
+                        ("BFF__RATE_LIMIT__IP_FACTOR", "100000".into()),
+                    ],
+                );
+                warm(&server.base, &population).await;
+                let before = counters(&server.base).await;
+                results.extend(closed_loop_parts("population (rate limiter on)", &server.base, population.requests(5, Mode::All), connections, seconds, POPULATION_PARTS).await);
+                let seen = counted(&before, &counters(&server.base).await);
+                print_counted("population (rate limiter on)", &seen);
+                extra.insert("population (rate limiter on)".into(), seen);
             }
             if wanted("population") {
                 // The same sessions, reads only, without shared answers and then with every
@@ -753,13 +874,28 @@ fn main() {
                     ("population reads, shared answers off", vec![("BFF__CACHE__SHARED_ANSWERS", "false".to_string())]),
                     ("population reads, response cache off", vec![("BFF__CACHE__RESPONSE_CACHE", "false".to_string())]),
                 ] {
+                    // A shared tier of its own: the population run's answers in Redis would
+                    // make these first looks hits the population run never had.
+                    let mut env = env;
+                    env.push(("BFF__CACHE__KEY_PREFIX", format!("bench{}-{}", std::process::id(), name.replace([' ', ','], "-"))));
                     let server = Server::start(&database, &redis, &env);
                     warm(&server.base, &population).await;
                     let before = counters(&server.base).await;
-                    results.push(closed_loop(name, &server.base, population.requests(2, Mode::Reads), connections, seconds).await);
+                    let row = closed_loop(name, &server.base, population.requests(2, Mode::Reads), connections, seconds).await;
+                    let max = row.rps;
+                    results.push(row);
                     let seen = counted(&before, &counters(&server.base).await);
                     print_counted(name, &seen);
                     extra.insert(name.into(), seen);
+                    if env.len() == 1 {
+                        // The open loop without the writes: what of population@50%'s tail the
+                        // writes and their invalidations make.
+                        let before = counters(&server.base).await;
+                        results.push(fixed_rate("population reads@50%", &server.base, population.requests(4, Mode::Reads), max * 0.5, seconds).await);
+                        let seen = counted(&before, &counters(&server.base).await);
+                        print_counted("population reads@50%", &seen);
+                        extra.insert("population reads@50%".into(), seen);
+                    }
                 }
             }
             // The Node peer: GraphQL Yoga with its Redis response cache (benches/peer/yoga.sh),
@@ -917,13 +1053,13 @@ fn main() {
         }
         // Availability uncached while the caller and the club layout stay cached, as in
         // production (their entries rarely change): the one statement PostGraphile also runs.
-        if wanted("miss") {
+        if wanted("miss courtAvailability (only the slots uncached)") {
             let server = Server::start(&database, &redis, &[("BFF__CACHE__COURT_AVAILABILITY__TTL", "0s".into()), ("BFF__CACHE__COURT_AVAILABILITY__STALE_IF_ERROR", "0s".into())]);
             results.push(closed_loop("miss courtAvailability (only the slots uncached)", &server.base, availability(false), connections, seconds).await);
         }
         // The same for the dashboard: its aggregate statement on every request, the caller and
         // the club from the cache (what a dashboard miss costs in production).
-        if wanted("miss") {
+        if wanted("miss dashboard (only the aggregates uncached)") {
             let server = Server::start(
                 &database,
                 &redis,

@@ -168,8 +168,22 @@ impl Connection {
                 code,
                 reason: reason.into(),
             };
-            let _ = tokio::time::timeout(LAST_WORDS, self.socket.send(Message::Close(Some(frame))))
-                .await;
+            let deadline = tokio::time::Instant::now() + LAST_WORDS;
+            let sent =
+                tokio::time::timeout_at(deadline, self.socket.send(Message::Close(Some(frame))))
+                    .await;
+            // The closing handshake: what the client still sends is read and dropped until its
+            // close (or the deadline). Dropping the socket with unread bytes makes the kernel
+            // answer with a reset, which can destroy the close frame before the client reads it.
+            if matches!(sent, Ok(Ok(()))) {
+                while let Ok(Some(Ok(message))) =
+                    tokio::time::timeout_at(deadline, self.socket.recv()).await
+                {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            }
         }
         self.state.live_sockets.send_modify(|open| *open -= 1);
     }

@@ -129,9 +129,7 @@ pub(crate) async fn charge_client(
         return next.run(request).await;
     }
     let ip = request.extensions().get::<ClientIp>().map(|c| c.0);
-    // A websocket's operations are charged on the socket, not here.
-    let user_first = !request.headers().contains_key(header::UPGRADE);
-    match pipeline::admit(&state, request.headers(), ip, user_first).await {
+    match pipeline::admit(&state, request.headers(), ip).await {
         Ok(edge) => {
             let mut request = request;
             request.extensions_mut().insert(edge);

@@ -90,7 +90,7 @@ pub async fn subscribe(
     let Some(root) = root else {
         // A query or a mutation: the whole pipeline (the subscription's rate-limit token
         // stands for the query's).
-        let (answer, tally) = super::run(state, caller, operation).await;
+        let (answer, tally) = super::run(state, &caller.paid(), operation).await;
         return Ok(Live::Answered(Box::new(answer), tally));
     };
     let key = format!(

@@ -89,8 +89,8 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Step 1: the request's bearer token as the edge verified it ([`admit`]), or verified now
-    /// (no database lookup: the principal is loaded, through the cache, by what needs it).
+    /// Step 1: verifies the request's bearer token (no database lookup: the principal is loaded,
+    /// through the cache, by what needs it); `edge` carries what the edge charged ([`admit`]).
     pub async fn authenticate(
         state: &AppState,
         headers: &axum::http::HeaderMap,
@@ -98,35 +98,54 @@ impl Caller {
         request_id: String,
         edge: Option<EdgeCharge>,
     ) -> Caller {
-        let (credentials, prepaid) = match edge {
-            Some(edge) => (edge.credentials, Some(edge.prepaid)),
-            None => (state.tokens.credentials(headers).await, None),
-        };
         Caller {
-            credentials,
+            credentials: state.tokens.credentials(headers).await,
             client_ip,
             request_id,
-            prepaid,
+            prepaid: edge.map(|e| e.prepaid),
         }
     }
 }
 
-/// What the edge learned and charged: the verified credentials, and the user's query token for
-/// the request's first operation.
+/// What the edge charged beside the address's token: the user's query token for the request's
+/// first operation, when the bearer token was already known.
 #[derive(Debug, Clone)]
 pub struct EdgeCharge {
-    credentials: Credentials,
     prepaid: Arc<Prepaid>,
 }
 
-/// The user's decision for one operation's token, taken at the edge with the address's (one
-/// round trip): the first operation's charge spends it instead of asking again.
+/// A user's decision for one operation's token, taken before the operation's charge (at the edge
+/// with the address's, one round trip; or by a subscription standing for the query it turned out
+/// to be): that charge spends it instead of asking again.
 #[derive(Debug, Default)]
-pub struct Prepaid(std::sync::Mutex<Option<Result<(), Limited>>>);
+pub struct Prepaid(std::sync::Mutex<Option<(i64, Result<(), Limited>)>>);
 
 impl Prepaid {
-    fn spend(&self) -> Option<Result<(), Limited>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    fn new(user: i64, decision: Result<(), Limited>) -> Arc<Prepaid> {
+        Arc::new(Prepaid(std::sync::Mutex::new(Some((user, decision)))))
+    }
+
+    /// The decision, once, when it was taken for `user`.
+    fn spend(&self, user: i64) -> Option<Result<(), Limited>> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match *held {
+            Some((for_user, _)) if for_user == user => held.take().map(|(_, decision)| decision),
+            _ => None,
+        }
+    }
+}
+
+impl Caller {
+    /// This caller with its user's token for the next operation already taken.
+    pub(crate) fn paid(&self) -> Caller {
+        let prepaid = match self.credentials {
+            Credentials::User(user) => Some(Prepaid::new(user, Ok(()))),
+            _ => None,
+        };
+        Caller {
+            prepaid,
+            ..self.clone()
+        }
     }
 }
 
@@ -176,27 +195,25 @@ impl Tally {
     }
 }
 
-/// Steps 1 and 2 at the edge: the bearer token verified, and one token from the client
-/// address's bucket per request, taken before the body is read or parsed, so that refused,
-/// unparsable and anonymous requests pay like any other. A signed-in caller's query token for
-/// the first operation is taken in the same decision (`user_first`; not for a websocket, whose
-/// operations are charged on the socket), and spent by that operation's charge. Refused (the
-/// address): the one-error answer and its tally.
+/// Step 2 at the edge: one token from the client address's bucket per request, taken before the
+/// body is read or parsed, so that refused, unparsable and anonymous requests pay like any other.
+/// When the bearer token was verified before (a lookup, no signature check), the user's query
+/// token for the first operation is taken in the same decision (one Redis call for both) and
+/// spent by that operation's charge; a request that then runs no operation (a refused batch, a
+/// body that does not parse) has paid it, as it paid the address's. Refused (the address): the
+/// one-error answer and its tally.
 pub async fn admit(
     state: &AppState,
     headers: &axum::http::HeaderMap,
     client_ip: Option<IpAddr>,
-    user_first: bool,
 ) -> Result<EdgeCharge, (async_graphql::Response, Tally)> {
-    let credentials = state.tokens.credentials(headers).await;
-    let user = match credentials {
-        Credentials::User(id) if user_first => Some(id),
-        _ => None,
-    };
+    let user = state.tokens.known_user(headers);
     match state.rate_limiter.check_edge(client_ip, user).await {
         Ok(decision) => Ok(EdgeCharge {
-            credentials,
-            prepaid: Arc::new(Prepaid(std::sync::Mutex::new(decision))),
+            prepaid: match (user, decision) {
+                (Some(user), Some(decision)) => Prepaid::new(user, decision),
+                _ => Arc::new(Prepaid::default()),
+            },
         }),
         Err(limited) => Err((
             async_graphql::Response::from_errors(vec![limited.error()]),
@@ -302,7 +319,7 @@ async fn charge_user(state: &AppState, caller: &Caller) -> Result<(), Limited> {
     let Credentials::User(user_id) = &caller.credentials else {
         return Ok(());
     };
-    if let Some(decision) = caller.prepaid.as_ref().and_then(|p| p.spend()) {
+    if let Some(decision) = caller.prepaid.as_ref().and_then(|p| p.spend(*user_id)) {
         return decision;
     }
     state

@@ -389,6 +389,25 @@ async fn a_signed_in_query_takes_its_address_and_user_tokens_in_one_redis_call()
         app.graphql(None, "{ __typename }", json!({})).await.ok();
     }
     assert_eq!(redis_calls(&redis.url(), "eval"), 15);
+    // A query asked for as multipart (a subscription transport) pays once too: the
+    // subscription's token stands for the query's.
+    for _ in 0..5 {
+        let response = app
+            .client
+            .post(format!("{}/graphql", app.address))
+            .bearer_auth(&token)
+            .header(
+                "accept",
+                "multipart/mixed;subscriptionSpec=1.0, application/json",
+            )
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
+    assert_eq!(redis_calls(&redis.url(), "eval"), 20);
 }
 
 /// The user's token taken at the edge still refuses the operation it was taken for, coded and

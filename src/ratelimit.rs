@@ -141,9 +141,9 @@ impl RateLimiter {
         self.take(&buckets).await.map_err(|(_, limited)| limited)
     }
 
-    /// The edge's charge of a request: the client address's query token and, for a signed-in
-    /// caller, the user's query token for the request's first operation, in one decision (one
-    /// round trip with Redis; it was two, one after the other, on every request). `Err`: the
+    /// The edge's charge of a request: the client address's query token and, for a caller whose
+    /// token was verified before, the user's query token for the request's first operation, in
+    /// one decision (one round trip with Redis; it was two, one after the other). `Err`: the
     /// address is refused (the user's bucket untouched). `Ok`: the user's decision, to be spent
     /// by the first operation's charge (`None` without a user).
     pub async fn check_edge(

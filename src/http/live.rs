@@ -58,8 +58,8 @@ const MAX_WRITE_BUFFER: usize = 16 * 1024 * 1024;
 /// Longest operation id (ids are echoed in every message of their subscription).
 const MAX_ID_BYTES: usize = 128;
 
-/// How long the last words to a closing socket may take (the `complete`s, the close frame): a
-/// client that stopped reading does not hold up shutdown.
+/// How long the last words to a closing socket may take (the `complete`s; the close frame and
+/// the client's reply): a client that stopped reading does not hold up shutdown.
 const LAST_WORDS: Duration = Duration::from_secs(2);
 
 /// tungstenite hands its buffer to the kernel whenever it holds this much (default 128 KiB): the

@@ -4,7 +4,8 @@
 //!
 //! 1. **authenticate**: the bearer token becomes [`Credentials`] ([`Caller::authenticate`]);
 //! 2. **charge the rate limit**: the client address's bucket at the edge ([`admit`], before the
-//!    body is read, with the first operation's user token in the same decision), the caller's
+//!    body is read, with the first operation's user token in the same decision when the token
+//!    was verified before), the caller's
 //!    query bucket per operation, the mutation bucket once the document shows a mutation
 //!    (`ratelimit` decides, on Redis's clock when shared);
 //! 3. **resolve the document** (`prepare`): APQ or the safelist;
@@ -75,7 +76,7 @@ impl From<async_graphql::Request> for Operation {
     }
 }
 
-/// Who sends a request, as the edge learned it.
+/// Who sends a request: its verified credentials and what the edge learned.
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// What the bearer token amounts to.
@@ -84,7 +85,8 @@ pub struct Caller {
     pub client_ip: Option<IpAddr>,
     /// The request id internal errors carry.
     pub request_id: String,
-    /// The user's token for the first operation, taken at the edge ([`admit`]).
+    /// The user's token for the next operation, already taken (at the edge by [`admit`], or
+    /// by the subscription a multipart query stands for).
     pub prepaid: Option<Arc<Prepaid>>,
 }
 
@@ -137,7 +139,7 @@ impl Prepaid {
 
 impl Caller {
     /// This caller with its user's token for the next operation already taken.
-    pub(crate) fn paid(&self) -> Caller {
+    pub(super) fn paid(&self) -> Caller {
         let prepaid = match self.credentials {
             Credentials::User(user) => Some(Prepaid::new(user, Ok(()))),
             _ => None,

@@ -831,7 +831,9 @@ fn main() {
                 let server = Server::start(&database, &redis, &[]);
                 warm(&server.base, &population).await;
                 let before = counters(&server.base).await;
+                let cpu = CpuPerRequest::start(&server);
                 let rows = closed_loop_parts("population", &server.base, population.requests(0, Mode::All), connections, seconds, POPULATION_PARTS).await;
+                cpu.print("population", &rows[0]);
                 let after = counters(&server.base).await;
                 let max = rows[0].rps;
                 results.extend(rows);
@@ -861,7 +863,10 @@ fn main() {
                 );
                 warm(&server.base, &population).await;
                 let before = counters(&server.base).await;
-                results.extend(closed_loop_parts("population (rate limiter on)", &server.base, population.requests(5, Mode::All), connections, seconds, POPULATION_PARTS).await);
+                let cpu = CpuPerRequest::start(&server);
+                let rows = closed_loop_parts("population (rate limiter on)", &server.base, population.requests(5, Mode::All), connections, seconds, POPULATION_PARTS).await;
+                cpu.print("population (rate limiter on)", &rows[0]);
+                results.extend(rows);
                 let seen = counted(&before, &counters(&server.base).await);
                 print_counted("population (rate limiter on)", &seen);
                 extra.insert("population (rate limiter on)".into(), seen);
@@ -881,7 +886,9 @@ fn main() {
                     let server = Server::start(&database, &redis, &env);
                     warm(&server.base, &population).await;
                     let before = counters(&server.base).await;
+                    let cpu = CpuPerRequest::start(&server);
                     let row = closed_loop(name, &server.base, population.requests(2, Mode::Reads), connections, seconds).await;
+                    cpu.print(name, &row);
                     let max = row.rps;
                     results.push(row);
                     let seen = counted(&before, &counters(&server.base).await);
@@ -988,7 +995,10 @@ fn main() {
             let base = server.base.clone();
             if wanted("floor-http") {
                 let healthz: MakeRequest = Arc::new(|c, b, _| c.get(format!("{b}/healthz")));
-                results.push(closed_loop("floor-http", &base, healthz, connections, seconds).await);
+                let cpu = CpuPerRequest::start(&server);
+                let row = closed_loop("floor-http", &base, healthz, connections, seconds).await;
+                cpu.print("floor-http", &row);
+                results.push(row);
             }
             if wanted("floor-graphql") {
                 let trivial: MakeRequest = Arc::new(|c, b, _| c.post(format!("{b}/graphql")).json(&json!({"query": "{ __typename }"})));
@@ -1276,6 +1286,33 @@ fn main() {
         (results, extra)
     });
     print_results(&results, extra, connections, seconds);
+}
+
+/// The CPU time the server and the generator (this process) spent over one row, per request:
+/// which side a closed loop's throughput was bound by.
+struct CpuPerRequest {
+    server: u32,
+    ticks: (u64, u64),
+}
+
+impl CpuPerRequest {
+    fn start(server: &Server) -> CpuPerRequest {
+        let server = server.child.id();
+        CpuPerRequest {
+            server,
+            ticks: (cpu_ticks(server), cpu_ticks(std::process::id())),
+        }
+    }
+
+    fn print(&self, name: &str, row: &Result) {
+        let requests = (row.requests as f64).max(1.0);
+        let per = |ticks: u64| ticks as f64 * 10_000.0 / requests;
+        println!(
+            "{name}: CPU per request: server {:.1} µs, generator {:.1} µs",
+            per(cpu_ticks(self.server) - self.ticks.0),
+            per(cpu_ticks(std::process::id()) - self.ticks.1)
+        );
+    }
 }
 
 /// User plus system CPU time of a process in USER_HZ ticks (10 ms on Linux; `/proc/PID/stat`).

@@ -5,9 +5,8 @@
 //! 1. **authenticate**: the bearer token becomes [`Credentials`] ([`Caller::authenticate`]);
 //! 2. **charge the rate limit**: the client address's bucket at the edge ([`admit`], before the
 //!    body is read, with the first operation's user token in the same decision when the token
-//!    was verified before), the caller's
-//!    query bucket per operation, the mutation bucket once the document shows a mutation
-//!    (`ratelimit` decides, on Redis's clock when shared);
+//!    was verified before), the caller's query bucket per operation, the mutation bucket once
+//!    the document shows a mutation (`ratelimit` decides, on Redis's clock when shared);
 //! 3. **resolve the document** (`prepare`): APQ or the safelist;
 //! 4. **response-cache lookup** (`respond`): a repeated identical query of the same user, served
 //!    only after its stored access decisions are re-checked against the caller's current ones;
@@ -107,6 +106,18 @@ impl Caller {
             prepaid: edge.map(|e| e.prepaid),
         }
     }
+
+    /// This caller with its user's token for the next operation already taken.
+    pub(super) fn paid(&self) -> Caller {
+        let prepaid = match self.credentials {
+            Credentials::User(user) => Some(Prepaid::new(user, Ok(()))),
+            _ => None,
+        };
+        Caller {
+            prepaid,
+            ..self.clone()
+        }
+    }
 }
 
 /// What the edge charged beside the address's token: the user's query token for the request's
@@ -133,20 +144,6 @@ impl Prepaid {
         match *held {
             Some((for_user, _)) if for_user == user => held.take().map(|(_, decision)| decision),
             _ => None,
-        }
-    }
-}
-
-impl Caller {
-    /// This caller with its user's token for the next operation already taken.
-    pub(super) fn paid(&self) -> Caller {
-        let prepaid = match self.credentials {
-            Credentials::User(user) => Some(Prepaid::new(user, Ok(()))),
-            _ => None,
-        };
-        Caller {
-            prepaid,
-            ..self.clone()
         }
     }
 }

@@ -2,6 +2,13 @@
 //! mutations). With Redis the buckets are shared by every replica (decided atomically on Redis's
 //! clock, through the cache's Redis handle: one connection, one breaker); without it, or while
 //! Redis is unusable, each process keeps its own, refilled on the cache's clock.
+//!
+//! A replica leases tokens: each script call takes a hundredth of a bucket ([`lease_size`]) and
+//! the replica spends the rest of it locally for up to [`LEASE_TTL`]. A bucket never gives more
+//! than it holds (leased tokens are spent in Redis); unused leases only make the others stricter.
+//! The default query budget then costs one Redis call per ten requests of a user instead of one
+//! per request (+42 % of an in-cache request's server CPU before, nothing measurable after:
+//! docs/performance.md, run 16).
 
 use std::{
     net::IpAddr,
@@ -15,32 +22,50 @@ use crate::{
     config::RateLimitSettings,
 };
 
-/// Token buckets on Redis's clock, one per key (ARGV: capacity and refill per second of each),
-/// taken in order in one round trip: each refills continuously and gives one token; the first
-/// empty one refuses (`{0, retry_ms, its position from 1}`) and leaves the later ones untouched;
-/// every bucket expires once it would be full again.
+/// Token buckets on Redis's clock, one per key (ARGV: capacity, refill per second and tokens
+/// wanted of each), taken in order in one round trip: each refills continuously and gives what
+/// is wanted or what it holds, at least one; the first that holds less than one refuses
+/// (`{0, retry_ms, its position from 1, grants before it…}`) and leaves the later ones
+/// untouched; otherwise `{1, 0, 0, grants…}`. Every bucket expires once it would be full again.
 const TOKEN_BUCKETS_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local grants = {}
 for i, key in ipairs(KEYS) do
-  local capacity = tonumber(ARGV[2 * i - 1])
-  local rate = tonumber(ARGV[2 * i])
+  local capacity = tonumber(ARGV[3 * i - 2])
+  local rate = tonumber(ARGV[3 * i - 1])
+  local want = tonumber(ARGV[3 * i])
   local b = redis.call('HMGET', key, 'tokens', 'ts')
   local tokens = tonumber(b[1]) or capacity
   local ts = tonumber(b[2]) or now
   tokens = math.min(capacity, tokens + (now - ts) / 1000 * rate)
-  local allowed = tokens >= 1
-  if allowed then
-    tokens = tokens - 1
+  local granted = math.min(want, math.floor(tokens))
+  if granted >= 1 then
+    tokens = tokens - granted
   end
   redis.call('HSET', key, 'tokens', tokens, 'ts', now)
   redis.call('PEXPIRE', key, math.ceil(capacity / rate * 1000) + 1000)
-  if not allowed then
-    return {0, math.ceil((1 - tokens) / rate * 1000), i}
+  if granted < 1 then
+    local refused = {0, math.ceil((1 - tokens) / rate * 1000), i}
+    for _, g in ipairs(grants) do table.insert(refused, g) end
+    return refused
   end
+  table.insert(grants, granted)
 end
-return {1, 0, 0}
+local answer = {1, 0, 0}
+for _, g in ipairs(grants) do table.insert(answer, g) end
+return answer
 "#;
+
+/// How long tokens taken from Redis ahead of use may be spent here: leftovers that outlive a
+/// refill could add to a bucket that is full again.
+const LEASE_TTL: Duration = Duration::from_secs(1);
+
+/// Tokens a replica takes from a shared bucket per call: a hundredth of its capacity, at least
+/// one (so a bucket under 200 tokens is charged one at a time, exactly) and at most 100.
+fn lease_size(capacity: f64) -> u32 {
+    ((capacity / 100.0).floor() as u32).clamp(1, 100)
+}
 
 /// What an operation is, for its bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +134,8 @@ pub struct RateLimiter {
     /// The cache's clock, for the local buckets' refills.
     clock: Clock,
     local: moka::sync::Cache<String, Arc<Mutex<(f64, Instant)>>>,
+    /// Tokens taken from shared buckets ahead of use, per key, and until when they may be spent.
+    leases: moka::sync::Cache<String, Arc<Mutex<(u32, Instant)>>>,
 }
 
 impl RateLimiter {
@@ -122,6 +149,10 @@ impl RateLimiter {
             local: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(3600))
+                .build(),
+            leases: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(LEASE_TTL * 2)
                 .build(),
         }
     }
@@ -190,12 +221,18 @@ impl RateLimiter {
     }
 
     /// One token from each bucket in order, stopping at the first empty one: its position and
-    /// the wait. Shared through Redis when it answers, this process's own buckets otherwise.
+    /// the wait. Shared through Redis when it answers (tokens this replica leased before are
+    /// spent first, and only the other buckets are asked), this process's own buckets otherwise.
     async fn take(&self, buckets: &[Bucket]) -> Result<(), (usize, Limited)> {
         if !self.settings.enabled || buckets.is_empty() {
             return Ok(());
         }
-        let refused = match self.take_shared(buckets).await {
+        let refused = if self.redis.is_some() {
+            self.take_leased(buckets).await
+        } else {
+            None
+        };
+        let refused = match refused {
             Some(decision) => decision,
             None => buckets
                 .iter()
@@ -216,27 +253,113 @@ impl RateLimiter {
         }
     }
 
-    /// One token from each shared bucket (key, capacity, refill per second) in order, decided
-    /// atomically by Redis on its own clock in one round trip: `Some(None)` when every bucket
-    /// gave one, `Some(Some((position, retry_after_ms)))` for the first that refused; `None`
-    /// when Redis is skipped.
-    async fn take_shared(&self, buckets: &[Bucket]) -> Option<Option<(usize, u64)>> {
+    /// [`take`](Self::take) through Redis: a leased token where this replica holds one, one
+    /// script call for the rest, each asking for a lease. `None` when Redis is skipped (nothing
+    /// spent); otherwise the first refusal's position and wait, if any.
+    async fn take_leased(&self, buckets: &[Bucket]) -> Option<Option<(usize, u64)>> {
+        let now = self.clock.now();
+        let leased: Vec<bool> = buckets
+            .iter()
+            .map(|(key, _, _)| self.spend_lease(key, now))
+            .collect();
+        let asked: Vec<usize> = (0..buckets.len()).filter(|i| !leased[*i]).collect();
+        if asked.is_empty() {
+            return Some(None);
+        }
+        let wanted: Vec<(&Bucket, u32)> = asked
+            .iter()
+            .map(|i| (&buckets[*i], lease_size(buckets[*i].1)))
+            .collect();
+        let Some((refusal, grants)) = self.take_shared(&wanted).await else {
+            // Redis skipped: give the leased tokens back, the local buckets decide instead.
+            for (i, (key, _, _)) in buckets.iter().enumerate() {
+                if leased[i] {
+                    self.return_lease(key);
+                }
+            }
+            return None;
+        };
+        for (n, granted) in grants.iter().enumerate() {
+            // One token of each grant is this request's; the rest stays leased here.
+            self.add_lease(&buckets[asked[n]].0, granted.saturating_sub(1), now);
+        }
+        let refused = refusal
+            .map(|(position, retry)| (asked.get(position).copied().unwrap_or_default(), retry));
+        if let Some((at, _)) = refused {
+            // The buckets after the refusing one stay untouched: their leased tokens go back.
+            for (i, (key, _, _)) in buckets.iter().enumerate().skip(at + 1) {
+                if leased[i] {
+                    self.return_lease(key);
+                }
+            }
+        }
+        Some(refused)
+    }
+
+    /// Spends one leased token of `key`, when this replica holds one still in time.
+    fn spend_lease(&self, key: &str, now: Instant) -> bool {
+        let Some(lease) = self.leases.get(key) else {
+            return false;
+        };
+        let mut lease = lease.lock().unwrap_or_else(|e| e.into_inner());
+        if lease.0 > 0 && now < lease.1 {
+            lease.0 -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn return_lease(&self, key: &str) {
+        if let Some(lease) = self.leases.get(key) {
+            lease.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+        }
+    }
+
+    fn add_lease(&self, key: &str, tokens: u32, now: Instant) {
+        if tokens == 0 {
+            return;
+        }
+        let lease = self
+            .leases
+            .get_with(key.to_string(), || Arc::new(Mutex::new((0, now))));
+        let mut lease = lease.lock().unwrap_or_else(|e| e.into_inner());
+        if now >= lease.1 {
+            lease.0 = 0;
+        }
+        *lease = (lease.0 + tokens, now + LEASE_TTL);
+    }
+
+    /// Takes the wanted tokens of each shared bucket (key, capacity, refill per second) in
+    /// order, decided atomically by Redis on its own clock in one round trip: the first refusal
+    /// (position, retry_after_ms), if any, and the grants of the buckets before it; `None` when
+    /// Redis is skipped.
+    async fn take_shared(
+        &self,
+        buckets: &[(&Bucket, u32)],
+    ) -> Option<(Option<(usize, u64)>, Vec<u32>)> {
         let redis = self.redis.as_ref()?;
         let mut command = redis::cmd("EVAL");
         command.arg(TOKEN_BUCKETS_SCRIPT).arg(buckets.len());
-        for (key, _, _) in buckets {
+        for ((key, _, _), _) in buckets {
             command.arg(redis.key(key));
         }
-        for (_, capacity, per_second) in buckets {
-            command.arg(*capacity).arg(*per_second);
+        for ((_, capacity, per_second), want) in buckets {
+            command.arg(*capacity).arg(*per_second).arg(*want);
         }
-        let (allowed, retry, position): (i64, i64, i64) = redis.read(&command).await?;
-        Some((allowed != 1).then(|| {
+        let answer: Vec<i64> = redis.read(&command).await?;
+        let (allowed, retry, position) = (*answer.first()?, *answer.get(1)?, *answer.get(2)?);
+        let grants = answer[3..]
+            .iter()
+            .map(|g| u32::try_from(*g).unwrap_or(0))
+            .collect();
+        let refusal = (allowed != 1).then(|| {
             (
                 usize::try_from(position - 1).unwrap_or(0),
                 retry.max(0) as u64,
             )
-        }))
+        });
+        Some((refusal, grants))
     }
 
     fn take_local(&self, key: &str, capacity: f64, rate: f64) -> (bool, u64) {

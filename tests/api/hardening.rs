@@ -364,11 +364,20 @@ fn redis_calls(url: &str, command: &str) -> u64 {
 }
 
 /// A signed-in query's two tokens (its address's at the edge, its user's for the operation)
-/// are one decision: one script call on Redis per request, where there were two.
+/// are one decision: one script call on Redis per request, where there were two. (Buckets under
+/// 200 tokens are charged one token at a time, so every request asks Redis here.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_in_query_takes_its_address_and_user_tokens_in_one_redis_call() {
     let redis = crate::helpers::PrivateRedis::start();
-    let app = spawn_app_with(Backend::Sqlite, &[("REDIS_URL", &redis.url())]).await;
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("REDIS_URL", &redis.url()),
+            ("BFF__RATE_LIMIT__QUERY_BURST", "150"),
+            ("BFF__RATE_LIMIT__IP_FACTOR", "1"),
+        ],
+    )
+    .await;
     let token = app.token("player@demo.padel").await;
     let query = "{ authContext { user { email } } }";
     app.graphql(Some(&token), query, json!({})).await.ok();
@@ -408,6 +417,57 @@ async fn a_signed_in_query_takes_its_address_and_user_tokens_in_one_redis_call()
         response.bytes().await.unwrap();
     }
     assert_eq!(redis_calls(&redis.url(), "eval"), 20);
+}
+
+/// With the default budgets (1 000 queries a user, 10 000 an address) a replica leases a
+/// hundredth of a bucket per Redis call and spends it locally: 40 requests of one user make a
+/// handful of calls, not 40. A bucket is still empty when it is: the lease never adds tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_lease_tokens_so_most_requests_make_no_redis_call() {
+    let redis = crate::helpers::PrivateRedis::start();
+    // The default bursts; refills too slow to matter over the test.
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("REDIS_URL", &redis.url()),
+            ("BFF__RATE_LIMIT__QUERY_PER_SECOND", "0.001"),
+        ],
+    )
+    .await;
+    let token = app.token("player@demo.padel").await;
+    let query = "{ authContext { user { email } } }";
+    app.graphql(Some(&token), query, json!({})).await.ok();
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut admin)
+        .unwrap();
+    for _ in 0..40 {
+        app.graphql(Some(&token), query, json!({})).await.ok();
+    }
+    let calls = redis_calls(&redis.url(), "eval");
+    // 40 a token at a time; a lease of 10 user tokens (and 100 address tokens), each call at
+    // most a second old, leaves at most a few calls.
+    assert!(
+        (1..=8).contains(&calls),
+        "{calls} script calls for 40 requests"
+    );
+    // The shared bucket counts what was leased as spent: of its 1 000, the 41 requests took at
+    // least 41.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*rl:user:*:query")
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let tokens: f64 = redis::cmd("HGET")
+        .arg(&keys[0])
+        .arg("tokens")
+        .query(&mut admin)
+        .unwrap();
+    assert!(tokens < 1_000.0 - 41.0 + 0.5, "{tokens} tokens left");
 }
 
 /// The user's token taken at the edge still refuses the operation it was taken for, coded and

@@ -4,8 +4,11 @@
 //! Redis is unusable, each process keeps its own, refilled on the cache's clock.
 //!
 //! A replica leases tokens: each script call takes a hundredth of a bucket ([`lease_size`]) and
-//! the replica spends the rest of it locally for up to [`LEASE_TTL`]. A bucket never gives more
-//! than it holds (leased tokens are spent in Redis); unused leases only make the others stricter.
+//! the replica spends the rest of it locally for up to [`LEASE_TTL`]. Leased tokens are debited
+//! in Redis when granted, so every token admitted was debited once; but while they wait Redis
+//! refills up to the capacity, so a burst can pass the capacity by the leases then unspent: at
+//! most `lease_size − 1` tokens per replica (9 of the default 1 000 queries: 0.9 %). Buckets
+//! under 200 tokens lease one token at a time and are exact.
 //! The default query budget then costs one Redis call per ten requests of a user instead of one
 //! per request (+42 % of an in-cache request's server CPU before, nothing measurable after:
 //! docs/performance.md, run 16).
@@ -57,8 +60,8 @@ for _, g in ipairs(grants) do table.insert(answer, g) end
 return answer
 "#;
 
-/// How long tokens taken from Redis ahead of use may be spent here: leftovers that outlive a
-/// refill could add to a bucket that is full again.
+/// How long tokens taken from Redis ahead of use may be spent here: the window in which
+/// leftovers can add to a bucket that refilled meanwhile.
 const LEASE_TTL: Duration = Duration::from_secs(1);
 
 /// Tokens a replica takes from a shared bucket per call: a hundredth of its capacity, at least
@@ -257,12 +260,13 @@ impl RateLimiter {
     /// script call for the rest, each asking for a lease. `None` when Redis is skipped (nothing
     /// spent); otherwise the first refusal's position and wait, if any.
     async fn take_leased(&self, buckets: &[Bucket]) -> Option<Option<(usize, u64)>> {
-        let now = self.clock.now();
-        let leased: Vec<bool> = buckets
+        let leased: Vec<Option<Instant>> = buckets
             .iter()
-            .map(|(key, _, _)| self.spend_lease(key, now))
+            .map(|(key, _, _)| self.spend_lease(key))
             .collect();
-        let asked: Vec<usize> = (0..buckets.len()).filter(|i| !leased[*i]).collect();
+        let asked: Vec<usize> = (0..buckets.len())
+            .filter(|i| leased[*i].is_none())
+            .collect();
         if asked.is_empty() {
             return Some(None);
         }
@@ -273,61 +277,66 @@ impl RateLimiter {
         let Some((refusal, grants)) = self.take_shared(&wanted).await else {
             // Redis skipped: give the leased tokens back, the local buckets decide instead.
             for (i, (key, _, _)) in buckets.iter().enumerate() {
-                if leased[i] {
-                    self.return_lease(key);
+                if let Some(until) = leased[i] {
+                    self.return_lease(key, until);
                 }
             }
             return None;
         };
         for (n, granted) in grants.iter().enumerate() {
             // One token of each grant is this request's; the rest stays leased here.
-            self.add_lease(&buckets[asked[n]].0, granted.saturating_sub(1), now);
+            self.add_lease(&buckets[asked[n]].0, granted.saturating_sub(1));
         }
         let refused = refusal
             .map(|(position, retry)| (asked.get(position).copied().unwrap_or_default(), retry));
         if let Some((at, _)) = refused {
             // The buckets after the refusing one stay untouched: their leased tokens go back.
             for (i, (key, _, _)) in buckets.iter().enumerate().skip(at + 1) {
-                if leased[i] {
-                    self.return_lease(key);
+                if let Some(until) = leased[i] {
+                    self.return_lease(key, until);
                 }
             }
         }
         Some(refused)
     }
 
-    /// Spends one leased token of `key`, when this replica holds one still in time.
-    fn spend_lease(&self, key: &str, now: Instant) -> bool {
-        let Some(lease) = self.leases.get(key) else {
-            return false;
-        };
+    /// Spends one leased token of `key`, when this replica holds one still in time: the
+    /// lease's end, to give the token back to that same lease.
+    fn spend_lease(&self, key: &str) -> Option<Instant> {
+        let lease = self.leases.get(key)?;
         let mut lease = lease.lock().unwrap_or_else(|e| e.into_inner());
-        if lease.0 > 0 && now < lease.1 {
+        if lease.0 > 0 && self.clock.now() < lease.1 {
             lease.0 -= 1;
-            true
+            Some(lease.1)
         } else {
-            false
+            None
         }
     }
 
-    fn return_lease(&self, key: &str) {
+    /// Gives a token back to the lease it was spent from, unless that lease has ended or was
+    /// replaced (the token is then lost: a lease only ever makes a bucket stricter).
+    fn return_lease(&self, key: &str, until: Instant) {
         if let Some(lease) = self.leases.get(key) {
-            lease.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+            let mut lease = lease.lock().unwrap_or_else(|e| e.into_inner());
+            if lease.1 == until && self.clock.now() < until {
+                lease.0 += 1;
+            }
         }
     }
 
-    fn add_lease(&self, key: &str, tokens: u32, now: Instant) {
+    /// Keeps `tokens` granted by Redis for [`LEASE_TTL`] from now (after the call); what an
+    /// ended lease still held is dropped, never renewed.
+    fn add_lease(&self, key: &str, tokens: u32) {
         if tokens == 0 {
             return;
         }
+        let now = self.clock.now();
         let lease = self
             .leases
             .get_with(key.to_string(), || Arc::new(Mutex::new((0, now))));
         let mut lease = lease.lock().unwrap_or_else(|e| e.into_inner());
-        if now >= lease.1 {
-            lease.0 = 0;
-        }
-        *lease = (lease.0 + tokens, now + LEASE_TTL);
+        let kept = if now < lease.1 { lease.0 } else { 0 };
+        *lease = (kept + tokens, now + LEASE_TTL);
     }
 
     /// Takes the wanted tokens of each shared bucket (key, capacity, refill per second) in

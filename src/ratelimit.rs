@@ -283,9 +283,9 @@ impl RateLimiter {
             }
             return None;
         };
-        for (n, granted) in grants.iter().enumerate() {
+        for (i, granted) in asked.iter().zip(&grants) {
             // One token of each grant is this request's; the rest stays leased here.
-            self.add_lease(&buckets[asked[n]].0, granted.saturating_sub(1));
+            self.add_lease(&buckets[*i].0, granted.saturating_sub(1));
         }
         let refused = refusal
             .map(|(position, retry)| (asked.get(position).copied().unwrap_or_default(), retry));

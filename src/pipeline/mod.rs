@@ -91,7 +91,8 @@ pub struct Caller {
 
 impl Caller {
     /// Step 1: verifies the request's bearer token (no database lookup: the principal is loaded,
-    /// through the cache, by what needs it); `edge` carries what the edge charged ([`admit`]).
+    /// through the cache, by what needs it); `edge` carries what the edge charged ([`admit`]),
+    /// and the user it already found verified, which is not looked up again.
     pub async fn authenticate(
         state: &AppState,
         headers: &axum::http::HeaderMap,
@@ -99,8 +100,12 @@ impl Caller {
         request_id: String,
         edge: Option<EdgeCharge>,
     ) -> Caller {
+        let credentials = match edge.as_ref().and_then(|e| e.known) {
+            Some(user) => Credentials::User(user),
+            None => state.tokens.credentials(headers).await,
+        };
         Caller {
-            credentials: state.tokens.credentials(headers).await,
+            credentials,
             client_ip,
             request_id,
             prepaid: edge.map(|e| e.prepaid),
@@ -121,9 +126,10 @@ impl Caller {
 }
 
 /// What the edge charged beside the address's token: the user's query token for the request's
-/// first operation, when the bearer token was already known.
+/// first operation, when the bearer token was already known (and whose it is).
 #[derive(Debug, Clone)]
 pub struct EdgeCharge {
+    known: Option<i64>,
     prepaid: Arc<Prepaid>,
 }
 
@@ -209,6 +215,7 @@ pub async fn admit(
     let user = state.tokens.known_user(headers);
     match state.rate_limiter.check_edge(client_ip, user).await {
         Ok(decision) => Ok(EdgeCharge {
+            known: user,
             prepaid: match (user, decision) {
                 (Some(user), Some(decision)) => Prepaid::new(user, decision),
                 _ => Arc::new(Prepaid::default()),

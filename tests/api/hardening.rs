@@ -363,24 +363,29 @@ fn redis_calls(url: &str, command: &str) -> u64 {
         .map_or(0, |n| n.parse().unwrap())
 }
 
-/// A signed-in query's two tokens (its address's at the edge, its user's for the operation)
-/// are one decision: one script call on Redis per request, where there were two. (Buckets under
-/// 200 tokens are charged one token at a time, so every request asks Redis here.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_in_query_takes_its_address_and_user_tokens_in_one_redis_call() {
+/// The player's app on a private Redis with `settings`, their token, after one query (which
+/// verifies the token), and a connection to that Redis with its command counts reset.
+async fn counted_player_app(
+    settings: &[(&str, &str)],
+) -> (
+    crate::helpers::PrivateRedis,
+    TestApp,
+    String,
+    redis::Connection,
+) {
     let redis = crate::helpers::PrivateRedis::start();
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        &[
-            ("REDIS_URL", &redis.url()),
-            ("BFF__RATE_LIMIT__QUERY_BURST", "150"),
-            ("BFF__RATE_LIMIT__IP_FACTOR", "1"),
-        ],
-    )
-    .await;
+    let url = redis.url();
+    let mut env = vec![("REDIS_URL", url.as_str())];
+    env.extend_from_slice(settings);
+    let app = spawn_app_with(Backend::Sqlite, &env).await;
     let token = app.token("player@demo.padel").await;
-    let query = "{ authContext { user { email } } }";
-    app.graphql(Some(&token), query, json!({})).await.ok();
+    app.graphql(
+        Some(&token),
+        "{ authContext { user { email } } }",
+        json!({}),
+    )
+    .await
+    .ok();
     let mut admin = redis::Client::open(redis.url())
         .unwrap()
         .get_connection()
@@ -389,6 +394,20 @@ async fn a_signed_in_query_takes_its_address_and_user_tokens_in_one_redis_call()
         .arg("RESETSTAT")
         .query(&mut admin)
         .unwrap();
+    (redis, app, token, admin)
+}
+
+/// A signed-in query's two tokens (its address's at the edge, its user's for the operation)
+/// are one decision: one script call on Redis per request, where there were two. (Buckets under
+/// 200 tokens are charged one token at a time, so every request asks Redis here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_query_takes_its_address_and_user_tokens_in_one_redis_call() {
+    let (redis, app, token, _admin) = counted_player_app(&[
+        ("BFF__RATE_LIMIT__QUERY_BURST", "150"),
+        ("BFF__RATE_LIMIT__IP_FACTOR", "1"),
+    ])
+    .await;
+    let query = "{ authContext { user { email } } }";
     for _ in 0..10 {
         app.graphql(Some(&token), query, json!({})).await.ok();
     }
@@ -424,27 +443,10 @@ async fn a_signed_in_query_takes_its_address_and_user_tokens_in_one_redis_call()
 /// handful of calls, not 40. A bucket is still empty when it is: the lease never adds tokens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_lease_tokens_so_most_requests_make_no_redis_call() {
-    let redis = crate::helpers::PrivateRedis::start();
     // The default bursts; refills too slow to matter over the test.
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        &[
-            ("REDIS_URL", &redis.url()),
-            ("BFF__RATE_LIMIT__QUERY_PER_SECOND", "0.001"),
-        ],
-    )
-    .await;
-    let token = app.token("player@demo.padel").await;
+    let (redis, app, token, mut admin) =
+        counted_player_app(&[("BFF__RATE_LIMIT__QUERY_PER_SECOND", "0.001")]).await;
     let query = "{ authContext { user { email } } }";
-    app.graphql(Some(&token), query, json!({})).await.ok();
-    let mut admin = redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query(&mut admin)
-        .unwrap();
     for _ in 0..40 {
         app.graphql(Some(&token), query, json!({})).await.ok();
     }

@@ -14,9 +14,10 @@
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
+    pool::PoolOptions,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    PgPool, SqlitePool,
+    Connection, Database, PgPool, SqlitePool,
 };
 
 pub use models::*;
@@ -89,6 +90,30 @@ mod queries;
 mod reservations;
 pub mod seed;
 
+/// A connection idle at least this long is pinged before it is handed out.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// Pings a pooled connection before handing it out only when it sat idle for
+/// [`PING_IDLE_AFTER`] or more. sqlx pings on every acquire by default, and again on every release
+/// (that one cannot be turned off): a hot connection then made three round trips per statement,
+/// and the acquire ping sits on the request's path (13 % of the gateway's CPU in a profile of
+/// bookings, docs/performance.md "Run 17"). The release ping already proved a connection alive
+/// when it went idle; one idle for less than a second is taken as it is, and a statement on a
+/// connection that died meanwhile fails as any statement cut by the database does
+/// (`SERVICE_UNAVAILABLE`), and the connection is dropped.
+fn ping_when_idle<DB: Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 impl Store {
     /// Connects to the configured database (creating the embedded SQLite file when needed).
     pub async fn connect(settings: &Settings) -> Result<Store, StoreError> {
@@ -112,7 +137,7 @@ impl Store {
                 }
             }
             Db::Sqlite(
-                SqlitePoolOptions::new()
+                ping_when_idle(SqlitePoolOptions::new())
                     .max_connections(db.max_connections)
                     .acquire_timeout(db.acquire_timeout)
                     .connect_with(options)
@@ -130,7 +155,7 @@ impl Store {
                     ("max_parallel_workers_per_gather", "0"),
                 ]);
             Db::Postgres(
-                PgPoolOptions::new()
+                ping_when_idle(PgPoolOptions::new())
                     .max_connections(db.max_connections)
                     .acquire_timeout(db.acquire_timeout)
                     .connect_with(options)

@@ -427,3 +427,40 @@ async fn faults_under_mixed_load_lose_nothing_and_recover_without_a_restart() {
         acknowledged.len()
     );
 }
+
+/// A pooled connection the database closed while it sat idle is replaced before a request gets
+/// it. The pool pings only connections idle for a second or more (src/store/mod.rs), not every
+/// one it hands out; this is the case that ping is for (a database restart, a proxy's idle
+/// timeout), with every connection of the pool cut at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_database_closed_while_idle_are_replaced_before_a_request_gets_them() {
+    let app = crate::helpers::spawn_app_with(
+        crate::helpers::Backend::Postgres,
+        &[("BFF__CACHE__ENABLED", "false")],
+    )
+    .await;
+    let token = app.token("player@demo.padel").await;
+    let query = "{ authContext { user { email } clubs { role club { name } } permissions } }";
+    // Concurrent requests open several pooled connections.
+    let round = || {
+        futures_util::future::join_all((0..6).map(|_| app.graphql(Some(&token), query, json!({}))))
+    };
+    for reply in round().await {
+        reply.ok();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Cut every session of the gateway in its database, and wait until each is gone.
+    app.admin(&format!(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+         WHERE datname = '{}' AND application_name = 'padel-bff'",
+        app.database_name()
+    ))
+    .await;
+    for reply in round().await {
+        assert!(
+            reply.body.get("errors").is_none(),
+            "a request got a connection the database had closed: {}",
+            reply.body
+        );
+    }
+}

@@ -236,11 +236,22 @@ pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_) => true,
-        // Postgres: admin shutdown, cannot connect now, too many connections, database gone.
-        sqlx::Error::Database(db) => matches!(
-            db.code().as_deref(),
-            Some("57P01" | "57P02" | "57P03" | "53300" | "3D000")
-        ),
+        // Postgres: admin shutdown, cannot connect now, too many connections, database gone; and
+        // any error that ends the session (FATAL: a refused connection, such as a database
+        // that does not accept connections now), which no retry on the same session can fix.
+        sqlx::Error::Database(db) => {
+            matches!(
+                db.code().as_deref(),
+                Some("57P01" | "57P02" | "57P03" | "53300" | "3D000")
+            ) || db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some_and(|pg| {
+                    matches!(
+                        pg.severity(),
+                        sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
+                    )
+                })
+        }
         _ => false,
     }
 }

@@ -18,7 +18,7 @@ use crate::{
         Period,
     },
     error::{ApiError, ApiResult},
-    store::{ClubLayout, ClubRow, PrincipalRecord, Store},
+    store::{BusyRow, ClubLayout, ClubRow, PrincipalRecord, Store},
 };
 
 /// The slots of one court.
@@ -104,6 +104,37 @@ pub async fn club_layout(
         .await
 }
 
+/// [`club_layout`], and the day's busy intervals read in the same statement when neither the
+/// layout nor the day's slots would be kept (every cache off, or both kinds' windows `0s`): a
+/// grid is then one statement instead of two. Otherwise `None`, and [`availability`] reads (or
+/// finds cached) the day itself. Nothing is stored either way, so the rows read with the layout
+/// are exactly as fresh as [`availability`]'s own read.
+pub async fn club_layout_for_day(
+    cache: &Cache,
+    store: &Store,
+    club_id: i64,
+    date: NaiveDate,
+) -> ApiResult<(ClubLayout, Option<Vec<BusyRow>>, Outcome)> {
+    if cache.keeps(Kind::Club) || cache.keeps(Kind::CourtAvailability) {
+        let (layout, outcome) = club_layout(cache, store, club_id).await?;
+        return Ok((layout, None, outcome));
+    }
+    let store = store.clone();
+    let ((layout, busy), outcome) = cache
+        .get_or_load(
+            CacheKey::new(Kind::Club, &[("club", &club_id)], "day"),
+            vec![tags::club(club_id)],
+            move || async move {
+                store
+                    .club_day(club_id, date)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("club"))
+            },
+        )
+        .await?;
+    Ok((layout, Some(busy), outcome))
+}
+
 /// The club's weekly schedule.
 pub fn schedule_of(layout: &ClubLayout) -> WeeklySchedule {
     WeeklySchedule::from_rows(
@@ -115,7 +146,8 @@ pub fn schedule_of(layout: &ClubLayout) -> WeeklySchedule {
 }
 
 /// Slots of the given active courts (all active courts with `None`) on a date
-/// (`courtAvailability` kind, keyed by club, date, court set and slot size).
+/// (`courtAvailability` kind, keyed by club, date, court set and slot size); `busy` are the day's
+/// intervals when [`club_layout_for_day`] read them already.
 pub async fn availability(
     cache: &Cache,
     store: &Store,
@@ -123,6 +155,7 @@ pub async fn availability(
     date: NaiveDate,
     court_ids: Option<&[i64]>,
     slot_minutes: u32,
+    busy: Option<Vec<BusyRow>>,
 ) -> ApiResult<(Vec<CourtSlotsValue>, Outcome)> {
     let club_id = layout.club.id;
     let courts: Vec<(i64, bool)> = layout
@@ -151,10 +184,15 @@ pub async fn availability(
             key,
             vec![tags::club(club_id), tags::club_slots(club_id, date)],
             move || async move {
-                let mut busy: HashMap<i64, Vec<(u32, u32)>> = HashMap::new();
+                let mut by_court: HashMap<i64, Vec<(u32, u32)>> = HashMap::new();
                 if !bounds.is_empty() && !courts.is_empty() {
-                    for row in store.busy_intervals(club_id, date).await? {
-                        busy.entry(row.court_id)
+                    let rows = match busy {
+                        Some(rows) => rows,
+                        None => store.busy_intervals(club_id, date).await?,
+                    };
+                    for row in rows {
+                        by_court
+                            .entry(row.court_id)
                             .or_default()
                             .push((minute_of(row.start_time), minute_of(row.end_time)));
                     }
@@ -166,7 +204,7 @@ pub async fn availability(
                             court_id,
                             slots: court_slots(
                                 &bounds,
-                                busy.get(&court_id).map(Vec::as_slice).unwrap_or(&[]),
+                                by_court.get(&court_id).map(Vec::as_slice).unwrap_or(&[]),
                                 in_maintenance,
                             ),
                         })
@@ -279,7 +317,7 @@ pub async fn warm_up(
             let mut filled = 1;
             for offset in 0..days {
                 let date = today + chrono::Days::new(u64::from(offset));
-                availability(&cache, &store, &layout, date, None, 90).await?;
+                availability(&cache, &store, &layout, date, None, 90, None).await?;
                 filled += 1;
             }
             for period in [Period::Day, Period::Week, Period::Month] {

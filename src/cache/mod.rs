@@ -167,6 +167,12 @@ impl Cache {
         self.inner.settings.for_kind(kind)
     }
 
+    /// Whether values of `kind` are kept at all (the cache on, and the kind's fresh or stale
+    /// windows not all `0s`).
+    pub fn keeps(&self, kind: Kind) -> bool {
+        self.inner.settings.enabled && !self.kind_settings(kind).keeps_nothing()
+    }
+
     /// Counters for status pages and metrics.
     pub fn metrics(&self) -> &CacheMetrics {
         &self.inner.metrics

@@ -165,8 +165,8 @@ impl Wanted {
 
 /// The availability the caller may see (access checked, read through the cache).
 async fn read(request: &RequestContext, wanted: &Wanted) -> ApiResult<CourtAvailability> {
-    let (layout, _) = request
-        .club_layout(wanted.club_id, ClubAccess::Player)
+    let (layout, _, busy) = request
+        .club_layout_for_day(wanted.club_id, ClubAccess::Player, wanted.date.0)
         .await?;
     request.check_date(&layout.club, wanted.date.0)?;
     if let Some(ids) = &wanted.court_ids {
@@ -186,6 +186,7 @@ async fn read(request: &RequestContext, wanted: &Wanted) -> ApiResult<CourtAvail
         wanted.date.0,
         wanted.court_ids.as_deref(),
         wanted.size,
+        busy,
     )
     .await?;
     request.trace(Kind::CourtAvailability, outcome);

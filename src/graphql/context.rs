@@ -17,7 +17,7 @@ use crate::{
     domain::access::{club_access, decide, ClubAccess, ClubScope, Decision, Viewer},
     error::{ApiError, ApiResult},
     reads,
-    store::{ClubLayout, ClubRow, Store},
+    store::{BusyRow, ClubLayout, ClubRow, Store},
     telemetry::metrics::Instruments,
 };
 
@@ -209,12 +209,41 @@ impl RequestContext {
         club_id: i64,
         needed: ClubAccess,
     ) -> ApiResult<(ClubLayout, Granted)> {
+        let (layout, access, _) = self.club_layout_reading(club_id, needed, None).await?;
+        Ok((layout, access))
+    }
+
+    /// [`RequestContext::club_layout`] before reading the club's slots on `day`: with the day's
+    /// busy intervals too when nothing would cache them (`reads::club_layout_for_day`). They are
+    /// returned only after the access check.
+    pub async fn club_layout_for_day(
+        &self,
+        club_id: i64,
+        needed: ClubAccess,
+        day: NaiveDate,
+    ) -> ApiResult<(ClubLayout, Granted, Option<Vec<BusyRow>>)> {
+        self.club_layout_reading(club_id, needed, Some(day)).await
+    }
+
+    async fn club_layout_reading(
+        &self,
+        club_id: i64,
+        needed: ClubAccess,
+        day: Option<NaiveDate>,
+    ) -> ApiResult<(ClubLayout, Granted, Option<Vec<BusyRow>>)> {
         // The caller first: an anonymous or unknown one reads nothing.
         let principal = match &self.topic {
             Some(_) => None,
             None => Some(self.principal().await?),
         };
-        let (layout, outcome) = reads::club_layout(&self.cache, &self.store, club_id).await?;
+        let (layout, busy, outcome) = match day {
+            Some(day) => reads::club_layout_for_day(&self.cache, &self.store, club_id, day).await?,
+            None => {
+                let (layout, outcome) =
+                    reads::club_layout(&self.cache, &self.store, club_id).await?;
+                (layout, None, outcome)
+            }
+        };
         self.trace(Kind::Club, outcome);
         let scope = club_scope(&layout.club);
         let access = if let (Some(notes), None) = (&self.topic, principal) {
@@ -263,7 +292,7 @@ impl RequestContext {
         self.loaders
             .feed_many(layout.courts.iter().map(|c| (CourtId(c.id), c.clone())))
             .await;
-        Ok((layout, access))
+        Ok((layout, access, busy))
     }
 
     /// Today's date in the club's time zone (UTC when the zone is unknown); the answer then

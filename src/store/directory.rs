@@ -1,11 +1,12 @@
 //! Who and what exists: users and their memberships, organizations, clubs, courts, schedules and
 //! role permissions; by id in batches for the DataLoaders.
 
+use chrono::NaiveDate;
 use tracing::Instrument;
 
 use super::{
-    observed::RowCount, queries, ClubLayout, ClubRow, CourtRow, Db, LayoutRow, OrganizationRow,
-    PrincipalRecord, PrincipalRow, Store, UserRow,
+    observed::RowCount, queries, BusyRow, ClubLayout, ClubRow, CourtRow, Db, LayoutRow,
+    OrganizationRow, PrincipalRecord, PrincipalRow, Store, UserRow,
 };
 use crate::error::StoreError;
 
@@ -194,38 +195,26 @@ impl Store {
         .bind(club_id)
         .fetch_all(pool)
         .await)?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let mut layout = ClubLayout {
-            club: first.club.clone(),
-            courts: Vec::new(),
-            schedule: Vec::new(),
-        };
-        for row in rows {
-            match row.part.as_deref() {
-                Some("court") => layout.courts.push(CourtRow {
-                    id: row.court_id.unwrap_or_default(),
-                    club_id,
-                    name: row.court_name.unwrap_or_default(),
-                    surface: row.surface.unwrap_or_default(),
-                    is_indoor: row.is_indoor.unwrap_or_default(),
-                    is_active: row.court_active.unwrap_or_default(),
-                    is_maintenance: row.is_maintenance.unwrap_or_default(),
-                    price_per_hour_cents: row.court_price_cents.unwrap_or_default(),
-                }),
-                Some("schedule") => {
-                    if let (Some(weekday), Some(opens), Some(closes)) =
-                        (row.weekday, row.opens_at, row.closes_at)
-                    {
-                        layout.schedule.push((weekday, opens, closes));
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(Some(layout))
+        Ok(fold_layout(club_id, rows).map(|(layout, _)| layout))
     }
+
+    /// [`Store::club_layout`] and the club's busy intervals on `date` ([`Store::busy_intervals`]),
+    /// in one statement.
+    pub async fn club_day(
+        &self,
+        club_id: i64,
+        date: NaiveDate,
+    ) -> Result<Option<(ClubLayout, Vec<BusyRow>)>, StoreError> {
+        let rows: Vec<LayoutRow> = on_pool!(self, queries::CLUB_DAY, |pool| sqlx::query_as(
+            queries::CLUB_DAY
+        )
+        .bind(club_id)
+        .bind(date)
+        .fetch_all(pool)
+        .await)?;
+        Ok(fold_layout(club_id, rows))
+    }
+
     /// Puts a court in or out of maintenance.
     pub async fn set_court_maintenance(
         &self,
@@ -266,4 +255,49 @@ impl Store {
                 .await
         })?)
     }
+}
+
+/// A layout statement's rows as the club's layout and its `busy` parts (none unless asked for).
+fn fold_layout(club_id: i64, rows: Vec<LayoutRow>) -> Option<(ClubLayout, Vec<BusyRow>)> {
+    let first = rows.first()?;
+    let mut layout = ClubLayout {
+        club: first.club.clone(),
+        courts: Vec::new(),
+        schedule: Vec::new(),
+    };
+    let mut busy = Vec::new();
+    for row in rows {
+        match row.part.as_deref() {
+            Some("court") => layout.courts.push(CourtRow {
+                id: row.court_id.unwrap_or_default(),
+                club_id,
+                name: row.court_name.unwrap_or_default(),
+                surface: row.surface.unwrap_or_default(),
+                is_indoor: row.is_indoor.unwrap_or_default(),
+                is_active: row.court_active.unwrap_or_default(),
+                is_maintenance: row.is_maintenance.unwrap_or_default(),
+                price_per_hour_cents: row.court_price_cents.unwrap_or_default(),
+            }),
+            Some("schedule") => {
+                if let (Some(weekday), Some(opens), Some(closes)) =
+                    (row.weekday, row.opens_at, row.closes_at)
+                {
+                    layout.schedule.push((weekday, opens, closes));
+                }
+            }
+            Some("busy") => {
+                if let (Some(court_id), Some(start_time), Some(end_time)) =
+                    (row.court_id, row.opens_at, row.closes_at)
+                {
+                    busy.push(BusyRow {
+                        court_id,
+                        start_time,
+                        end_time,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((layout, busy))
 }

@@ -252,7 +252,7 @@ where
 }
 
 /// A busy interval of a court on a day.
-#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct BusyRow {
     /// Court.
     pub court_id: i64,

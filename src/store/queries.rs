@@ -96,27 +96,52 @@ pub(crate) const COURTS_BY_IDS: (&str, &str) = by_ids!(court_select!(), "id", ""
 pub(crate) const COURTS_BY_CLUBS: (&str, &str) =
     by_ids!(court_select!(), "club_id", "ORDER BY club_id, id");
 
+/// `SELECT` of a club, its organization and its parts (the union of `$parts`, each a row shape of
+/// the `p` columns), in the row shape of `LayoutRow`.
+macro_rules! club_with_parts {
+    ($parts:expr) => {
+        concat!(
+            "SELECT c.id, c.organization_id, c.name, c.slug, c.timezone, c.is_active, \
+             o.name AS org_name, o.slug AS org_slug, o.is_active AS org_is_active, \
+             p.part, p.court_id, p.court_name, p.surface, p.is_indoor, p.court_active, p.is_maintenance, \
+             p.court_price_cents, p.weekday, p.opens_at, p.closes_at \
+             FROM clubs c JOIN organizations o ON o.id = c.organization_id \
+             LEFT JOIN ( ",
+            $parts,
+            " ) p ON p.club_id = c.id \
+             WHERE c.id = $1 \
+             ORDER BY p.part, p.court_id, p.weekday, p.opens_at"
+        )
+    };
+}
+
+/// The courts and the active schedule of club `$1`, as layout parts.
+macro_rules! layout_parts {
+    () => {
+        "SELECT 'court' AS part, club_id, id AS court_id, name AS court_name, surface, is_indoor, \
+                is_active AS court_active, is_maintenance, \
+                CAST(ROUND(price_per_hour * 100) AS BIGINT) AS court_price_cents, \
+                CAST(NULL AS INTEGER) AS weekday, CAST(NULL AS TIME) AS opens_at, CAST(NULL AS TIME) AS closes_at \
+         FROM courts WHERE club_id = $1 \
+         UNION ALL \
+         SELECT 'schedule', club_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, weekday, opens_at, closes_at \
+         FROM club_schedules WHERE club_id = $1 AND is_active"
+    };
+}
+
 /// Club, organization, courts and active schedule: the static part of dashboards and
 /// availability, in one statement.
-pub(crate) const CLUB_LAYOUT: &str = concat!(
-    "SELECT c.id, c.organization_id, c.name, c.slug, c.timezone, c.is_active, \
-     o.name AS org_name, o.slug AS org_slug, o.is_active AS org_is_active, \
-     p.part, p.court_id, p.court_name, p.surface, p.is_indoor, p.court_active, p.is_maintenance, \
-     p.court_price_cents, p.weekday, p.opens_at, p.closes_at \
-     FROM clubs c JOIN organizations o ON o.id = c.organization_id \
-     LEFT JOIN ( \
-        SELECT 'court' AS part, club_id, id AS court_id, name AS court_name, surface, is_indoor, \
-               is_active AS court_active, is_maintenance, \
-               CAST(ROUND(price_per_hour * 100) AS BIGINT) AS court_price_cents, \
-               CAST(NULL AS INTEGER) AS weekday, CAST(NULL AS TIME) AS opens_at, CAST(NULL AS TIME) AS closes_at \
-        FROM courts WHERE club_id = $1 \
-        UNION ALL \
-        SELECT 'schedule', club_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, weekday, opens_at, closes_at \
-        FROM club_schedules WHERE club_id = $1 AND is_active \
-     ) p ON p.club_id = c.id \
-     WHERE c.id = $1 \
-     ORDER BY p.part, p.court_id, p.weekday, p.opens_at"
-);
+pub(crate) const CLUB_LAYOUT: &str = club_with_parts!(layout_parts!());
+
+/// [`CLUB_LAYOUT`] and the club's busy intervals on date `$2` ([`BUSY_INTERVALS`] as `busy` parts:
+/// court, start as `opens_at`, end as `closes_at`): a grid in one statement when neither the
+/// layout nor the slots are cached.
+pub(crate) const CLUB_DAY: &str = club_with_parts!(concat!(
+    layout_parts!(),
+    " UNION ALL \
+     SELECT 'busy', club_id, court_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, start_time, end_time \
+     FROM reservations WHERE club_id = $1 AND date = $2 AND status <> 'cancelled'"
+));
 
 pub(crate) const BUSY_INTERVALS: &str = "SELECT court_id, start_time, end_time FROM reservations \
      WHERE club_id = $1 AND date = $2 AND status <> 'cancelled'";

@@ -949,7 +949,10 @@ fn main() {
             // work without a cache on either side. Opt-in: BENCH_PEER=1.
             if env("BENCH_PEER", "") == "1" && wanted("population") {
                 let server = Server::start(&database, &redis, &[("BFF__CACHE__ENABLED", "false".into())]);
-                results.push(closed_loop("population peer reads: padel-bff, every cache off", &server.base, population.requests(4, Mode::PeerReads), connections, seconds).await);
+                let cpu = CpuPerRequest::start(&server);
+                let row = closed_loop("population peer reads: padel-bff, every cache off", &server.base, population.requests(4, Mode::PeerReads), connections, seconds).await;
+                cpu.print("population peer reads: padel-bff, every cache off", &row);
+                results.push(row);
                 drop(server);
                 let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
                 let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peer/postgraphile.sh");

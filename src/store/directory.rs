@@ -1,12 +1,12 @@
 //! Who and what exists: users and their memberships, organizations, clubs, courts, schedules and
 //! role permissions; by id in batches for the DataLoaders.
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveTime};
 use tracing::Instrument;
 
 use super::{
-    observed::RowCount, queries, BusyRow, ClubLayout, ClubRow, CourtRow, Db, LayoutRow,
-    OrganizationRow, PrincipalRecord, PrincipalRow, Store, UserRow,
+    observed::RowCount, queries, BusyRow, ClubLayout, ClubRow, CourtRow, Db, OrganizationRow,
+    PrincipalRecord, PrincipalRow, Store, UserRow,
 };
 use crate::error::StoreError;
 
@@ -189,13 +189,14 @@ impl Store {
 
     /// A club with every court and its active schedule, in one statement.
     pub async fn club_layout(&self, club_id: i64) -> Result<Option<ClubLayout>, StoreError> {
-        let rows: Vec<LayoutRow> = on_pool!(self, queries::CLUB_LAYOUT, |pool| sqlx::query_as(
+        let folded = on_pool!(self, queries::CLUB_LAYOUT, |pool| sqlx::query(
             queries::CLUB_LAYOUT
         )
         .bind(club_id)
         .fetch_all(pool)
-        .await)?;
-        Ok(fold_layout(club_id, rows).map(|(layout, _)| layout))
+        .await
+        .and_then(|rows| fold_layout(club_id, &rows)))?;
+        Ok(folded.layout.map(|(layout, _)| layout))
     }
 
     /// [`Store::club_layout`] and the club's busy intervals on `date` ([`Store::busy_intervals`]),
@@ -205,14 +206,15 @@ impl Store {
         club_id: i64,
         date: NaiveDate,
     ) -> Result<Option<(ClubLayout, Vec<BusyRow>)>, StoreError> {
-        let rows: Vec<LayoutRow> = on_pool!(self, queries::CLUB_DAY, |pool| sqlx::query_as(
+        let folded = on_pool!(self, queries::CLUB_DAY, |pool| sqlx::query(
             queries::CLUB_DAY
         )
         .bind(club_id)
         .bind(date)
         .fetch_all(pool)
-        .await)?;
-        Ok(fold_layout(club_id, rows))
+        .await
+        .and_then(|rows| fold_layout(club_id, &rows)))?;
+        Ok(folded.layout)
     }
 
     /// Puts a court in or out of maintenance.
@@ -257,38 +259,99 @@ impl Store {
     }
 }
 
-/// A layout statement's rows as the club's layout and its `busy` parts (none unless asked for).
-fn fold_layout(club_id: i64, rows: Vec<LayoutRow>) -> Option<(ClubLayout, Vec<BusyRow>)> {
-    let first = rows.first()?;
+/// A layout statement's rows folded into the club's layout and its `busy` parts, and how many
+/// rows there were.
+struct Folded {
+    layout: Option<(ClubLayout, Vec<BusyRow>)>,
+    rows: u64,
+}
+
+impl RowCount for Folded {
+    fn rows(&self) -> Option<u64> {
+        Some(self.rows)
+    }
+}
+
+/// Folds the rows of [`queries::CLUB_LAYOUT`] or [`queries::CLUB_DAY`] by column position: the
+/// club from the first row only (every row repeats it), then each part. The derived by-name
+/// decoder looked up every column's name and decoded the club again on each of a grid's ~30
+/// rows: 11 % of the gateway's CPU with every cache off (docs/performance.md, run 17). The
+/// statements fix each column's type with casts; the layout tests run on both engines.
+fn fold_layout<'r, R>(club_id: i64, rows: &'r [R]) -> Result<Folded, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database>,
+    bool: sqlx::Decode<'r, R::Database>,
+    String: sqlx::Decode<'r, R::Database>,
+    Option<&'r str>: sqlx::Decode<'r, R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database>,
+    Option<i32>: sqlx::Decode<'r, R::Database>,
+    Option<bool>: sqlx::Decode<'r, R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database>,
+    Option<NaiveTime>: sqlx::Decode<'r, R::Database>,
+{
+    let count = rows.len() as u64;
+    let Some(first) = rows.first() else {
+        return Ok(Folded {
+            layout: None,
+            rows: 0,
+        });
+    };
+    let club = ClubRow {
+        id: first.try_get_unchecked(0)?,
+        organization_id: first.try_get_unchecked(1)?,
+        name: first.try_get_unchecked(2)?,
+        slug: first.try_get_unchecked(3)?,
+        timezone: first.try_get_unchecked(4)?,
+        is_active: first.try_get_unchecked(5)?,
+        org_name: first.try_get_unchecked(6)?,
+        org_slug: first.try_get_unchecked(7)?,
+        org_is_active: first.try_get_unchecked(8)?,
+    };
     let mut layout = ClubLayout {
-        club: first.club.clone(),
+        club,
         courts: Vec::new(),
         schedule: Vec::new(),
     };
     let mut busy = Vec::new();
     for row in rows {
-        match row.part.as_deref() {
-            Some("court") => layout.courts.push(CourtRow {
-                id: row.court_id.unwrap_or_default(),
-                club_id,
-                name: row.court_name.unwrap_or_default(),
-                surface: row.surface.unwrap_or_default(),
-                is_indoor: row.is_indoor.unwrap_or_default(),
-                is_active: row.court_active.unwrap_or_default(),
-                is_maintenance: row.is_maintenance.unwrap_or_default(),
-                price_per_hour_cents: row.court_price_cents.unwrap_or_default(),
-            }),
+        // Columns 9..: part, court_id, court_name, surface, is_indoor, court_active,
+        // is_maintenance, court_price_cents, weekday, opens_at, closes_at.
+        let part: Option<&str> = row.try_get_unchecked(9)?;
+        match part {
+            Some("court") => {
+                let name: Option<String> = row.try_get_unchecked(11)?;
+                let surface: Option<String> = row.try_get_unchecked(12)?;
+                let is_indoor: Option<bool> = row.try_get_unchecked(13)?;
+                let is_active: Option<bool> = row.try_get_unchecked(14)?;
+                let is_maintenance: Option<bool> = row.try_get_unchecked(15)?;
+                let cents: Option<i64> = row.try_get_unchecked(16)?;
+                let id: Option<i64> = row.try_get_unchecked(10)?;
+                layout.courts.push(CourtRow {
+                    id: id.unwrap_or_default(),
+                    club_id,
+                    name: name.unwrap_or_default(),
+                    surface: surface.unwrap_or_default(),
+                    is_indoor: is_indoor.unwrap_or_default(),
+                    is_active: is_active.unwrap_or_default(),
+                    is_maintenance: is_maintenance.unwrap_or_default(),
+                    price_per_hour_cents: cents.unwrap_or_default(),
+                });
+            }
             Some("schedule") => {
-                if let (Some(weekday), Some(opens), Some(closes)) =
-                    (row.weekday, row.opens_at, row.closes_at)
-                {
+                let weekday: Option<i32> = row.try_get_unchecked(17)?;
+                let opens: Option<NaiveTime> = row.try_get_unchecked(18)?;
+                let closes: Option<NaiveTime> = row.try_get_unchecked(19)?;
+                if let (Some(weekday), Some(opens), Some(closes)) = (weekday, opens, closes) {
                     layout.schedule.push((weekday, opens, closes));
                 }
             }
             Some("busy") => {
-                if let (Some(court_id), Some(start_time), Some(end_time)) =
-                    (row.court_id, row.opens_at, row.closes_at)
-                {
+                let court_id: Option<i64> = row.try_get_unchecked(10)?;
+                let start: Option<NaiveTime> = row.try_get_unchecked(18)?;
+                let end: Option<NaiveTime> = row.try_get_unchecked(19)?;
+                if let (Some(court_id), Some(start_time), Some(end_time)) = (court_id, start, end) {
                     busy.push(BusyRow {
                         court_id,
                         start_time,
@@ -299,5 +362,8 @@ fn fold_layout(club_id: i64, rows: Vec<LayoutRow>) -> Option<(ClubLayout, Vec<Bu
             _ => {}
         }
     }
-    Some((layout, busy))
+    Ok(Folded {
+        layout: Some((layout, busy)),
+        rows: count,
+    })
 }

@@ -162,24 +162,6 @@ pub struct PrincipalRecord {
     pub clubs: Vec<(i64, i64, String)>,
 }
 
-/// One row of the club layout query: the club, and a court or a schedule entry.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct LayoutRow {
-    #[sqlx(flatten)]
-    pub(crate) club: ClubRow,
-    pub(crate) part: Option<String>,
-    pub(crate) court_id: Option<i64>,
-    pub(crate) court_name: Option<String>,
-    pub(crate) surface: Option<String>,
-    pub(crate) is_indoor: Option<bool>,
-    pub(crate) court_active: Option<bool>,
-    pub(crate) is_maintenance: Option<bool>,
-    pub(crate) court_price_cents: Option<i64>,
-    pub(crate) weekday: Option<i32>,
-    pub(crate) opens_at: Option<NaiveTime>,
-    pub(crate) closes_at: Option<NaiveTime>,
-}
-
 /// A club with all its courts and its active weekly schedule, loaded in one statement.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ClubLayout {

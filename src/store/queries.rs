@@ -97,7 +97,7 @@ pub(crate) const COURTS_BY_CLUBS: (&str, &str) =
     by_ids!(court_select!(), "club_id", "ORDER BY club_id, id");
 
 /// `SELECT` of a club, its organization and its parts (the union of `$parts`, each a row shape of
-/// the `p` columns), in the row shape of `LayoutRow`.
+/// the `p` columns), folded by `directory::fold_layout` by column position.
 macro_rules! club_with_parts {
     ($parts:expr) => {
         concat!(

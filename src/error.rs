@@ -236,21 +236,18 @@ pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_) => true,
-        // Postgres: admin shutdown, cannot connect now, too many connections, database gone; and
-        // any error that ends the session (FATAL: a refused connection, such as a database
-        // that does not accept connections now), which no retry on the same session can fix.
+        // Postgres: admin shutdown, cannot connect now, too many connections, database gone, a
+        // session ended for idling (57P05, 25P03); and a database that refuses new sessions now
+        // (FATAL 55000, `ALLOW_CONNECTIONS false`). Other FATAL answers (bad credentials, no
+        // CONNECT privilege, a protocol violation) are misconfiguration or bugs, not outages.
         sqlx::Error::Database(db) => {
             matches!(
                 db.code().as_deref(),
-                Some("57P01" | "57P02" | "57P03" | "53300" | "3D000")
-            ) || db
-                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                .is_some_and(|pg| {
-                    matches!(
-                        pg.severity(),
-                        sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
-                    )
-                })
+                Some("57P01" | "57P02" | "57P03" | "57P05" | "25P03" | "53300" | "3D000")
+            ) || (db.code().as_deref() == Some("55000")
+                && db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some_and(|pg| matches!(pg.severity(), sqlx::postgres::PgSeverity::Fatal)))
         }
         _ => false,
     }

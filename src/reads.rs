@@ -107,8 +107,9 @@ pub async fn club_layout(
 /// [`club_layout`], and the day's busy intervals read in the same statement when neither the
 /// layout nor the day's slots would be kept (every cache off, or both kinds' windows `0s`): a
 /// grid is then one statement instead of two. Otherwise `None`, and [`availability`] reads (or
-/// finds cached) the day itself. Nothing is stored either way, so the rows read with the layout
-/// are exactly as fresh as [`availability`]'s own read.
+/// finds cached) the day itself. On the combined path nothing is stored, so the rows read with
+/// the layout are exactly as fresh as [`availability`]'s own read; its key and tags still name
+/// the date, so a value could never stand for another day's.
 pub async fn club_layout_for_day(
     cache: &Cache,
     store: &Store,
@@ -122,8 +123,8 @@ pub async fn club_layout_for_day(
     let store = store.clone();
     let ((layout, busy), outcome) = cache
         .get_or_load(
-            CacheKey::new(Kind::Club, &[("club", &club_id)], "day"),
-            vec![tags::club(club_id)],
+            CacheKey::new(Kind::Club, &[("club", &club_id), ("date", &date)], "day"),
+            vec![tags::club(club_id), tags::club_slots(club_id, date)],
             move || async move {
                 store
                     .club_day(club_id, date)

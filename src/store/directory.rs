@@ -275,8 +275,9 @@ impl RowCount for Folded {
 /// Folds the rows of [`queries::CLUB_LAYOUT`] or [`queries::CLUB_DAY`] by column position: the
 /// club from the first row only (every row repeats it), then each part. The derived by-name
 /// decoder looked up every column's name and decoded the club again on each of a grid's ~30
-/// rows: 11 % of the gateway's CPU with every cache off (docs/performance.md, run 17). The
-/// statements fix each column's type with casts; the layout tests run on both engines.
+/// rows: 11 % of the gateway's CPU with every cache off (docs/performance.md, run 17). Each
+/// column's type is the table's (the first branch casts its NULLs to it); the layout tests run on
+/// both engines.
 fn fold_layout<'r, R>(club_id: i64, rows: &'r [R]) -> Result<Folded, sqlx::Error>
 where
     R: sqlx::Row,

@@ -517,8 +517,10 @@ async fn stale_availability_is_served_while_the_database_is_unreachable() {
         stale.body
     );
     assert_eq!(stale.data(), fresh.data());
-    // Something never cached fails cleanly instead: a database that refuses this gateway is
-    // unreachable, whether the statement met a cut connection or a refused new one.
+    // Something never cached fails cleanly instead: a database that refuses this gateway's new
+    // sessions is unreachable. A second of real time first, so each cut pooled connection is
+    // pinged and dropped and the statement needs a new session (refused: FATAL 55000).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let other = app
         .graphql(
             Some(&token),

@@ -14,9 +14,9 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use super::{ClientIp, RequestId};
+use super::{ClientIp, Edge, RequestId};
 use crate::{
-    pipeline::{self, Answer, Caller, EdgeCharge, Tally},
+    pipeline::{self, Answer, Tally},
     state::AppState,
 };
 
@@ -26,20 +26,11 @@ pub const SQL_STATEMENTS_HEADER: &str = "x-sql-statements";
 /// POST /graphql: one operation, or a JSON array of them (`limits.batch_enabled`).
 pub(crate) async fn post_graphql(
     State(state): State<AppState>,
-    request_id: Option<axum::Extension<RequestId>>,
-    client_ip: Option<axum::Extension<ClientIp>>,
-    edge: Option<axum::Extension<EdgeCharge>>,
+    edge: Edge,
     headers: HeaderMap,
     request: GraphQLBatchRequest,
 ) -> Response {
-    let request_id = request_id.map(|r| r.0 .0).unwrap_or_default();
-    let caller = Caller::authenticate(
-        &state,
-        &headers,
-        client_ip.map(|c| c.0 .0),
-        request_id,
-        edge.map(|e| e.0),
-    );
+    let caller = edge.caller(&state, &headers);
     // Boxed once here: axum boxes this handler's future and its layers move it, a memcpy of
     // its whole size each time; the request's own future (cache reads, SQL, the engine) is large.
     Box::pin(async {
@@ -71,22 +62,13 @@ pub(crate) async fn get_graphql(State(state): State<AppState>, request: Request)
         return graphiql(&state, &request);
     }
     let headers = request.headers().clone();
-    let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
-    let client_ip = request.extensions().get::<ClientIp>().map(|c| c.0);
-    let edge = request.extensions().get::<EdgeCharge>().cloned();
+    let edge = Edge::of(request.extensions());
     let graphql =
         match <GraphQLRequest as FromRequest<AppState>>::from_request(request, &state).await {
             Ok(graphql) => graphql.into_inner(),
             Err(rejection) => return rejection.into_response(),
         };
-    let caller = Caller::authenticate(
-        &state,
-        &headers,
-        client_ip,
-        request_id.unwrap_or_default(),
-        edge,
-    )
-    .await;
+    let caller = edge.caller(&state, &headers).await;
     let (answer, tally) = pipeline::run(&state, &caller, graphql.into()).await;
     respond(&state, answer, &tally)
 }

@@ -29,7 +29,49 @@ use axum::{
 };
 use tower_http::{catch_panic::CatchPanicLayer, cors::CorsLayer, timeout::TimeoutLayer};
 
-use crate::state::AppState;
+use crate::{
+    pipeline::{Caller, EdgeCharge},
+    state::AppState,
+};
+
+/// What the edge learned of a request (its id, the client's address, the rate limiter's charge),
+/// read from the extensions `observe` and `graphql::charge_client` set: what every operation
+/// handler hands to [`Caller::authenticate`].
+pub(crate) struct Edge {
+    request_id: String,
+    client_ip: Option<std::net::IpAddr>,
+    charge: Option<EdgeCharge>,
+}
+
+impl Edge {
+    /// The edge's findings in a request's extensions.
+    fn of(extensions: &axum::http::Extensions) -> Edge {
+        Edge {
+            request_id: extensions
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            client_ip: extensions.get::<ClientIp>().map(|c| c.0),
+            charge: extensions.get::<EdgeCharge>().cloned(),
+        }
+    }
+
+    /// The request's caller, from its bearer header and what the edge learned.
+    async fn caller(self, state: &AppState, headers: &axum::http::HeaderMap) -> Caller {
+        Caller::authenticate(state, headers, self.client_ip, self.request_id, self.charge).await
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Edge {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Edge, Self::Rejection> {
+        Ok(Edge::of(&parts.extensions))
+    }
+}
 
 /// CORS from the allowlist: `*` allows any origin (development), an empty list none.
 fn cors(origins: &[String]) -> CorsLayer {

@@ -12,34 +12,24 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{ClientIp, RequestId};
+use super::Edge;
 use crate::{
     error::ErrorCode,
-    pipeline::{self, Answer, Caller, EdgeCharge, Operation, Tally},
+    pipeline::{self, Answer, Operation, Tally},
     state::AppState,
 };
 
 /// GET on one of the BFF URLs.
 pub(crate) async fn get_bff(
     State(state): State<AppState>,
-    request_id: Option<axum::Extension<RequestId>>,
-    client_ip: Option<axum::Extension<ClientIp>>,
-    edge: Option<axum::Extension<EdgeCharge>>,
+    edge: Edge,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let request_id = request_id.map(|r| r.0 .0).unwrap_or_default();
     let Some(endpoint) = crate::rest::endpoint(uri.path()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let caller = Caller::authenticate(
-        &state,
-        &headers,
-        client_ip.map(|c| c.0 .0),
-        request_id,
-        edge.map(|e| e.0),
-    )
-    .await;
+    let caller = edge.caller(&state, &headers).await;
     let operation = |variables| Operation {
         query: endpoint.route.document.to_string(),
         persisted: None,

@@ -80,7 +80,7 @@ impl Cache {
         let settings = self.kind_settings(kind);
         // A kind with no fresh and no stale window is not cached: no lookup in either tier (a
         // Redis round trip per read for nothing), no encoding, no entry.
-        if !self.inner.settings.enabled || settings.keeps_nothing() {
+        if !self.keeps(kind) {
             response::spoil();
             return load().await.map(|v| (v, Outcome::Bypass));
         }

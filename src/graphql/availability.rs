@@ -6,6 +6,7 @@ use futures_util::Stream;
 
 use super::{
     context::{parse_id, request, RequestContext},
+    leaves::{leaves, LeafList},
     scalars::{Date, LocalTime},
     types::{Club, Court},
 };
@@ -24,12 +25,14 @@ pub struct Slot {
     available: bool,
 }
 
+leaves!(Slot { "start" => start, "end" => end, "available" => available });
+
 /// One court's slots.
 #[derive(SimpleObject, Clone, PartialEq)]
 pub struct CourtSlots {
     court: Court,
     available_count: i32,
-    slots: Vec<Slot>,
+    slots: LeafList<Slot>,
 }
 
 /// Slots of a club's courts on a date.
@@ -200,15 +203,17 @@ async fn read(request: &RequestContext, wanted: &Wanted) -> ApiResult<CourtAvail
                 .clone();
             Some(CourtSlots {
                 available_count: value.slots.iter().filter(|s| s.available).count() as i32,
-                slots: value
-                    .slots
-                    .into_iter()
-                    .map(|s| Slot {
-                        start: LocalTime(time_of(s.start)),
-                        end: LocalTime(time_of(s.end)),
-                        available: s.available,
-                    })
-                    .collect(),
+                slots: LeafList(
+                    value
+                        .slots
+                        .into_iter()
+                        .map(|s| Slot {
+                            start: LocalTime(time_of(s.start)),
+                            end: LocalTime(time_of(s.end)),
+                            available: s.available,
+                        })
+                        .collect(),
+                ),
                 court: Court(court),
             })
         })

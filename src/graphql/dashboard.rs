@@ -4,6 +4,7 @@ use async_graphql::{Context, Object, SimpleObject, ID};
 
 use super::{
     context::{parse_id, request},
+    leaves::{leaves, LeafList},
     scalars::{Date, Decimal},
     types::{Club, Court, Period},
 };
@@ -57,12 +58,16 @@ pub struct DayStats {
     occupancy_rate: f64,
 }
 
+leaves!(DayStats { "date" => date, "reservations" => reservations, "revenue" => revenue, "occupancyRate" => occupancy_rate });
+
 /// Reservations starting in one hour of the day.
 #[derive(SimpleObject)]
 pub struct HourStats {
     hour: i32,
     reservations: i32,
 }
+
+leaves!(HourStats { "hour" => hour, "reservations" => reservations });
 
 /// A club's analytics for a period.
 #[derive(SimpleObject)]
@@ -75,8 +80,8 @@ pub struct ClubDashboard {
     previous: PeriodStats,
     change: PeriodChange,
     courts: Vec<CourtStats>,
-    daily: Vec<DayStats>,
-    peak_hours: Vec<HourStats>,
+    daily: LeafList<DayStats>,
+    peak_hours: LeafList<HourStats>,
 }
 
 /// Saturating conversion for GraphQL `Int` (32-bit).

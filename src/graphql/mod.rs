@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod documents;
 pub mod extension;
 pub mod facts;
+pub mod leaves;
 pub mod limits;
 pub mod live;
 pub mod loaders;
@@ -97,6 +98,12 @@ pub fn build_schema(options: SchemaOptions) -> BffSchema {
         })
     } else {
         builder
+    };
+    // Every field on its own only when each gets a span.
+    let builder = if options.field_spans == FieldSpans::All {
+        builder
+    } else {
+        builder.data(leaves::Direct)
     };
     let builder = if options.introspection {
         builder

@@ -376,7 +376,10 @@ async fn a_write_that_commits_after_a_later_one_is_still_applied() {
     let a = gateway(&prefix, &[]).await;
     let b = a.replica(&[]).await;
     let token = a.token("player@demo.padel").await;
-    let (early, late) = (a.weekday_after(260), a.weekday_after(261));
+    // Two dates, never one: `weekday_after(n)` is at most n + 2 (a Saturday moves to Monday), so
+    // n and n + 1 can both land on the same Monday (they did on 2026-12-04, and the later write
+    // then waited forever for the open transaction's slot).
+    let (early, late) = (a.weekday_after(260), a.weekday_after(263));
     let slot_early = first_slot(&grid(&a, &token, &early).await);
     let slot_late = first_slot(&grid(&a, &token, &late).await);
     grid(&b, &token, &early).await;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, slot_free, spawn_app, Backend, TestApp, DEMO_USERS};
+use crate::helpers::{
+    eventually, slot_free, spawn_app, spawn_app_with, Backend, TestApp, DEMO_USERS,
+};
 
 /// A small deterministic generator (the test must replay the same documents on failure).
 struct Lcg(u64);
@@ -92,7 +94,12 @@ fn fields_of(ty: &str) -> &'static [(&'static str, &'static str)] {
             ("occupancyRate", ""),
             ("revenue", ""),
         ],
-        "DayStats" => &[("date", ""), ("reservations", ""), ("occupancyRate", "")],
+        "DayStats" => &[
+            ("date", ""),
+            ("reservations", ""),
+            ("revenue", ""),
+            ("occupancyRate", ""),
+        ],
         "HourStats" => &[("hour", ""), ("reservations", "")],
         other => panic!("no fields for {other}"),
     }
@@ -102,6 +109,8 @@ fn fields_of(ty: &str) -> &'static [(&'static str, &'static str)] {
 struct Writer<'a> {
     rng: &'a mut Lcg,
     fragments: Vec<String>,
+    /// How many of `root_field`'s operations to draw from (the first `roots`).
+    roots: usize,
 }
 
 impl Writer<'_> {
@@ -116,16 +125,17 @@ impl Writer<'_> {
             if !sub.is_empty() && depth >= 3 {
                 continue;
             }
-            // Unique aliases keep the documents valid; plain names repeat freely (merged).
-            let alias = if self.rng.chance(25) {
-                format!("a{depth}x{n}: ")
-            } else {
-                String::new()
-            };
             let args = if ty == "Club" && name == "courts" && self.rng.chance(50) {
                 "(includeInactive: true)"
             } else {
                 ""
+            };
+            // Unique aliases keep the documents valid; plain names repeat freely (merged), but
+            // not with arguments (one key, two argument sets: validation refuses the document).
+            let alias = if !args.is_empty() || self.rng.chance(25) {
+                format!("a{depth}x{n}: ")
+            } else {
+                String::new()
             };
             // Rare: a skipped selection makes the document unshared (the executor answers), so
             // most documents must do without one for the shared path to be compared at all.
@@ -160,12 +170,14 @@ impl Writer<'_> {
     }
 
     fn root_field(&mut self, n: usize, club: &str, date: &str) -> String {
-        let alias = if self.rng.chance(50) {
+        // The second root field is always aliased: two under one key with other arguments
+        // would make the document invalid.
+        let alias = if n > 0 || self.rng.chance(50) {
             format!("r{n}: ")
         } else {
             String::new()
         };
-        let (field, ty) = match self.rng.below(3) {
+        let (field, ty) = match self.rng.below(self.roots) {
             0 => {
                 let slot = [
                     "",
@@ -194,9 +206,16 @@ impl Writer<'_> {
 
 /// A random query over one or two of the three operations, and its variables.
 fn document(rng: &mut Lcg, clubs: &[i64], dates: &[String]) -> (String, Value) {
+    document_over(rng, clubs, dates, 3)
+}
+
+/// A random query over one or two of the first `roots` of `courtAvailability`, `dashboard` and
+/// `club`, and its variables.
+fn document_over(rng: &mut Lcg, clubs: &[i64], dates: &[String], roots: usize) -> (String, Value) {
     let mut writer = Writer {
         rng,
         fragments: Vec::new(),
+        roots,
     };
     let club = clubs[writer.rng.below(clubs.len())];
     let date = &dates[writer.rng.below(dates.len())];
@@ -217,14 +236,20 @@ fn document(rng: &mut Lcg, clubs: &[i64], dates: &[String]) -> (String, Value) {
     let all = format!("{body} {}", writer.fragments.join(" "));
     let mut declared = Vec::new();
     let mut variables = json!({});
-    if by_variable {
-        declared.push("$club: ID!, $date: Date!".to_string());
+    // Only the variables the document uses (an unused one is a validation error).
+    if all.contains("$club") {
+        declared.push("$club: ID!".to_string());
         variables["club"] = json!(club.to_string());
+    }
+    if all.contains("$date") {
+        declared.push("$date: Date!".to_string());
         variables["date"] = json!(date);
     }
     if all.contains("$flag") {
-        // Its value is set per request (`with_flag`).
-        declared.push("$flag: Boolean".into());
+        // Its value is set per request (`with_flag`). `@skip`/`@include` take `Boolean!`: a
+        // nullable variable is allowed there only with a default (without one, validation
+        // refuses every such document and the comparison would be of two errors).
+        declared.push("$flag: Boolean = true".into());
     }
     let head = if declared.is_empty() {
         "query Screen".to_string()
@@ -237,8 +262,8 @@ fn document(rng: &mut Lcg, clubs: &[i64], dates: &[String]) -> (String, Value) {
     )
 }
 
-/// The variables with `$flag` true, false or unset (the engine then reads the condition as
-/// false), by `n`: one document is sent with all three (to groups of callers, who share within
+/// The variables with `$flag` true, false or unset (its default `true` declared, but async-graphql
+/// 7.2 evaluates `@skip`/`@include` on the variables as sent, so unset reads as false), by `n`: one document is sent with all three (to groups of callers, who share within
 /// the group), so a plan that ignored a condition
 /// would serve one variant's answer for another.
 fn with_flag(query: &str, variables: &Value, n: usize) -> Value {
@@ -328,6 +353,8 @@ async fn shared_answers_are_byte_identical_to_the_executor_for_every_role() {
             let variables = with_flag(&query, &variables, n / 4);
             let one = raw(&shared, token, &query, &variables).await;
             let other = raw(&plain, token, &query, &variables).await;
+            // Every generated document is valid: a refused one would compare two errors.
+            assert!(!one.contains("GRAPHQL_VALIDATION_FAILED"), "{query}\n{one}");
             assert_eq!(
                 data_and_errors(&one),
                 data_and_errors(&other),
@@ -349,6 +376,126 @@ async fn shared_answers_are_byte_identical_to_the_executor_for_every_role() {
     );
     let plain_status = plain.management("/api/management/cache/status").await;
     assert_eq!(kind_stat(&plain_status, "shared", "l1Hits"), 0);
+}
+
+/// Lists of leaf-only objects (slots, a dashboard's days and hours) are rendered in one pass
+/// (`graphql::leaves`) unless every field gets a span: the same documents, through both, give
+/// the same bytes (the caches that answer without the executor are off on both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaf_lists_rendered_in_one_pass_are_byte_identical_to_the_engine() {
+    let no_answer_caches = [
+        ("BFF__CACHE__RESPONSE_CACHE", "false"),
+        ("BFF__CACHE__SHARED_ANSWERS", "false"),
+    ];
+    let direct = spawn_app_with(Backend::Postgres, &no_answer_caches).await;
+    let engine = direct
+        .replica(&[("BFF__TELEMETRY__FIELD_SPANS", "all")])
+        .await;
+    let tokens = [
+        direct.token("manager@demo.padel").await,
+        direct.token("player@demo.padel").await,
+        direct.token("owner2@demo.padel").await,
+    ];
+    let clubs: Vec<i64> = direct
+        .text_rows("SELECT id::text FROM clubs ORDER BY id")
+        .await
+        .iter()
+        .map(|row| row[0].parse().unwrap())
+        .collect();
+    let dates: Vec<String> = (0..2)
+        .map(|d| (direct.today + chrono::Days::new(d)).to_string())
+        .collect();
+    // Edge cases first: a selection the engine leaves empty (each item `null`), repeated keys,
+    // `__typename` twice, fragments inside fragments.
+    let grid = |slots: &str, fragments: &str| {
+        (
+            format!("query Edge($club: ID!, $date: Date!) {{ courtAvailability(clubId: $club, date: $date) {{ courts {{ slots {{ {slots} }} }} }} }} {fragments}"),
+            json!({"club": clubs[0].to_string(), "date": dates[0]}),
+        )
+    };
+    let edges = [
+        grid("start @skip(if: true)", ""),
+        grid("... @include(if: false) { start end }", ""),
+        grid("s: start start s: start ...F end", "fragment F on Slot { available __typename start ...G } fragment G on Slot { s: start }"),
+        grid("__typename t: __typename ... on Slot { __typename }", ""),
+        // The same list twice under one key: the engine merges the two selections.
+        grid("start } slots { end start", ""),
+        grid("start @skip(if: true) } slots { available", ""),
+    ];
+    for (query, variables) in &edges {
+        let one = raw(&direct, &tokens[0], query, variables).await;
+        let other = raw(&engine, &tokens[0], query, variables).await;
+        assert_eq!(data_and_errors(&one), data_and_errors(&other), "{query}");
+        assert!(one.contains("\"slots\":["), "{one}");
+    }
+    let mut rng = Lcg(0x01ea_f011_57ed);
+    let mut lists = 0;
+    for i in 0..150 {
+        // Half the documents the shared-answer test's (availability and dashboards only: `club`
+        // has no leaf lists), half aimed at the lists: random selections of their items.
+        let (query, variables) = if i % 2 == 0 {
+            document_over(&mut rng, &clubs, &dates, 2)
+        } else {
+            leaf_document(&mut rng, &clubs, &dates)
+        };
+        for (n, token) in tokens.iter().enumerate() {
+            let variables = with_flag(&query, &variables, i + n);
+            let one = raw(&direct, token, &query, &variables).await;
+            let other = raw(&engine, token, &query, &variables).await;
+            assert!(!one.contains("GRAPHQL_VALIDATION_FAILED"), "{query}\n{one}");
+            assert_eq!(
+                data_and_errors(&one),
+                data_and_errors(&other),
+                "document {i}, caller {n}:\n{query}\n{variables}\none pass: {one}\nengine: {other}"
+            );
+            if ["\"slots\":[{", "\"daily\":[{", "\"peakHours\":[{"]
+                .iter()
+                .any(|list| one.contains(list))
+            {
+                lists += 1;
+            }
+        }
+    }
+    // Many answers must hold a non-empty list for the comparison to mean anything.
+    assert!(lists >= 60, "only {lists} answers held a leaf list");
+}
+
+/// A query of a grid's slots or a dashboard's days and hours, each list's items selected at
+/// random (aliases, `__typename`, fragments, `@skip`/`@include` on `$flag`).
+fn leaf_document(rng: &mut Lcg, clubs: &[i64], dates: &[String]) -> (String, Value) {
+    let club = clubs[rng.below(clubs.len())];
+    let date = dates[rng.below(dates.len())].clone();
+    let mut writer = Writer {
+        rng,
+        fragments: Vec::new(),
+        roots: 2,
+    };
+    let body = if writer.rng.chance(50) {
+        let slots = writer.selection("Slot", 3);
+        let again = if writer.rng.chance(30) {
+            format!(" later: slots {{ {} }}", writer.selection("Slot", 3))
+        } else {
+            String::new()
+        };
+        format!("courtAvailability(clubId: $club, date: $date, slotMinutes: 60) {{ courts {{ availableCount slots {{ {slots} }}{again} }} }}")
+    } else {
+        let daily = writer.selection("DayStats", 3);
+        let hours = writer.selection("HourStats", 3);
+        let period = ["DAY", "WEEK", "MONTH"][writer.rng.below(3)];
+        format!("dashboard(clubId: $club, date: $date, period: {period}) {{ daily {{ {daily} }} peakHours {{ {hours} }} }}")
+    };
+    let flag = if body.contains("$flag") || writer.fragments.iter().any(|f| f.contains("$flag")) {
+        ", $flag: Boolean = true"
+    } else {
+        ""
+    };
+    (
+        format!(
+            "query Lists($club: ID!, $date: Date!{flag}) {{ {body} }} {}",
+            writer.fragments.join(" ")
+        ),
+        json!({"club": club.to_string(), "date": date}),
+    )
 }
 
 const GRID: &str = "query Grid($club: ID!, $date: Date!) { courtAvailability(clubId: $club, date: $date, slotMinutes: 60) { courts { court { id name } slots { start available } } } }";

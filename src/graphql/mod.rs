@@ -132,6 +132,32 @@ pub fn chosen_operation<'a>(
     }
 }
 
+/// The variables the operation runs with: a variable it declares with a default and the request
+/// leaves out gets that default (the spec's CoerceVariableValues). async-graphql 7.2 applies
+/// defaults to arguments but decides `@skip`/`@include` on the variables as sent, so without this
+/// an omitted `$details: Boolean = true` would count as false. Borrowed when nothing is missing.
+pub fn with_defaults<'a>(
+    document: &async_graphql::parser::types::ExecutableDocument,
+    name: Option<&str>,
+    variables: &'a async_graphql::Variables,
+) -> std::borrow::Cow<'a, async_graphql::Variables> {
+    let mut filled = std::borrow::Cow::Borrowed(variables);
+    let Some(operation) = chosen_operation(document, name) else {
+        return filled;
+    };
+    for definition in &operation.node.variable_definitions {
+        let definition = &definition.node;
+        if let Some(default) = &definition.default_value {
+            if !variables.contains_key(&definition.name.node) {
+                filled
+                    .to_mut()
+                    .insert(definition.name.node.clone(), default.node.clone());
+            }
+        }
+    }
+    filled
+}
+
 /// The SDL `padel-bff schema` prints and `schema.graphql` holds.
 pub fn sdl() -> String {
     builder(FieldSpans::Io).finish().sdl()

@@ -168,8 +168,13 @@ fn engine_stream(
     prepared: &crate::graphql::documents::Prepared,
     context: RequestContext,
 ) -> BoxStream<'static, async_graphql::Response> {
+    let variables = crate::graphql::with_defaults(
+        &prepared.document,
+        operation.operation_name.as_deref(),
+        &operation.variables,
+    );
     let mut request = async_graphql::Request::new(operation.query.clone())
-        .variables(operation.variables.clone())
+        .variables(variables.into_owned())
         .data(context);
     if let Some(name) = operation.operation_name.clone() {
         request = request.operation_name(name);

@@ -17,6 +17,7 @@ use crate::{
         extension::{finish_operation, operation_span, Validation},
         facts::RequestFacts,
         limits::{check, check_text},
+        with_defaults,
     },
     ratelimit::OperationKind,
     state::AppState,
@@ -163,13 +164,21 @@ pub(super) async fn prepare_and_execute(
     state: &AppState,
     caller: &Caller,
     facts: &Arc<RequestFacts>,
-    operation: Operation,
+    mut operation: Operation,
 ) -> async_graphql::Response {
     let context = request_context(state, caller, facts.clone());
     let prepared = match prepare_document(state, &operation.query) {
         Ok(prepared) => prepared,
         Err(error) => return async_graphql::Response::from_errors(vec![error]),
     };
+    let name = operation.operation_name.as_deref();
+    let filled = match with_defaults(&prepared.document, name, &operation.variables) {
+        std::borrow::Cow::Owned(filled) => Some(filled),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    if let Some(filled) = filled {
+        operation.variables = filled;
+    }
     if prepared.has_mutation {
         let user_id = match caller.credentials {
             crate::auth::Credentials::User(id) => Some(id),

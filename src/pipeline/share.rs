@@ -63,14 +63,16 @@ pub(super) async fn lookup(
         return Lookup::Unshareable;
     };
     let name = operation.operation_name.as_deref();
-    let Some(plan) = plan(&prepared.document, name, &operation.variables) else {
+    // As the executor will run it (`prepare_and_execute`), defaults filled in.
+    let variables = crate::graphql::with_defaults(&prepared.document, name, &operation.variables);
+    let Some(plan) = plan(&prepared.document, name, &variables) else {
         return Lookup::Unshareable;
     };
     let fields: Vec<(String, CacheKey, Box<str>)> = plan
         .fields()
         .map(|(response_key, name, text)| (response_key.to_string(), key(name, text), text.into()))
         .collect();
-    let validated = prepared.verdict(name, &operation.variables).is_some();
+    let validated = prepared.verdict(name, &variables).is_some();
     let mut answers = Vec::with_capacity(fields.len());
     for (_, key, text) in &fields {
         match state.cache.response_get(key) {

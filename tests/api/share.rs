@@ -262,8 +262,8 @@ fn document_over(rng: &mut Lcg, clubs: &[i64], dates: &[String], roots: usize) -
     )
 }
 
-/// The variables with `$flag` true, false or unset (its default `true` declared, but async-graphql
-/// 7.2 evaluates `@skip`/`@include` on the variables as sent, so unset reads as false), by `n`: one document is sent with all three (to groups of callers, who share within
+/// The variables with `$flag` true, false or unset (its declared default `true` then applies), by
+/// `n`: one document is sent with all three (to groups of callers, who share within
 /// the group), so a plan that ignored a condition
 /// would serve one variant's answer for another.
 fn with_flag(query: &str, variables: &Value, n: usize) -> Value {
@@ -554,4 +554,40 @@ async fn a_players_first_look_at_a_grid_another_player_loaded_runs_nothing_and_s
         },
     )
     .await;
+}
+
+/// A variable left out takes its declared default, in `@skip`/`@include` too (async-graphql alone
+/// reads the variables as sent there, so `$details: Boolean = true` left out counted as false),
+/// on the executor's path and the shared-answer path alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_default_decides_skip_and_include_on_both_paths() {
+    let app = spawn_app(Backend::Postgres).await;
+    let manager = app.token("manager@demo.padel").await;
+    let player = app.token("player@demo.padel").await;
+    let date = app.weekday_after(410);
+    let query = format!(
+        "query Details($details: Boolean = true) {{ courtAvailability(clubId: \"1\", date: \"{date}\") {{ date @include(if: $details) slotMinutes }} }}"
+    );
+    let first = app.graphql(Some(&manager), &query, json!({})).await;
+    assert_eq!(
+        first.data()["courtAvailability"]["date"],
+        json!(date),
+        "{:?}",
+        first.body
+    );
+    // The player's identical look is answered from the manager's.
+    let shared = app.graphql(Some(&player), &query, json!({})).await;
+    assert_eq!(shared.cache_outcome("shared"), "l1Hit", "{:?}", shared.body);
+    assert_eq!(shared.data(), first.data());
+    for token in [&manager, &player] {
+        let off = app
+            .graphql(Some(token), &query, json!({"details": false}))
+            .await;
+        assert_eq!(
+            off.data()["courtAvailability"],
+            json!({"slotMinutes": 90}),
+            "{:?}",
+            off.body
+        );
+    }
 }

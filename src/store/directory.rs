@@ -273,11 +273,12 @@ impl RowCount for Folded {
 }
 
 /// Folds the rows of [`queries::CLUB_LAYOUT`] or [`queries::CLUB_DAY`] by column position: the
-/// club from the first row only (every row repeats it), then each part. The derived by-name
-/// decoder looked up every column's name and decoded the club again on each of a grid's ~30
-/// rows: 11 % of the gateway's CPU with every cache off (docs/performance.md, run 17). Each
-/// column's type is the table's (the first branch casts its NULLs to it); the layout tests run on
-/// both engines.
+/// club from its `club` row (none: no such club), then each part, sorted here (the statement has
+/// no `ORDER BY`): courts by id, the schedule by weekday and hours, busy intervals by court and
+/// time. The derived by-name decoder looked up every column's name and decoded the club again on
+/// each of a grid's ~30 rows: 11 % of the gateway's CPU with every cache off (docs/performance.md,
+/// run 17). Each column's type is the table's (the club row casts its NULLs to it); the layout
+/// tests run on both engines.
 fn fold_layout<'r, R>(club_id: i64, rows: &'r [R]) -> Result<Folded, sqlx::Error>
 where
     R: sqlx::Row,
@@ -293,34 +294,26 @@ where
     Option<NaiveTime>: sqlx::Decode<'r, R::Database>,
 {
     let count = rows.len() as u64;
-    let Some(first) = rows.first() else {
-        return Ok(Folded {
-            layout: None,
-            rows: 0,
-        });
-    };
-    let club = ClubRow {
-        id: first.try_get_unchecked(0)?,
-        organization_id: first.try_get_unchecked(1)?,
-        name: first.try_get_unchecked(2)?,
-        slug: first.try_get_unchecked(3)?,
-        timezone: first.try_get_unchecked(4)?,
-        is_active: first.try_get_unchecked(5)?,
-        org_name: first.try_get_unchecked(6)?,
-        org_slug: first.try_get_unchecked(7)?,
-        org_is_active: first.try_get_unchecked(8)?,
-    };
-    let mut layout = ClubLayout {
-        club,
-        courts: Vec::new(),
-        schedule: Vec::new(),
-    };
+    let (mut club, mut courts, mut schedule) = (None, Vec::new(), Vec::new());
     let mut busy = Vec::new();
     for row in rows {
         // Columns 9..: part, court_id, court_name, surface, is_indoor, court_active,
         // is_maintenance, court_price_cents, weekday, opens_at, closes_at.
         let part: Option<&str> = row.try_get_unchecked(9)?;
         match part {
+            Some("club") => {
+                club = Some(ClubRow {
+                    id: row.try_get_unchecked(0)?,
+                    organization_id: row.try_get_unchecked(1)?,
+                    name: row.try_get_unchecked(2)?,
+                    slug: row.try_get_unchecked(3)?,
+                    timezone: row.try_get_unchecked(4)?,
+                    is_active: row.try_get_unchecked(5)?,
+                    org_name: row.try_get_unchecked(6)?,
+                    org_slug: row.try_get_unchecked(7)?,
+                    org_is_active: row.try_get_unchecked(8)?,
+                });
+            }
             Some("court") => {
                 let name: Option<String> = row.try_get_unchecked(11)?;
                 let surface: Option<String> = row.try_get_unchecked(12)?;
@@ -329,7 +322,7 @@ where
                 let is_maintenance: Option<bool> = row.try_get_unchecked(15)?;
                 let cents: Option<i64> = row.try_get_unchecked(16)?;
                 let id: Option<i64> = row.try_get_unchecked(10)?;
-                layout.courts.push(CourtRow {
+                courts.push(CourtRow {
                     id: id.unwrap_or_default(),
                     club_id,
                     name: name.unwrap_or_default(),
@@ -345,7 +338,7 @@ where
                 let opens: Option<NaiveTime> = row.try_get_unchecked(18)?;
                 let closes: Option<NaiveTime> = row.try_get_unchecked(19)?;
                 if let (Some(weekday), Some(opens), Some(closes)) = (weekday, opens, closes) {
-                    layout.schedule.push((weekday, opens, closes));
+                    schedule.push((weekday, opens, closes));
                 }
             }
             Some("busy") => {
@@ -363,6 +356,20 @@ where
             _ => {}
         }
     }
+    let Some(club) = club else {
+        return Ok(Folded {
+            layout: None,
+            rows: count,
+        });
+    };
+    courts.sort_by_key(|c: &CourtRow| c.id);
+    schedule.sort();
+    busy.sort_by_key(|b: &BusyRow| (b.court_id, b.start_time, b.end_time));
+    let layout = ClubLayout {
+        club,
+        courts,
+        schedule,
+    };
     Ok(Folded {
         layout: Some((layout, busy)),
         rows: count,

@@ -96,21 +96,24 @@ pub(crate) const COURTS_BY_IDS: (&str, &str) = by_ids!(court_select!(), "id", ""
 pub(crate) const COURTS_BY_CLUBS: (&str, &str) =
     by_ids!(court_select!(), "club_id", "ORDER BY club_id, id");
 
-/// `SELECT` of a club, its organization and its parts (the union of `$parts`, each a row shape of
-/// the `p` columns), folded by `directory::fold_layout` by column position.
+/// A club with its organization as one `club` row, then its parts (`$parts`: rows of the same 20
+/// columns, the club's nine `NULL`), in no order: `directory::fold_layout` folds them by column
+/// position and sorts each part. One club row instead of the club's columns on every part row,
+/// and no `ORDER BY`: Postgres ran the statement in 55 % of the time (`pgbench`,
+/// docs/performance.md, run 18).
 macro_rules! club_with_parts {
     ($parts:expr) => {
         concat!(
             "SELECT c.id, c.organization_id, c.name, c.slug, c.timezone, c.is_active, \
              o.name AS org_name, o.slug AS org_slug, o.is_active AS org_is_active, \
-             p.part, p.court_id, p.court_name, p.surface, p.is_indoor, p.court_active, p.is_maintenance, \
-             p.court_price_cents, p.weekday, p.opens_at, p.closes_at \
-             FROM clubs c JOIN organizations o ON o.id = c.organization_id \
-             LEFT JOIN ( ",
-            $parts,
-            " ) p ON p.club_id = c.id \
-             WHERE c.id = $1 \
-             ORDER BY p.part, p.court_id, p.weekday, p.opens_at"
+             'club' AS part, CAST(NULL AS BIGINT) AS court_id, CAST(NULL AS TEXT) AS court_name, \
+             CAST(NULL AS TEXT) AS surface, CAST(NULL AS BOOLEAN) AS is_indoor, \
+             CAST(NULL AS BOOLEAN) AS court_active, CAST(NULL AS BOOLEAN) AS is_maintenance, \
+             CAST(NULL AS BIGINT) AS court_price_cents, CAST(NULL AS INTEGER) AS weekday, \
+             CAST(NULL AS TIME) AS opens_at, CAST(NULL AS TIME) AS closes_at \
+             FROM clubs c JOIN organizations o ON o.id = c.organization_id WHERE c.id = $1 \
+             UNION ALL ",
+            $parts
         )
     };
 }
@@ -118,13 +121,13 @@ macro_rules! club_with_parts {
 /// The courts and the active schedule of club `$1`, as layout parts.
 macro_rules! layout_parts {
     () => {
-        "SELECT 'court' AS part, club_id, id AS court_id, name AS court_name, surface, is_indoor, \
-                is_active AS court_active, is_maintenance, \
-                CAST(ROUND(price_per_hour * 100) AS BIGINT) AS court_price_cents, \
-                CAST(NULL AS INTEGER) AS weekday, CAST(NULL AS TIME) AS opens_at, CAST(NULL AS TIME) AS closes_at \
+        "SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                'court', id, name, surface, is_indoor, is_active, is_maintenance, \
+                CAST(ROUND(price_per_hour * 100) AS BIGINT), NULL, NULL, NULL \
          FROM courts WHERE club_id = $1 \
          UNION ALL \
-         SELECT 'schedule', club_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, weekday, opens_at, closes_at \
+         SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                'schedule', NULL, NULL, NULL, NULL, NULL, NULL, NULL, weekday, opens_at, closes_at \
          FROM club_schedules WHERE club_id = $1 AND is_active"
     };
 }
@@ -139,7 +142,8 @@ pub(crate) const CLUB_LAYOUT: &str = club_with_parts!(layout_parts!());
 pub(crate) const CLUB_DAY: &str = club_with_parts!(concat!(
     layout_parts!(),
     " UNION ALL \
-     SELECT 'busy', club_id, court_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, start_time, end_time \
+     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+            'busy', court_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, start_time, end_time \
      FROM reservations WHERE club_id = $1 AND date = $2 AND status <> 'cancelled'"
 ));
 

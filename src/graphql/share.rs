@@ -5,7 +5,9 @@
 //! fields in [`SHAREABLE`]. Its key is the field's *normalised text*: its name, its arguments
 //! with variables substituted (sorted by name), and its selection set with fragments inlined
 //! and `@skip`/`@include` evaluated, exactly as the engine evaluates them (async-graphql 7.2:
-//! the raw variables, a missing or non-boolean condition counts as `false`); a selection they
+//! on the variables it is given, a missing or non-boolean condition counts as `false`; the
+//! pipeline gives both the plan and the engine the variables with declared defaults filled in,
+//! `graphql::with_defaults`); a selection they
 //! leave out makes the plan give up (the answer's field order depends on where it stood). Two fields with
 //! the same text are the same request to the engine, so they render the same bytes for callers
 //! who get the same access decisions. The alias of the root field is not part of the key: the
@@ -346,8 +348,9 @@ mod tests {
     fn skip_and_include_are_evaluated_as_the_engine_does() {
         let query = r#"query($x: Boolean, $y: Boolean = true) { club(id: 1) { id name @include(if: $x) slug @skip(if: $y) } }"#;
         let with = plan_of(query, serde_json::json!({"x": true})).unwrap();
-        // The engine reads conditions from the sent variables only: `$y`'s default is not used,
-        // so `@skip(if: $y)` keeps `slug` when `$y` is not sent.
+        // The plan, like the engine, reads conditions from the variables it is given: `$y`'s
+        // default is not applied here (the pipeline fills defaults in before both), so
+        // `@skip(if: $y)` keeps `slug` when `$y` is absent.
         assert_eq!(texts(&with)[0].1, "club(id:1 ){id:id name:name slug:slug }");
         // A skipped selection: not shared (the field order depends on where it stood).
         assert!(plan_of(query, serde_json::json!({"y": true})).is_none());

@@ -590,4 +590,30 @@ async fn a_declared_default_decides_skip_and_include_on_both_paths() {
             off.body
         );
     }
+    // A subscription's events too (multipart over HTTP): its first event is the current value.
+    let live = format!(
+        "subscription Live($details: Boolean = true) {{ courtAvailabilityChanged(clubId: \"1\", date: \"{date}\") {{ date @include(if: $details) slotMinutes }} }}"
+    );
+    let mut response = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .bearer_auth(&player)
+        .header("accept", "multipart/mixed;subscriptionSpec=1.0")
+        .json(&json!({"query": live, "variables": {}}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = String::new();
+    while !body.contains("\"payload\"") {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), response.chunk())
+            .await
+            .expect("the first event within 20 s")
+            .unwrap()
+            .expect("the body goes on");
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(
+        body.contains(&format!("{{\"date\":\"{date}\",\"slotMinutes\":90}}")),
+        "{body}"
+    );
 }

@@ -558,7 +558,7 @@ async fn a_players_first_look_at_a_grid_another_player_loaded_runs_nothing_and_s
 
 /// A variable left out takes its declared default, in `@skip`/`@include` too (async-graphql alone
 /// reads the variables as sent there, so `$details: Boolean = true` left out counted as false),
-/// on the executor's path and the shared-answer path alike.
+/// on the executor's path, the shared-answer path and a subscription's alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_default_decides_skip_and_include_on_both_paths() {
     let app = spawn_app(Backend::Postgres).await;
